@@ -1,0 +1,126 @@
+//! Registry authentication: parsing `WWW-Authenticate` challenges and fetching
+//! bearer tokens from the token service they name (the flow of Docker Hub, GHCR, Harbor).
+
+use std::fmt;
+
+/// A username and password for a registry. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+/// What a registry asked for in its `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer { realm: String, service: Option<String> },
+}
+
+impl Challenge {
+    /// Parses a `WWW-Authenticate` value; `None` for schemes we do not speak.
+    pub fn parse(header: &str) -> Option<Self> {
+        let header = header.trim();
+        let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Some(Challenge::Basic);
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let params = parse_params(rest);
+        let get = |key: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+        Some(Challenge::Bearer { realm: get("realm")?, service: get("service") })
+    }
+}
+
+/// Splits `key="value", key2=value2` into pairs, honouring quotes and backslash escapes.
+fn parse_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        if chars.next() != Some('=') {
+            return out;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect::<String>().trim().to_string();
+        }
+        out.push((key.trim().to_string(), value));
+    }
+}
+
+/// The token service's answer; registries use either field name.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct TokenResponse {
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<String>,
+}
+
+impl TokenResponse {
+    pub(crate) fn into_token(self) -> Option<String> {
+        self.token.filter(|t| !t.is_empty()).or(self.access_token.filter(|t| !t.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenge() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into())
+            })
+        );
+    }
+
+    #[test]
+    fn basic_and_unknown() {
+        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(Challenge::parse("Negotiate abc"), None);
+        assert_eq!(Challenge::parse("Bearer service=x"), None, "a bearer challenge needs a realm");
+    }
+
+    #[test]
+    fn escaped_quotes_and_unquoted_values() {
+        let p = parse_params(r#"realm="a\"b", service=plain , x="y""#);
+        assert_eq!(
+            p,
+            vec![("realm".into(), "a\"b".into()), ("service".into(), "plain".into()), ("x".into(), "y".into())]
+        );
+    }
+
+    #[test]
+    fn debug_hides_password() {
+        let c = Credentials { username: "u".into(), password: "hunter2".into() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,210 @@
+//! Image repository names as users write them (`busybox`, `ghcr.io/org/app`,
+//! `127.0.0.1:5000/team/app`) turned into a registry host and a repository path,
+//! with Docker Hub's defaults applied the way the docker CLI applies them.
+
+use std::fmt;
+
+/// The host name users see for Docker Hub.
+pub const DOCKER_HUB: &str = "index.docker.io";
+/// The host that actually serves Docker Hub's registry API.
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// A repository on a registry, e.g. `index.docker.io` + `library/busybox`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
+    registry: String,
+    path: String,
+}
+
+/// Why a repository name was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReferenceError {
+    #[error("repository is empty")]
+    Empty,
+    #[error(
+        "repository {name:?} is not a valid name: path component {component:?} must be lowercase letters, digits and separators (. _ __ -) between them"
+    )]
+    BadComponent { name: String, component: String },
+    #[error("repository {name:?} is not a valid name: {why}")]
+    Invalid { name: String, why: &'static str },
+    #[error(
+        "tag {0:?} is not valid: up to 128 characters of letters, digits, '_', '.', '-', not starting with '.' or '-'"
+    )]
+    BadTag(String),
+    #[error("digest {0:?} is not valid: expected sha256: followed by 64 lowercase hex digits")]
+    BadDigest(String),
+}
+
+impl Repository {
+    /// Parses a repository name without tag or digest.
+    pub fn parse(name: &str) -> Result<Self, ReferenceError> {
+        if name.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if name.contains('@') {
+            return Err(ReferenceError::Invalid {
+                name: name.into(),
+                why: "a digest (@sha256:...) belongs in the version, not the repository",
+            });
+        }
+        let (registry, path) = match name.split_once('/') {
+            Some((first, rest)) if looks_like_host(first) => (first.to_string(), rest.to_string()),
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        if path.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+            return Err(ReferenceError::Invalid {
+                name: name.into(),
+                why: "a tag (:tag) belongs in the `tag` field, not the repository",
+            });
+        }
+        let registry = match registry.as_str() {
+            "docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+            _ => registry,
+        };
+        let path = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
+        for component in path.split('/') {
+            if !valid_component(component) {
+                return Err(ReferenceError::BadComponent { name: name.into(), component: component.into() });
+            }
+        }
+        if registry.len() + 1 + path.len() > 255 {
+            return Err(ReferenceError::Invalid { name: name.into(), why: "longer than 255 characters" });
+        }
+        Ok(Self { registry, path })
+    }
+
+    /// The registry as users name it (`index.docker.io`, `127.0.0.1:5000`).
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The host and port the registry API is served on.
+    pub fn api_host(&self) -> &str {
+        if self.registry == DOCKER_HUB { DOCKER_HUB_API } else { &self.registry }
+    }
+
+    /// The repository path (`library/busybox`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether this repository lives on Docker Hub.
+    pub fn is_docker_hub(&self) -> bool {
+        self.registry == DOCKER_HUB
+    }
+
+    /// Whether plain HTTP may be tried for this registry without the user opting in:
+    /// only for loopback addresses, as docker and go-containerregistry do.
+    pub fn is_loopback(&self) -> bool {
+        let host = host_without_port(&self.registry);
+        host == "localhost" || host.starts_with("127.") || host == "[::1]"
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.path)
+    }
+}
+
+/// Checks a tag against the distribution spec's grammar.
+pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && !tag.starts_with(['.', '-']);
+    if ok { Ok(()) } else { Err(ReferenceError::BadTag(tag.into())) }
+}
+
+/// Checks a digest is `sha256:` plus 64 lowercase hex digits, the only algorithm we verify.
+pub fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
+        _ => Err(ReferenceError::BadDigest(digest.into())),
+    }
+}
+
+fn looks_like_host(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[')
+}
+
+fn host_without_port(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        return registry.split_inclusive(']').next().unwrap_or(registry);
+    }
+    registry.split(':').next().unwrap_or(registry)
+}
+
+/// A path component: lowercase alphanumerics separated by `.`, `_`, `__` or runs of `-`.
+fn valid_component(c: &str) -> bool {
+    let bytes = c.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !alnum(first) || !alnum(last) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(&bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(&bytes[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str) -> (String, String) {
+        let r = Repository::parse(name).unwrap();
+        (r.registry().to_string(), r.path().to_string())
+    }
+
+    #[test]
+    fn docker_hub_defaults() {
+        assert_eq!(parse("busybox"), ("index.docker.io".into(), "library/busybox".into()));
+        assert_eq!(parse("concourse/oci-build-task"), ("index.docker.io".into(), "concourse/oci-build-task".into()));
+        assert_eq!(parse("docker.io/busybox"), ("index.docker.io".into(), "library/busybox".into()));
+        assert_eq!(Repository::parse("busybox").unwrap().api_host(), "registry-1.docker.io");
+    }
+
+    #[test]
+    fn explicit_registries() {
+        assert_eq!(parse("127.0.0.1:5000/team/app"), ("127.0.0.1:5000".into(), "team/app".into()));
+        assert_eq!(parse("localhost/app"), ("localhost".into(), "app".into()));
+        assert_eq!(parse("ghcr.io/org/a.b_c__d-e"), ("ghcr.io".into(), "org/a.b_c__d-e".into()));
+        assert!(Repository::parse("127.0.0.1:5000/x").unwrap().is_loopback());
+        assert!(!Repository::parse("ghcr.io/x").unwrap().is_loopback());
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        for bad in ["", "Upper/case", "a//b", "a/-b", "app:tag", "a@sha256:00", "a/b_", "a/b...c"] {
+            assert!(Repository::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn tags_and_digests() {
+        assert!(validate_tag("1.2.3-rc.1_x").is_ok());
+        assert!(validate_tag("").is_err());
+        assert!(validate_tag(".hidden").is_err());
+        assert!(validate_tag(&"a".repeat(129)).is_err());
+        assert!(validate_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        assert!(validate_digest("sha256:ABC").is_err());
+        assert!(validate_digest("md5:abc").is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! `/opt/resource/out`: not implemented yet; fails clearly instead of pretending.
+
+fn main() -> std::process::ExitCode {
+    eprintln!("out: not implemented yet in this version of kiln; only check works so far");
+    std::process::ExitCode::FAILURE
+}

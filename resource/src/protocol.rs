@@ -1,0 +1,74 @@
+//! The Concourse resource protocol: one JSON request on stdin, one JSON answer
+//! on stdout, everything for humans on stderr.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::source::Source;
+
+/// A version of the resource: one image, found by tag and pinned by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    #[serde(default)]
+    pub tag: String,
+    pub digest: String,
+}
+
+/// `check`'s request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub source: Source,
+    #[serde(default)]
+    pub version: Option<Version>,
+}
+
+/// Parses a request, refusing unknown fields so typos in pipelines surface.
+pub fn parse_request<T: DeserializeOwned>(input: &[u8]) -> anyhow::Result<T> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        anyhow::bail!("invalid payload: stdin is empty; Concourse sends the request as JSON on stdin");
+    }
+    serde_json::from_slice(input).map_err(|e| anyhow::anyhow!("invalid payload: {}", describe_json_error(&e)))
+}
+
+/// serde's wording, with field names quoted the way our users' tools expect.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
+        Some((field, rest)) => format!("unknown field \"{field}\"{rest}"),
+        None => text,
+    }
+}
+
+/// Runs one resource step: reads stdin, runs `step` on a runtime, prints its answer
+/// as JSON on stdout, or the error on stderr with exit code 1.
+pub fn main<Req, Resp, F, Fut>(name: &str, step: F) -> ExitCode
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = anyhow::Result<Resp>>,
+{
+    let result = (|| {
+        let mut input = Vec::new();
+        std::io::stdin().read_to_end(&mut input).map_err(|e| anyhow::anyhow!("reading stdin: {e}"))?;
+        let request = parse_request::<Req>(&input)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let response = runtime.block_on(step(request))?;
+        Ok::<_, anyhow::Error>(serde_json::to_string(&response)?)
+    })();
+    match result {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

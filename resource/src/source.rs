@@ -1,0 +1,200 @@
+//! The resource's `source` configuration, field for field the schema of
+//! concourse/registry-image-resource, so pipelines switch by changing only the image.
+
+use serde::{Deserialize, Deserializer};
+
+use kiln_registry::{ClientConfig, Credentials, Repository};
+
+/// `source:` of a registry-image resource.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub repository: String,
+    #[serde(default, deserialize_with = "tag_string")]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub semver_constraint: Option<String>,
+    #[serde(default)]
+    pub pre_releases: bool,
+    #[serde(default)]
+    pub pre_release_prefixes: Vec<String>,
+    #[serde(default)]
+    pub tag_regex: Option<String>,
+    #[serde(default)]
+    pub created_at_sort: bool,
+    #[serde(default)]
+    pub label_regex: Option<String>,
+    #[serde(default)]
+    pub annotation_regex: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub registry_mirror: Option<RegistryMirror>,
+    #[serde(default)]
+    pub ca_certs: Vec<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    #[serde(default)]
+    pub debug: bool,
+    // Cloud registries and content trust: accepted so pipelines parse, refused when set
+    // until they are implemented.
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<String>,
+    #[serde(default)]
+    pub aws_session_token: Option<String>,
+    #[serde(default)]
+    pub aws_region: Option<String>,
+    #[serde(default)]
+    pub aws_ecr_registry_id: Option<String>,
+    #[serde(default)]
+    pub aws_role_arn: Option<String>,
+    #[serde(default)]
+    pub aws_role_arns: Vec<String>,
+    #[serde(default)]
+    pub azure_acr: bool,
+    #[serde(default)]
+    pub azure_client_id: Option<String>,
+    #[serde(default)]
+    pub azure_tenant_id: Option<String>,
+    #[serde(default)]
+    pub azure_environment: Option<String>,
+    #[serde(default)]
+    pub content_trust: Option<serde_json::Value>,
+}
+
+/// `source.registry_mirror`: used only for Docker Hub repositories.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryMirror {
+    pub host: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `source.platform`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+/// A source that cannot be used, with the field to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source.repository: {0}")]
+    Repository(#[from] kiln_registry::ReferenceError),
+    #[error("source.tag: {0}")]
+    Tag(kiln_registry::ReferenceError),
+    #[error("source.{0} is not supported yet; authenticate with username and password instead")]
+    Unsupported(&'static str),
+    #[error("source.{0} is set but source.{1} is not; set both or neither")]
+    Incomplete(&'static str, &'static str),
+}
+
+impl Source {
+    /// Checks the fields that need no network and refuses those not supported yet.
+    pub fn validate(&self) -> Result<Repository, SourceError> {
+        let unsupported = [
+            ("aws_region", self.aws_region.is_some()),
+            ("aws_access_key_id", self.aws_access_key_id.is_some()),
+            ("aws_secret_access_key", self.aws_secret_access_key.is_some()),
+            ("aws_session_token", self.aws_session_token.is_some()),
+            ("aws_ecr_registry_id", self.aws_ecr_registry_id.is_some()),
+            ("aws_role_arn", self.aws_role_arn.is_some()),
+            ("aws_role_arns", !self.aws_role_arns.is_empty()),
+            ("azure_acr", self.azure_acr),
+            ("azure_client_id", self.azure_client_id.is_some()),
+            ("azure_tenant_id", self.azure_tenant_id.is_some()),
+            ("azure_environment", self.azure_environment.is_some()),
+            ("content_trust", self.content_trust.is_some()),
+        ];
+        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(SourceError::Unsupported(field));
+        }
+        match (&self.username, &self.password) {
+            (Some(_), None) => return Err(SourceError::Incomplete("username", "password")),
+            (None, Some(_)) => return Err(SourceError::Incomplete("password", "username")),
+            _ => {}
+        }
+        if let Some(tag) = &self.tag {
+            kiln_registry::reference::validate_tag(tag).map_err(SourceError::Tag)?;
+        }
+        Ok(Repository::parse(&self.repository)?)
+    }
+
+    /// The registry client settings this source asks for.
+    pub fn client_config(&self) -> ClientConfig {
+        let credentials = match (&self.username, &self.password) {
+            (Some(username), Some(password)) if !username.is_empty() => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
+            _ => None,
+        };
+        ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure }
+    }
+}
+
+/// `tag` may be written as a JSON number (`tag: 1.10` in YAML); keep its text verbatim.
+fn tag_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        None => None,
+        Some(Raw::Text(s)) if s.is_empty() => None,
+        Some(Raw::Text(s)) => Some(s),
+        Some(Raw::Number(n)) => Some(n.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Source, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn numeric_tags_keep_their_text() {
+        assert_eq!(parse(r#"{"repository":"a","tag":42.1}"#).unwrap().tag.as_deref(), Some("42.1"));
+        assert_eq!(parse(r#"{"repository":"a","tag":7}"#).unwrap().tag.as_deref(), Some("7"));
+        assert_eq!(parse(r#"{"repository":"a","tag":"latest"}"#).unwrap().tag.as_deref(), Some("latest"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = parse(r#"{"repository":"a","tagg":"x"}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown field `tagg`"), "{err}");
+    }
+
+    #[test]
+    fn cloud_fields_parse_but_are_refused() {
+        let s = parse(r#"{"repository":"a","aws_region":"eu-west-1"}"#).unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("source.aws_region is not supported yet"));
+    }
+
+    #[test]
+    fn half_credentials_are_refused() {
+        let s = parse(r#"{"repository":"a","username":"u"}"#).unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("source.username is set but source.password"));
+    }
+}

@@ -1,0 +1,47 @@
+//! Helpers `scripts/dev-env` calls to set up the real servers tests run against.
+//!
+//! ```text
+//! kiln-testenv certs DIR                      CA, server and token-signer certificates
+//! kiln-testenv token-issuer ADDR CERT_DIR     serve tokens (user/password from KILN_TOKEN_USER/KILN_TOKEN_PASSWORD)
+//! kiln-testenv seed-layout DIR BUSYBOX        OCI layout of library/busybox (index + amd64)
+//! kiln-testenv buildkit-relay SOCK DOCKER_SOCK  a unix socket joined to the engine's BuildKit
+//! kiln-testenv free-port                      a TCP port free on 127.0.0.1 right now
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("kiln-testenv: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["certs", dir] => kiln_tests::certs::ensure(&PathBuf::from(dir)),
+        ["token-issuer", addr, cert_dir] => {
+            let user = std::env::var("KILN_TOKEN_USER").context("KILN_TOKEN_USER is not set")?;
+            let password = std::env::var("KILN_TOKEN_PASSWORD").context("KILN_TOKEN_PASSWORD is not set")?;
+            let addr = addr.parse().with_context(|| format!("address {addr:?}"))?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(kiln_tests::token_issuer::serve(addr, &PathBuf::from(cert_dir), user, password))
+        }
+        ["seed-layout", dir, busybox] => kiln_tests::seed::write_layout(&PathBuf::from(dir), &PathBuf::from(busybox)),
+        ["buildkit-relay", socket, docker_socket] => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(kiln_tests::relay::serve(&PathBuf::from(socket), &PathBuf::from(docker_socket)))
+        }
+        ["free-port"] => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            println!("{}", listener.local_addr()?.port());
+            Ok(())
+        }
+        _ => bail!(
+            "usage: kiln-testenv certs DIR | token-issuer ADDR CERT_DIR | seed-layout DIR BUSYBOX | buildkit-relay SOCK DOCKER_SOCK | free-port"
+        ),
+    }
+}

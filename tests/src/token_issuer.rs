@@ -1,0 +1,171 @@
+//! A token issuer for the token-auth registry: the `auth: token` flow Docker Hub,
+//! GHCR and Harbor use. Clients present basic credentials to `GET /token?service=…&scope=…`
+//! and get an ES256 JWT the registry verifies against the signer certificate.
+//! Anonymous clients get a token that grants nothing, so the registry refuses them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::DecodePrivateKey as _;
+
+use crate::certs;
+
+/// The names the registry config and the issuer must agree on.
+pub const ISSUER: &str = "kiln-dev-token-issuer";
+pub const SERVICE: &str = "kiln-dev-registry";
+
+struct Issuer {
+    key: SigningKey,
+    cert_der_b64: String,
+    username: String,
+    password: String,
+}
+
+/// Serves tokens over HTTPS on `addr` until the process is stopped.
+pub async fn serve(addr: SocketAddr, cert_dir: &Path, username: String, password: String) -> anyhow::Result<()> {
+    let signer_pem = std::fs::read_to_string(cert_dir.join(certs::SIGNER_CERT))?;
+    let signer_der = rustls_pemfile::certs(&mut signer_pem.as_bytes()).next().context("no signer certificate")??;
+    let key_pem = std::fs::read_to_string(cert_dir.join(certs::SIGNER_KEY))?;
+    let issuer = Arc::new(Issuer {
+        key: SigningKey::from_pkcs8_pem(&key_pem).context("signer key")?,
+        cert_der_b64: STANDARD.encode(signer_der.as_ref()),
+        username,
+        password,
+    });
+
+    let tls = tls_acceptor(cert_dir)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    eprintln!("token issuer listening on https://{addr}/token");
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let tls = tls.clone();
+        let issuer = issuer.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = tls.accept(tcp).await else { return };
+            let service = hyper::service::service_fn(move |req| {
+                let issuer = issuer.clone();
+                async move { Ok::<_, std::convert::Infallible>(issuer.answer(&req)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+        });
+    }
+}
+
+fn tls_acceptor(cert_dir: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let chain = rustls_pemfile::certs(&mut std::fs::read(cert_dir.join(certs::SERVER_CERT))?.as_slice())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut std::fs::read(cert_dir.join(certs::SERVER_KEY))?.as_slice())?
+        .context("no server key")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+impl Issuer {
+    fn answer<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        if req.uri().path() != "/token" {
+            return reply(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into());
+        }
+        let basic = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let subject = match basic {
+            Some(pair) if pair == format!("{}:{}", self.username, self.password) => Some(self.username.clone()),
+            Some(_) => return reply(StatusCode::UNAUTHORIZED, "{\"details\":\"wrong username or password\"}".into()),
+            None => None,
+        };
+        let query = req.uri().query().unwrap_or("");
+        let scopes: Vec<String> =
+            query.split('&').filter_map(|kv| kv.strip_prefix("scope=")).map(percent_decode).collect();
+        // Authenticated users get what they asked for; anonymous ones nothing.
+        let access: Vec<serde_json::Value> =
+            if subject.is_some() { scopes.iter().filter_map(|s| grant(s)).collect() } else { vec![] };
+        let token = self.sign(subject.as_deref().unwrap_or(""), access);
+        let body = serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 });
+        reply(StatusCode::OK, body.to_string())
+    }
+
+    fn sign(&self, subject: &str, access: Vec<serde_json::Value>) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let header = serde_json::json!({ "typ": "JWT", "alg": "ES256", "x5c": [self.cert_der_b64] });
+        let claims = serde_json::json!({
+            "iss": ISSUER, "sub": subject, "aud": SERVICE,
+            "exp": now + 300, "nbf": now - 10, "iat": now,
+            "jti": format!("{now}-{}", std::process::id()),
+            "access": access,
+        });
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature: Signature = self.key.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+}
+
+/// `repository:team/app:pull,push` → an access claim.
+fn grant(scope: &str) -> Option<serde_json::Value> {
+    let mut parts = scope.splitn(3, ':');
+    let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_decode_and_grant() {
+        assert_eq!(percent_decode("repository%3Ateam%2Fapp%3Apull%2Cpush"), "repository:team/app:pull,push");
+        let g = grant("repository:team/app:pull,push").unwrap();
+        assert_eq!(g["actions"], serde_json::json!(["pull", "push"]));
+        assert_eq!(g["name"], "team/app");
+    }
+}
