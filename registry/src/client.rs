@@ -1,15 +1,18 @@
-//! A registry client bound to one repository: it finds the registry's scheme,
-//! answers its authentication challenges and speaks the distribution API.
+//! A registry client bound to one repository: it finds the registry's scheme with
+//! one `/v2/` ping, answers authentication challenges (tokens cached per scope and
+//! refreshed on 401), and retries what is worth retrying.
+//!
+//! The distribution API itself lives beside this file: [`crate::manifests`],
+//! [`crate::blobs`], [`crate::tags`].
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest as _, Sha256};
 
 use crate::auth::{Challenge, Credentials, TokenResponse};
-use crate::media_types::MANIFEST_ACCEPT;
 use crate::reference::Repository;
 
 /// How to reach a registry.
@@ -23,7 +26,7 @@ pub struct ClientConfig {
     pub insecure: bool,
 }
 
-/// A manifest's address and type, as the registry reports it.
+/// A manifest's or blob's address, type and size, as the registry reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
     pub digest: String,
@@ -46,8 +49,51 @@ pub enum RegistryError {
     Status { registry: String, what: String, status: StatusCode, body: String },
     #[error("registry {registry} sent {what} with digest {actual}, expected {expected}")]
     DigestMismatch { registry: String, what: String, expected: String, actual: String },
+    #[error("{what} from registry {registry} is larger than {limit} bytes")]
+    TooLarge { registry: String, what: String, limit: u64 },
+    #[error("reading {what}: {detail}")]
+    Local { what: String, detail: String },
     #[error("could not set up the HTTP client: {0}")]
     Client(String),
+}
+
+/// What a request needs to be allowed to do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Access {
+    Pull,
+    Push,
+    /// Push here and pull from another repository of the same registry (cross-repository mount).
+    PushMountFrom(String),
+}
+
+/// One request to the registry. Bodies are in memory so a request can be retried.
+pub(crate) struct Call {
+    pub method: Method,
+    /// A path (`/v2/...`) or an absolute URL the registry gave us (upload locations).
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body: Option<bytes::Bytes>,
+    pub access: Access,
+    /// What this is, for messages: "manifest app:1.0".
+    pub what: String,
+}
+
+impl Call {
+    pub fn new(method: Method, target: impl Into<String>, access: Access, what: impl Into<String>) -> Self {
+        Self { method, target: target.into(), headers: HeaderMap::new(), body: None, access, what: what.into() }
+    }
+
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    pub fn body(mut self, body: bytes::Bytes) -> Self {
+        self.body = Some(body);
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,14 +114,21 @@ impl Scheme {
 #[derive(Default)]
 struct State {
     scheme: Option<Scheme>,
-    /// The `Authorization` header value that last worked for pulling.
-    authorization: Option<String>,
+    /// `Authorization` values that worked, per access.
+    authorization: HashMap<Access, String>,
 }
+
+/// How often and how long to retry transient failures: 5 retries, 0.5 s doubling to 8 s,
+/// a `Retry-After` honoured up to 30 s. A command gives up within about a minute per request.
+const RETRIES: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// A client for one repository.
 pub struct Client {
-    http: reqwest::Client,
-    repo: Repository,
+    pub(crate) http: reqwest::Client,
+    pub(crate) repo: Repository,
     config: ClientConfig,
     state: Mutex<State>,
 }
@@ -100,91 +153,90 @@ impl Client {
         &self.repo
     }
 
-    /// Looks up a manifest by tag or digest without downloading it where the registry allows.
-    /// `Ok(None)` when the registry says it does not exist.
-    pub async fn head_manifest(&self, reference: &str) -> Result<Option<Descriptor>, RegistryError> {
-        let what = format!("manifest {}:{reference}", self.repo);
-        let path = format!("/v2/{}/manifests/{reference}", self.repo.path());
-        let resp = self.send(Method::HEAD, &path, &MANIFEST_ACCEPT.join(", ")).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let resp = self.expect_success(resp, &what).await?;
-        let headers = resp.headers();
-        match (header_str(headers, "docker-content-digest"), header_str(headers, CONTENT_TYPE.as_str())) {
-            (Some(digest), Some(media_type)) if crate::reference::validate_digest(digest).is_ok() => {
-                let size = resp.content_length().unwrap_or(0);
-                Ok(Some(Descriptor { digest: digest.to_string(), media_type: media_type.to_string(), size }))
+    /// The scheme found by the first request (`https` before any).
+    pub(crate) fn scheme_str(&self) -> &'static str {
+        self.state.lock().expect("state lock").scheme.unwrap_or(Scheme::Https).as_str()
+    }
+
+    /// Sends a call: retried on 429 (honouring `Retry-After`), 502/503/504 and broken
+    /// connections, with one fresh authorization after a 401.
+    pub(crate) async fn execute(&self, call: &Call) -> Result<reqwest::Response, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            let outcome = self.execute_authorized(call).await;
+            let wait = match &outcome {
+                Ok(resp) if is_retryable_status(resp.status()) => {
+                    Some((retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt)), resp.status().to_string()))
+                }
+                Err(Failure::Transport(e)) if is_transient(e) => Some((backoff(attempt), error_chain(e))),
+                _ => None,
+            };
+            match wait {
+                Some((delay, why)) if attempt < RETRIES => {
+                    attempt += 1;
+                    eprintln!(
+                        "registry {}: {} failed ({why}); retry {attempt}/{RETRIES} in {:.1}s",
+                        self.repo.registry(),
+                        call.what,
+                        delay.as_secs_f32()
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                _ => {
+                    return outcome.map_err(|f| match f {
+                        Failure::Transport(e) => self.unreachable(&e),
+                        Failure::Registry(e) => e,
+                    });
+                }
             }
-            // Some registries leave the digest out of HEAD answers: fetch and hash the body.
-            _ => Ok(self.get_manifest(reference).await?.map(|(d, _)| d)),
         }
     }
 
-    /// Fetches a manifest by tag or digest and verifies its digest.
-    pub async fn get_manifest(&self, reference: &str) -> Result<Option<(Descriptor, Vec<u8>)>, RegistryError> {
-        let what = format!("manifest {}:{reference}", self.repo);
-        let path = format!("/v2/{}/manifests/{reference}", self.repo.path());
-        let resp = self.send(Method::GET, &path, &MANIFEST_ACCEPT.join(", ")).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let resp = self.expect_success(resp, &what).await?;
-        let media_type = header_str(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default().to_string();
-        let claimed = header_str(resp.headers(), "docker-content-digest").map(str::to_string);
-        let body = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
-        let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { claimed };
-        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != digest) {
-            return Err(RegistryError::DigestMismatch {
-                registry: self.repo.registry().into(),
-                what,
-                expected,
-                actual: digest,
-            });
-        }
-        let desc = Descriptor { digest, media_type, size: body.len() as u64 };
-        Ok(Some((desc, body.to_vec())))
-    }
-
-    /// Sends a request, choosing the scheme on first use and answering one auth challenge.
-    async fn send(&self, method: Method, path: &str, accept: &str) -> Result<reqwest::Response, RegistryError> {
-        let scheme = self.scheme().await?;
-        let url = format!("{}://{}{path}", scheme.as_str(), self.repo.api_host());
-        let authorization = self.state.lock().expect("state lock").authorization.clone();
-        let resp = self.request(method.clone(), &url, accept, authorization.as_deref()).await?;
+    async fn execute_authorized(&self, call: &Call) -> Result<reqwest::Response, Failure> {
+        let scheme = self.scheme().await.map_err(Failure::Registry)?;
+        let cached = self.state.lock().expect("state lock").authorization.get(&call.access).cloned();
+        let resp = self.send_once(scheme, call, cached.as_deref()).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
         let challenge = header_str(resp.headers(), WWW_AUTHENTICATE.as_str()).and_then(Challenge::parse);
         let Some(challenge) = challenge else {
-            return Err(self.unauthorized(resp.status()));
+            return Err(Failure::Registry(self.unauthorized(resp.status())));
         };
-        let authorization = self.authorize(&challenge).await?;
-        let resp = self.request(method, &url, accept, Some(&authorization)).await?;
+        let authorization = self.authorize(&challenge, &call.access).await.map_err(Failure::Registry)?;
+        let resp = self.send_once(scheme, call, Some(&authorization)).await?;
         if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            return Err(self.unauthorized(resp.status()));
+            return Err(Failure::Registry(self.unauthorized(resp.status())));
         }
-        self.state.lock().expect("state lock").authorization = Some(authorization);
+        self.state.lock().expect("state lock").authorization.insert(call.access.clone(), authorization);
         Ok(resp)
     }
 
-    async fn request(
+    async fn send_once(
         &self,
-        method: Method,
-        url: &str,
-        accept: &str,
+        scheme: Scheme,
+        call: &Call,
         authorization: Option<&str>,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let mut req = self.http.request(method, url).header(ACCEPT, accept);
+    ) -> Result<reqwest::Response, Failure> {
+        let url = if call.target.starts_with('/') {
+            format!("{}://{}{}", scheme.as_str(), self.repo.api_host(), call.target)
+        } else {
+            call.target.clone()
+        };
+        let mut req = self.http.request(call.method.clone(), url).headers(call.headers.clone());
         if let Some(auth) = authorization {
             req = req.header(AUTHORIZATION, auth);
         }
-        req.send().await.map_err(|e| self.unreachable(&e))
+        if let Some(body) = &call.body {
+            req = req.body(body.clone());
+        } else if matches!(call.method, Method::PUT | Method::POST | Method::PATCH) {
+            req = req.header(reqwest::header::CONTENT_LENGTH, "0");
+        }
+        req.send().await.map_err(Failure::Transport)
     }
 
-    /// Turns a challenge into an `Authorization` header value.
-    async fn authorize(&self, challenge: &Challenge) -> Result<String, RegistryError> {
+    /// Turns a challenge into an `Authorization` value for `access`.
+    async fn authorize(&self, challenge: &Challenge, access: &Access) -> Result<String, RegistryError> {
         let basic = self.config.credentials.as_ref().map(|c| {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password))
@@ -195,8 +247,18 @@ impl Client {
                 None => Err(self.unauthorized(StatusCode::UNAUTHORIZED)),
             },
             Challenge::Bearer { realm, service } => {
-                let scope = format!("repository:{}:pull", self.repo.path());
-                let mut req = self.http.get(realm).query(&[("scope", scope.as_str())]);
+                let path = self.repo.path();
+                let mut scopes = vec![match access {
+                    Access::Pull => format!("repository:{path}:pull"),
+                    Access::Push | Access::PushMountFrom(_) => format!("repository:{path}:pull,push"),
+                }];
+                if let Access::PushMountFrom(from) = access {
+                    scopes.push(format!("repository:{from}:pull"));
+                }
+                let mut req = self.http.get(realm);
+                for scope in &scopes {
+                    req = req.query(&[("scope", scope.as_str())]);
+                }
                 if let Some(service) = service {
                     req = req.query(&[("service", service.as_str())]);
                 }
@@ -221,7 +283,8 @@ impl Client {
     }
 
     /// Finds which scheme the registry speaks: HTTPS, or plain HTTP where that is allowed
-    /// (`insecure`, or a loopback address) and HTTPS cannot connect.
+    /// (`insecure`, or a loopback address) and HTTPS cannot connect. A server that speaks
+    /// TLS with a certificate we do not trust is not taken for plain HTTP.
     async fn scheme(&self) -> Result<Scheme, RegistryError> {
         if let Some(s) = self.state.lock().expect("state lock").scheme {
             return Ok(s);
@@ -230,23 +293,18 @@ impl Client {
             let url = format!("{}://{}/v2/", scheme.as_str(), self.repo.api_host());
             self.http.get(url).send()
         };
+        let http_allowed = self.config.insecure || self.repo.is_loopback();
         let scheme = match ping(Scheme::Https).await {
             Ok(_) => Scheme::Https,
-            // A server that speaks TLS with a certificate we do not trust is not plain HTTP:
-            // say so rather than fall back.
-            Err(https_err)
-                if (self.config.insecure || self.repo.is_loopback()) && !is_certificate_failure(&https_err) =>
-            {
-                match ping(Scheme::Http).await {
-                    Ok(_) => Scheme::Http,
-                    Err(http_err) => {
-                        return Err(RegistryError::Unreachable {
-                            registry: self.repo.registry().into(),
-                            detail: format!("https: {}; http: {}", error_chain(&https_err), error_chain(&http_err)),
-                        });
-                    }
+            Err(https_err) if http_allowed && !is_certificate_failure(&https_err) => match ping(Scheme::Http).await {
+                Ok(_) => Scheme::Http,
+                Err(http_err) => {
+                    return Err(RegistryError::Unreachable {
+                        registry: self.repo.registry().into(),
+                        detail: format!("https: {}; http: {}", error_chain(&https_err), error_chain(&http_err)),
+                    });
                 }
-            }
+            },
             Err(e) => {
                 let hint = if is_certificate_failure(&e) {
                     " (add the registry's CA certificate to ca_certs)"
@@ -265,7 +323,12 @@ impl Client {
         Ok(scheme)
     }
 
-    async fn expect_success(&self, resp: reqwest::Response, what: &str) -> Result<reqwest::Response, RegistryError> {
+    /// Passes a successful response through; turns any other into [`RegistryError::Status`].
+    pub(crate) async fn expect_success(
+        &self,
+        resp: reqwest::Response,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -276,13 +339,13 @@ impl Client {
         Err(RegistryError::Status { registry: self.repo.registry().into(), what: what.into(), status, body })
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
+    pub(crate) fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
         RegistryError::Unreachable { registry: self.repo.registry().into(), detail: error_chain(e) }
     }
 
     fn unauthorized(&self, status: StatusCode) -> RegistryError {
         let hint = if self.config.credentials.is_some() {
-            "check username and password, and that this account may read the repository"
+            "check username and password, and that this account may use the repository"
         } else {
             "the registry wants credentials: set username and password"
         };
@@ -295,7 +358,38 @@ impl Client {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// Why one attempt failed: the network (maybe worth retrying) or the registry's answer.
+enum Failure {
+    Transport(reqwest::Error),
+    Registry(RegistryError),
+}
+
+fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Connection resets, refused connections during a restart, timeouts, early EOF.
+fn is_transient(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
+}
+
+fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1 << attempt.min(8)).min(MAX_BACKOFF)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for registries and ignored).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = header_str(headers, RETRY_AFTER.as_str())?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -305,7 +399,7 @@ fn is_certificate_failure(e: &reqwest::Error) -> bool {
 
 fn is_tls_failure(e: &reqwest::Error) -> bool {
     let chain = error_chain(e).to_ascii_lowercase();
-    chain.contains("tls") || chain.contains("certificate") || chain.contains("handshake")
+    chain.contains("tls") || chain.contains("handshake") || chain.contains("corrupt message")
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -327,4 +421,28 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0), Duration::from_millis(500));
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn retry_after_is_bounded() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None);
+    }
 }

@@ -1,14 +1,18 @@
 //! Kiln's registry client, shared by the resource (`check`, `in`, `out`) and the build task.
 //!
 //! - [`reference`]: repository names, tags and digests, with Docker Hub's defaults.
-//! - [`Client`]: one repository on one registry; scheme discovery, basic and bearer-token auth,
-//!   manifests looked up and verified by digest.
+//! - [`Client`]: one repository on one registry: scheme discovery, basic and bearer-token
+//!   auth, retries; manifests, blobs and tags in their own modules.
 
 mod auth;
+mod blobs;
 mod client;
+mod manifests;
 pub mod media_types;
 pub mod reference;
+mod tags;
 
 pub use auth::{Challenge, Credentials};
+pub use blobs::{BlobData, BlobStream, UPLOAD_CHUNK};
 pub use client::{Client, ClientConfig, Descriptor, RegistryError, error_chain};
 pub use reference::{ReferenceError, Repository};

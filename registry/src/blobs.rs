@@ -1,0 +1,256 @@
+//! Blobs (layers and configs): checked for, streamed and verified by digest, mounted
+//! from another repository of the same registry, and uploaded.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+
+use crate::client::{Access, Call, Client, RegistryError, header_str};
+
+/// Uploads of up to this size go in one `PUT`; larger ones in `PATCH` chunks of this size.
+/// It also bounds the memory one upload holds.
+pub const UPLOAD_CHUNK: u64 = 8 << 20;
+/// Whole uploads are started over this many times when the registry or network fails mid-way.
+const UPLOAD_ATTEMPTS: u32 = 3;
+
+/// Where a blob to upload comes from: memory, or a byte range of a file (a layer inside
+/// an `image.tar`, or a file of an OCI layout).
+#[derive(Debug, Clone)]
+pub enum BlobData {
+    Bytes(Bytes),
+    File { path: PathBuf, offset: u64, len: u64 },
+}
+
+impl BlobData {
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobData::Bytes(b) => b.len() as u64,
+            BlobData::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    async fn read(&self, start: u64, len: u64) -> Result<Bytes, RegistryError> {
+        match self {
+            BlobData::Bytes(b) => Ok(b.slice(start as usize..(start + len) as usize)),
+            BlobData::File { path, offset, .. } => {
+                use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+                let local = |e: std::io::Error| RegistryError::Local {
+                    what: path.display().to_string(),
+                    detail: e.to_string(),
+                };
+                let mut file = tokio::fs::File::open(path).await.map_err(local)?;
+                file.seek(std::io::SeekFrom::Start(offset + start)).await.map_err(local)?;
+                let mut buf = vec![0; len as usize];
+                file.read_exact(&mut buf).await.map_err(local)?;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+}
+
+/// A blob being downloaded: chunks as they arrive, its digest checked at the end.
+pub struct BlobStream {
+    resp: reqwest::Response,
+    hasher: Sha256,
+    expected: String,
+    what: String,
+    registry: String,
+    received: u64,
+}
+
+impl BlobStream {
+    /// The size the registry announced, if it did.
+    pub fn content_length(&self) -> Option<u64> {
+        self.resp.content_length()
+    }
+
+    /// The next chunk; `Ok(None)` at the end, once the digest has been verified.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RegistryError> {
+        match self.resp.chunk().await {
+            Ok(Some(chunk)) => {
+                self.hasher.update(&chunk);
+                self.received += chunk.len() as u64;
+                Ok(Some(chunk))
+            }
+            Ok(None) => {
+                let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+                if actual != self.expected {
+                    return Err(RegistryError::DigestMismatch {
+                        registry: self.registry.clone(),
+                        what: self.what.clone(),
+                        expected: self.expected.clone(),
+                        actual,
+                    });
+                }
+                Ok(None)
+            }
+            Err(e) => Err(RegistryError::Unreachable {
+                registry: self.registry.clone(),
+                detail: format!("{} broke off after {} bytes: {}", self.what, self.received, crate::error_chain(&e)),
+            }),
+        }
+    }
+}
+
+impl Client {
+    fn blob_path(&self, digest: &str) -> String {
+        format!("/v2/{}/blobs/{digest}", self.repo.path())
+    }
+
+    /// The blob's size if the repository has it.
+    pub async fn blob_exists(&self, digest: &str) -> Result<Option<u64>, RegistryError> {
+        let call = Call::new(Method::HEAD, self.blob_path(digest), Access::Pull, format!("blob {digest}"));
+        let resp = self.execute(&call).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.expect_success(resp, &call.what).await?;
+        Ok(Some(resp.content_length().unwrap_or(0)))
+    }
+
+    /// Starts downloading a blob; read it with [`BlobStream::next_chunk`].
+    pub async fn get_blob(&self, digest: &str) -> Result<BlobStream, RegistryError> {
+        crate::reference::validate_digest(digest)
+            .map_err(|e| RegistryError::Local { what: format!("blob of {}", self.repo), detail: e.to_string() })?;
+        let call = Call::new(Method::GET, self.blob_path(digest), Access::Pull, format!("blob {digest}"));
+        let resp = self.execute(&call).await?;
+        let resp = self.expect_success(resp, &call.what).await?;
+        Ok(BlobStream {
+            resp,
+            hasher: Sha256::new(),
+            expected: digest.to_string(),
+            what: call.what,
+            registry: self.repo.registry().to_string(),
+            received: 0,
+        })
+    }
+
+    /// Downloads a small blob (a config) whole, refusing more than `limit` bytes.
+    pub async fn get_blob_bytes(&self, digest: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
+        let mut stream = self.get_blob(digest).await?;
+        if stream.content_length().is_some_and(|n| n > limit) {
+            return Err(RegistryError::TooLarge { registry: stream.registry, what: stream.what, limit });
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next_chunk().await? {
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                return Err(RegistryError::TooLarge { registry: stream.registry, what: stream.what, limit });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks the registry to link a blob it holds in `from` (same registry) into this
+    /// repository. `Ok(true)` if it did; `Ok(false)` if the blob must be uploaded.
+    pub async fn mount_blob(&self, digest: &str, from: &str) -> Result<bool, RegistryError> {
+        let target = format!("/v2/{}/blobs/uploads/?mount={digest}&from={from}", self.repo.path());
+        let call =
+            Call::new(Method::POST, target, Access::PushMountFrom(from.to_string()), format!("mounting {digest}"));
+        let resp = self.execute(&call).await?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        // 202: the registry opened an ordinary upload instead; close it, the caller uploads.
+        if resp.status() == StatusCode::ACCEPTED
+            && let Some(location) = header_str(resp.headers(), LOCATION.as_str())
+        {
+            let cancel = Call::new(Method::DELETE, self.absolute(location), Access::Push, "cancelling an upload");
+            let _ = self.execute(&cancel).await;
+        }
+        Ok(false)
+    }
+
+    /// Uploads a blob and checks the registry stored it under `digest`. Small blobs go in
+    /// one request, large ones in chunks of [`UPLOAD_CHUNK`]; a failed upload starts over.
+    pub async fn push_blob(&self, digest: &str, data: &BlobData) -> Result<(), RegistryError> {
+        let mut attempt = 1;
+        loop {
+            match self.push_blob_once(digest, data).await {
+                Err(e) if attempt < UPLOAD_ATTEMPTS && is_worth_restarting(&e) => {
+                    eprintln!("registry {}: upload of {digest} failed ({e}); starting it over", self.repo.registry());
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn push_blob_once(&self, digest: &str, data: &BlobData) -> Result<(), RegistryError> {
+        let what = format!("uploading {digest}");
+        let start = Call::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.repo.path()), Access::Push, &what);
+        let resp = self.expect_success(self.execute(&start).await?, &what).await?;
+        let mut location = self.next_location(&resp, &what)?;
+
+        let len = data.len();
+        if len > UPLOAD_CHUNK {
+            let mut offset = 0;
+            while offset < len {
+                let n = UPLOAD_CHUNK.min(len - offset);
+                let chunk = data.read(offset, n).await?;
+                let patch = Call::new(Method::PATCH, location.clone(), Access::Push, &what)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_RANGE, &format!("{offset}-{}", offset + n - 1))
+                    .body(chunk);
+                let resp = self.expect_success(self.execute(&patch).await?, &what).await?;
+                location = self.next_location(&resp, &what)?;
+                offset += n;
+            }
+        }
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let mut put = Call::new(Method::PUT, format!("{location}{separator}digest={digest}"), Access::Push, &what)
+            .header(CONTENT_TYPE, "application/octet-stream");
+        if len <= UPLOAD_CHUNK {
+            put = put.body(data.read(0, len).await?);
+        }
+        let resp = self.expect_success(self.execute(&put).await?, &what).await?;
+        if let Some(stored) = header_str(resp.headers(), "docker-content-digest")
+            && stored != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.repo.registry().into(),
+                what,
+                expected: digest.into(),
+                actual: stored.into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn next_location(&self, resp: &reqwest::Response, what: &str) -> Result<String, RegistryError> {
+        let location = header_str(resp.headers(), LOCATION.as_str()).ok_or_else(|| RegistryError::Status {
+            registry: self.repo.registry().into(),
+            what: what.into(),
+            status: resp.status(),
+            body: ": the answer has no Location header".into(),
+        })?;
+        Ok(self.absolute(location))
+    }
+
+    /// Upload locations may be relative to the registry or absolute.
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return location.to_string();
+        }
+        let base = reqwest::Url::parse(&format!("{}://{}/", self.scheme_str(), self.repo.api_host()));
+        match base.and_then(|b| b.join(location)) {
+            Ok(url) => url.to_string(),
+            Err(_) => location.to_string(),
+        }
+    }
+}
+
+fn is_worth_restarting(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Unreachable { .. } | RegistryError::DigestMismatch { .. } => true,
+        RegistryError::Status { status, .. } => status.is_server_error() || *status == StatusCode::NOT_FOUND,
+        _ => false,
+    }
+}

@@ -1,0 +1,111 @@
+//! Manifests and indexes: looked up, fetched and verified by digest, and pushed.
+
+use reqwest::Method;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use sha2::{Digest as _, Sha256};
+
+use crate::client::{Access, Call, Client, Descriptor, RegistryError, header_str};
+use crate::media_types::MANIFEST_ACCEPT;
+
+/// Manifests larger than this are refused: the spec suggests registries accept at least 4 MiB.
+const MAX_MANIFEST: u64 = 8 << 20;
+
+impl Client {
+    fn manifest_call(&self, method: Method, reference: &str, access: Access) -> Call {
+        let path = format!("/v2/{}/manifests/{reference}", self.repo.path());
+        Call::new(method, path, access, format!("manifest {}:{reference}", self.repo))
+            .header(ACCEPT, &MANIFEST_ACCEPT.join(", "))
+    }
+
+    /// Looks up a manifest by tag or digest without downloading it where the registry allows.
+    /// `Ok(None)` when the registry says it does not exist.
+    pub async fn head_manifest(&self, reference: &str) -> Result<Option<Descriptor>, RegistryError> {
+        let call = self.manifest_call(Method::HEAD, reference, Access::Pull);
+        let resp = self.execute(&call).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.expect_success(resp, &call.what).await?;
+        let headers = resp.headers();
+        match (header_str(headers, "docker-content-digest"), header_str(headers, CONTENT_TYPE.as_str())) {
+            (Some(digest), Some(media_type)) if crate::reference::validate_digest(digest).is_ok() => {
+                let size = resp.content_length().unwrap_or(0);
+                Ok(Some(Descriptor { digest: digest.to_string(), media_type: media_type.to_string(), size }))
+            }
+            // Some registries leave the digest out of HEAD answers: fetch and hash the body.
+            _ => Ok(self.get_manifest(reference).await?.map(|(d, _)| d)),
+        }
+    }
+
+    /// Fetches a manifest by tag or digest and verifies its digest: against the reference
+    /// when it is one, else against what the registry claims.
+    pub async fn get_manifest(&self, reference: &str) -> Result<Option<(Descriptor, Vec<u8>)>, RegistryError> {
+        let call = self.manifest_call(Method::GET, reference, Access::Pull);
+        let resp = self.execute(&call).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.expect_success(resp, &call.what).await?;
+        if resp.content_length().is_some_and(|n| n > MAX_MANIFEST) {
+            return Err(RegistryError::TooLarge {
+                registry: self.repo.registry().into(),
+                what: call.what,
+                limit: MAX_MANIFEST,
+            });
+        }
+        let media_type = header_str(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default().to_string();
+        let claimed = header_str(resp.headers(), "docker-content-digest").map(str::to_string);
+        let body = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { claimed };
+        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != digest) {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.repo.registry().into(),
+                what: call.what,
+                expected,
+                actual: digest,
+            });
+        }
+        // Trust the body over the header for the type: some registries answer text/plain.
+        let media_type = media_type_of(&body).unwrap_or(media_type);
+        Ok(Some((Descriptor { digest, media_type, size: body.len() as u64 }, body.to_vec())))
+    }
+
+    /// Pushes a manifest under a tag or its digest and checks the registry stored exactly it.
+    pub async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<Descriptor, RegistryError> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(body)));
+        let path = format!("/v2/{}/manifests/{reference}", self.repo.path());
+        let call = Call::new(Method::PUT, path, Access::Push, format!("pushing manifest {}:{reference}", self.repo))
+            .header(CONTENT_TYPE, media_type)
+            .body(bytes::Bytes::copy_from_slice(body));
+        let resp = self.execute(&call).await?;
+        let resp = self.expect_success(resp, &call.what).await?;
+        if let Some(returned) = header_str(resp.headers(), "docker-content-digest")
+            && returned != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.repo.registry().into(),
+                what: call.what,
+                expected: digest,
+                actual: returned.to_string(),
+            });
+        }
+        Ok(Descriptor { digest, media_type: media_type.to_string(), size: body.len() as u64 })
+    }
+}
+
+/// The `mediaType` a manifest declares about itself, if any.
+fn media_type_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(body).ok()?.media_type.filter(|m| !m.is_empty())
+}
