@@ -4,7 +4,11 @@
 //! - [`source`]: the `source:` schema.
 //! - [`protocol`]: requests, versions and the stdin/stdout contract.
 //! - [`check`]: finding versions.
+//! - [`get`]: `in`, fetching a version as a rootfs, tarball or layout ([`pull`] downloads).
 
 pub mod check;
+pub mod get;
+pub mod progress;
 pub mod protocol;
+pub mod pull;
 pub mod source;

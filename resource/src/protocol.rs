@@ -2,6 +2,7 @@
 //! on stdout, everything for humans on stderr.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
@@ -16,6 +17,26 @@ pub struct Version {
     #[serde(default)]
     pub tag: String,
     pub digest: String,
+}
+
+/// A name and value shown with a version in Concourse's UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataField {
+    pub name: String,
+    pub value: String,
+}
+
+impl MetadataField {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self { name: name.into(), value: value.into() }
+    }
+}
+
+/// What `in` and `out` print: the version they fetched or pushed, and its metadata.
+#[derive(Debug, Serialize)]
+pub struct StepResponse {
+    pub version: Version,
+    pub metadata: Vec<MetadataField>,
 }
 
 /// `check`'s request.
@@ -47,6 +68,35 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 /// Runs one resource step: reads stdin, runs `step` on a runtime, prints its answer
 /// as JSON on stdout, or the error on stderr with exit code 1.
 pub fn main<Req, Resp, F, Fut>(name: &str, step: F) -> ExitCode
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = anyhow::Result<Resp>>,
+{
+    run(name, step)
+}
+
+/// Like [`main`] for `in` and `out`, which get their directory as the first argument.
+pub fn main_with_dir<Req, Resp, F, Fut>(name: &str, step: F) -> ExitCode
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req, PathBuf) -> Fut,
+    Fut: Future<Output = anyhow::Result<Resp>>,
+{
+    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
+        eprintln!("{name}: usage: {name} DIRECTORY (the directory Concourse gives the step) with the request on stdin");
+        return ExitCode::FAILURE;
+    };
+    if !dir.is_dir() {
+        eprintln!("{name}: directory {} does not exist", dir.display());
+        return ExitCode::FAILURE;
+    }
+    run(name, |req| step(req, dir))
+}
+
+fn run<Req, Resp, F, Fut>(name: &str, step: F) -> ExitCode
 where
     Req: DeserializeOwned,
     Resp: Serialize,

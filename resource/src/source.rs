@@ -59,6 +59,8 @@ pub struct Source {
     #[serde(default)]
     pub aws_role_arns: Vec<String>,
     #[serde(default)]
+    pub aws_account_id: Option<String>,
+    #[serde(default)]
     pub azure_acr: bool,
     #[serde(default)]
     pub azure_client_id: Option<String>,
@@ -93,11 +95,34 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl Platform {
+    /// The platform to fetch: the fields given here, the running platform's for the rest
+    /// (its variant only when the architecture is the running one's too).
+    pub fn resolve(wanted: Option<&Platform>) -> kiln_image::oci::Platform {
+        let current = kiln_image::oci::Platform::current();
+        let Some(wanted) = wanted else { return current };
+        let architecture = wanted.architecture.clone().filter(|a| !a.is_empty());
+        let variant = match (&architecture, &wanted.variant) {
+            (_, Some(v)) if !v.is_empty() => Some(v.clone()),
+            (Some(a), _) if *a != current.architecture => None,
+            _ => current.variant.clone(),
+        };
+        kiln_image::oci::Platform {
+            architecture: architecture.unwrap_or(current.architecture),
+            os: wanted.os.clone().filter(|o| !o.is_empty()).unwrap_or(current.os),
+            variant,
+            ..Default::default()
+        }
+    }
+}
+
 /// A source that cannot be used, with the field to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source.repository: {0}")]
     Repository(#[from] kiln_registry::ReferenceError),
+    #[error("source.registry_mirror.host: {0}")]
+    Mirror(kiln_registry::ReferenceError),
     #[error("source.tag: {0}")]
     Tag(kiln_registry::ReferenceError),
     #[error("source.{0} is not supported yet; authenticate with username and password instead")]
@@ -117,6 +142,7 @@ impl Source {
             ("aws_ecr_registry_id", self.aws_ecr_registry_id.is_some()),
             ("aws_role_arn", self.aws_role_arn.is_some()),
             ("aws_role_arns", !self.aws_role_arns.is_empty()),
+            ("aws_account_id", self.aws_account_id.is_some()),
             ("azure_acr", self.azure_acr),
             ("azure_client_id", self.azure_client_id.is_some()),
             ("azure_tenant_id", self.azure_tenant_id.is_some()),
@@ -135,6 +161,25 @@ impl Source {
             kiln_registry::reference::validate_tag(tag).map_err(SourceError::Tag)?;
         }
         Ok(Repository::parse(&self.repository)?)
+    }
+
+    /// The mirror to try first: only for Docker Hub repositories, as the docker CLI does.
+    pub fn mirror(&self) -> Result<Option<(Repository, ClientConfig)>, SourceError> {
+        let Some(mirror) = self.registry_mirror.as_ref().filter(|m| !m.host.is_empty()) else {
+            return Ok(None);
+        };
+        let origin = Repository::parse(&self.repository)?;
+        if !origin.is_docker_hub() {
+            return Ok(None);
+        }
+        let repo = Repository::parse(&format!("{}/{}", mirror.host, origin.path())).map_err(SourceError::Mirror)?;
+        let credentials = match (&mirror.username, &mirror.password) {
+            (Some(username), Some(password)) if !username.is_empty() => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
+            _ => None,
+        };
+        Ok(Some((repo, ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure })))
     }
 
     /// The registry client settings this source asks for.

@@ -1,7 +1,8 @@
 //! Kiln's end-to-end test support.
 //!
 //! - [`harness`]: what every end-to-end test uses: the running dev environment,
-//!   unique repository names, and the real binaries run the way Concourse runs them.
+//!   unique repository names, and the real binaries run the way Concourse runs them;
+//!   [`tree`] compares unpacked trees.
 //! - [`certs`], [`token_issuer`], [`seed`], [`relay`]: pieces of the dev environment that
 //!   `scripts/dev-env` starts through the `kiln-testenv` binary.
 
@@ -10,3 +11,4 @@ pub mod harness;
 pub mod relay;
 pub mod seed;
 pub mod token_issuer;
+pub mod tree;

@@ -1,6 +1,5 @@
-//! `/opt/resource/in`: not implemented yet; fails clearly instead of pretending.
+//! `/opt/resource/in DIR`: fetches the requested version into DIR.
 
 fn main() -> std::process::ExitCode {
-    eprintln!("in: not implemented yet in this version of kiln; only check works so far");
-    std::process::ExitCode::FAILURE
+    kiln_resource::protocol::main_with_dir("in", kiln_resource::get::get)
 }

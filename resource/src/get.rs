@@ -1,0 +1,348 @@
+//! `in` (a pipeline's `get`): fetches the version's image by digest and writes it as a
+//! root filesystem (`rootfs`, default), a docker-save/OCI tarball (`oci`) or an OCI
+//! image layout (`oci-layout`), then `tag`, `digest` and `repository`.
+//!
+//! Everything is written under a work folder first and moved into place only once
+//! complete, so a failure never leaves output that looks whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use kiln_image::oci::{self, Descriptor, ManifestOrIndex, Platform};
+use kiln_registry::Client;
+use serde::Deserialize;
+
+use crate::progress::Progress;
+use crate::protocol::{MetadataField, StepResponse, Version};
+use crate::pull::{self, Image, Spool};
+use crate::source::{self, Source};
+
+/// Blobs downloaded at once.
+const PARALLEL_DOWNLOADS: usize = 3;
+
+/// `in`'s request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetRequest {
+    pub source: Source,
+    #[serde(default)]
+    pub params: GetParams,
+    pub version: Version,
+}
+
+/// `params:` of a get step.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub platform: Option<source::Platform>,
+    #[serde(default)]
+    pub skip_download: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Rootfs,
+    Oci,
+    OciLayout,
+}
+
+impl Format {
+    fn parse(raw: Option<&str>) -> anyhow::Result<Self> {
+        match raw.unwrap_or("rootfs") {
+            "" | "rootfs" => Ok(Format::Rootfs),
+            "oci" => Ok(Format::Oci),
+            "oci-layout" => Ok(Format::OciLayout),
+            other => bail!("params.format: unknown format {other:?}; use rootfs, oci or oci-layout"),
+        }
+    }
+}
+
+/// Runs `in` into `dest`.
+pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse> {
+    let repo = req.source.validate()?;
+    kiln_registry::reference::validate_digest(&req.version.digest).context("version.digest")?;
+    let format = Format::parse(req.params.format.as_deref())?;
+    let label_regex = compile(req.source.label_regex.as_deref(), "source.label_regex")?;
+    let annotation_regex = compile(req.source.annotation_regex.as_deref(), "source.annotation_regex")?;
+    let platform = source::Platform::resolve(req.params.platform.as_ref().or(req.source.platform.as_ref()));
+    let digest = &req.version.digest;
+
+    let origin = Arc::new(Client::new(repo, req.source.client_config())?);
+    let mut image = None;
+    if let Some((mirror_repo, mirror_config)) = req.source.mirror()? {
+        let mirror = Arc::new(Client::new(mirror_repo, mirror_config)?);
+        match fetch(&mirror, &req, format, &platform, &dest).await {
+            Ok(img) => image = Some(img),
+            Err(e) => eprintln!(
+                "in: fetching from mirror {} failed ({e:#}); trying {}",
+                mirror.repository(),
+                origin.repository()
+            ),
+        }
+    }
+    let image = match image {
+        Some(img) => img,
+        None => fetch(&origin, &req, format, &platform, &dest).await?,
+    };
+
+    for (name, value) in [("tag", &req.version.tag), ("digest", digest), ("repository", &req.source.repository)] {
+        std::fs::write(dest.join(name), value).with_context(|| format!("writing {}", dest.join(name).display()))?;
+    }
+
+    let mut metadata = vec![
+        MetadataField::new("repository", req.source.repository.clone()),
+        MetadataField::new("tag", req.version.tag.clone()),
+    ];
+    if let Some(re) = &annotation_regex {
+        metadata.extend(matching(re, &image.manifest.value.annotations));
+    }
+    if let Some(re) = &label_regex {
+        metadata.extend(matching(re, image.config.value.config.labels.as_ref().unwrap_or(&BTreeMap::new())));
+    }
+    Ok(StepResponse { version: req.version, metadata })
+}
+
+fn compile(pattern: Option<&str>, field: &str) -> anyhow::Result<Option<regex::Regex>> {
+    pattern.filter(|p| !p.is_empty()).map(|p| regex::Regex::new(p).with_context(|| field.to_string())).transpose()
+}
+
+fn matching(re: &regex::Regex, values: &BTreeMap<String, String>) -> Vec<MetadataField> {
+    values.iter().filter(|(k, _)| re.is_match(k)).map(|(k, v)| MetadataField::new(k.clone(), v.clone())).collect()
+}
+
+/// Resolves the image and, unless `skip_download`, writes it in `format` into `dest`.
+async fn fetch(
+    client: &Arc<Client>,
+    req: &GetRequest,
+    format: Format,
+    platform: &Platform,
+    dest: &Path,
+) -> anyhow::Result<Image> {
+    let digest = &req.version.digest;
+    eprintln!("fetching {}@{digest}", client.repository());
+    let image = pull::resolve(client, digest, platform).await?;
+    if req.params.skip_download {
+        return Ok(image);
+    }
+    let work = WorkDir::create(dest)?;
+    let started = Instant::now();
+    match format {
+        Format::Rootfs => {
+            write_rootfs(client, &image, &work).await?;
+            write_json(&work.path.join("metadata.json"), &run_metadata(&image))?;
+            write_json(&work.path.join("labels.json"), &labels(&image))?;
+            work.finish(&["rootfs", "metadata.json", "labels.json"])?;
+        }
+        Format::Oci => {
+            let name = format!("{}:{}", req.source.repository, req.version.tag);
+            let tag = (!req.version.tag.is_empty()).then_some(name.as_str());
+            write_image_tar(client, &image, tag, &work.path.join("image.tar"), &work.spool_dir).await?;
+            write_json(&work.path.join("labels.json"), &labels(&image))?;
+            work.finish(&["image.tar", "labels.json"])?;
+        }
+        Format::OciLayout => {
+            write_layout(client, digest, &work.path.join("oci"), &work).await?;
+            work.finish(&["oci"])?;
+        }
+    }
+    eprintln!("fetched {}@{digest} in {:.1}s", client.repository(), started.elapsed().as_secs_f64());
+    Ok(image)
+}
+
+/// `metadata.json`: how to run the image (as registry-image-resource writes it).
+fn run_metadata(image: &Image) -> serde_json::Value {
+    let c = &image.config.value.config;
+    serde_json::json!({
+        "env": c.env, "user": c.user.clone().unwrap_or_default(), "entrypoint": c.entrypoint, "cmd": c.cmd,
+    })
+}
+
+fn labels(image: &Image) -> BTreeMap<String, String> {
+    image.config.value.config.labels.clone().unwrap_or_default()
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec(value)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Downloads the layers in parallel and unpacks them in order into `work/rootfs`.
+async fn write_rootfs(client: &Arc<Client>, image: &Image, work: &WorkDir) -> anyhow::Result<()> {
+    let layers = image.manifest.value.layers.clone();
+    let progress = Arc::new(Progress::new("layer", layers.len()));
+    let spools = pull::spool_all(client.clone(), &layers, &work.spool_dir, PARALLEL_DOWNLOADS, progress.clone())?;
+    let rootfs = work.path.join("rootfs");
+    tokio::task::spawn_blocking(move || unpack_layers(&rootfs, &spools, &progress)).await.context("unpacking")?
+}
+
+fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress) -> anyhow::Result<()> {
+    std::fs::create_dir_all(rootfs).with_context(|| format!("creating {}", rootfs.display()))?;
+    let mut unpacker = kiln_image::unpack::Unpacker::new(rootfs, kiln_image::unpack::UnpackOptions::default())?;
+    for (i, spool) in spools.iter().enumerate() {
+        let started = Instant::now();
+        let digest = &spool.descriptor.digest;
+        let result = spool
+            .reader()
+            .map_err(anyhow::Error::from)
+            .and_then(|reader| Ok(kiln_image::decompress::decompressed(reader)?))
+            .and_then(|tar| Ok(unpacker.apply_layer(digest, tar)?));
+        if let Err(e) = result {
+            // A failed download is the cause worth reporting, not the unpacker's view of it.
+            spool.wait().map_err(|d| anyhow::anyhow!("layer {digest}: {d}"))?;
+            return Err(e.context(format!("layer {}/{} {digest}", i + 1, spools.len())));
+        }
+        progress.unpacked(i, &spool.descriptor, started.elapsed());
+    }
+    Ok(())
+}
+
+/// Writes `image.tar`: an OCI layout in a tarball plus docker's `manifest.json`, so that
+/// `docker load`, `skopeo copy docker-archive:` and `skopeo copy oci-archive:` all read it.
+async fn write_image_tar(
+    client: &Arc<Client>,
+    image: &Image,
+    tag: Option<&str>,
+    out: &Path,
+    spool_dir: &Path,
+) -> anyhow::Result<()> {
+    let layers = image.manifest.value.layers.clone();
+    let progress = Arc::new(Progress::new("layer", layers.len()));
+    let spools = pull::spool_all(client.clone(), &layers, spool_dir, PARALLEL_DOWNLOADS, progress)?;
+    let manifest = image.manifest.clone();
+    let config = image.config.clone();
+    let (out, tag) = (out.to_path_buf(), tag.map(String::from));
+    tokio::task::spawn_blocking(move || {
+        let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+        let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        let mut add = |path: &str, size: u64, data: &mut dyn std::io::Read| -> anyhow::Result<()> {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(size);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, path, data).with_context(|| format!("writing {path} into image.tar"))
+        };
+        add("oci-layout", 30, &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..])?;
+        let mut manifest_desc = manifest.descriptor.clone();
+        let mut annotations = BTreeMap::new();
+        if let Some(tag) = &tag {
+            annotations.insert("io.containerd.image.name".to_string(), tag.clone());
+            let short = tag.rsplit(':').next().unwrap_or_default().to_string();
+            annotations.insert("org.opencontainers.image.ref.name".to_string(), short);
+        }
+        manifest_desc.annotations = annotations;
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": [manifest_desc],
+        }))?;
+        add("index.json", index.len() as u64, &mut index.as_slice())?;
+        let docker = serde_json::to_vec(&serde_json::json!([{
+            "Config": blob(&config.descriptor.digest),
+            "RepoTags": tag.iter().collect::<Vec<_>>(),
+            "Layers": manifest.value.layers.iter().map(|l| blob(&l.digest)).collect::<Vec<_>>(),
+        }]))?;
+        add("manifest.json", docker.len() as u64, &mut docker.as_slice())?;
+        add(&blob(&manifest.descriptor.digest), manifest.bytes.len() as u64, &mut manifest.bytes.as_slice())?;
+        add(&blob(&config.descriptor.digest), config.bytes.len() as u64, &mut config.bytes.as_slice())?;
+        let mut written = std::collections::HashSet::new();
+        for spool in &spools {
+            let d = &spool.descriptor;
+            let mut reader = spool.reader()?;
+            if written.insert(d.digest.clone()) {
+                add(&blob(&d.digest), d.size, &mut reader).map_err(|e| match spool.wait() {
+                    Err(download) => anyhow::anyhow!("layer {}: {download}", d.digest),
+                    Ok(()) => e,
+                })?;
+            }
+        }
+        tar.into_inner()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(())
+    })
+    .await
+    .context("writing image.tar")?
+}
+
+/// Writes an OCI image layout of everything `digest` names: an index with all its
+/// platforms, or a single image wrapped in an index plus `single-image-digest`.
+async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &WorkDir) -> anyhow::Result<()> {
+    let blobs_dir = out.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs_dir).with_context(|| format!("creating {}", blobs_dir.display()))?;
+    let blob_path = |d: &str| blobs_dir.join(d.trim_start_matches("sha256:"));
+    let top = pull::fetch_manifest(client, digest).await?;
+
+    // Manifests to walk (nested indexes included), and the blobs they name.
+    let mut queue = vec![top.clone()];
+    let mut blobs: Vec<Descriptor> = Vec::new();
+    while let Some(fetched) = queue.pop() {
+        match &fetched.value {
+            ManifestOrIndex::Index(index) => {
+                for child in &index.manifests {
+                    let c = pull::fetch_manifest(client, &child.digest).await?;
+                    std::fs::write(blob_path(&c.descriptor.digest), &c.bytes)?;
+                    queue.push(c);
+                }
+            }
+            ManifestOrIndex::Manifest(m) => {
+                std::fs::write(blob_path(&fetched.descriptor.digest), &fetched.bytes)?;
+                blobs.push(m.config.clone());
+                blobs.extend(m.layers.iter().cloned());
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    blobs.retain(|b| seen.insert(b.digest.clone()));
+    let progress = Arc::new(Progress::new("blob", blobs.len()));
+    let spools = pull::spool_all(client.clone(), &blobs, &work.spool_dir, PARALLEL_DOWNLOADS, progress)?;
+    for spool in spools {
+        let target = blob_path(&spool.descriptor.digest);
+        tokio::task::spawn_blocking(move || spool.persist(&target)).await??;
+    }
+
+    std::fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    match &top.value {
+        ManifestOrIndex::Index(_) => std::fs::write(out.join("index.json"), &top.bytes)?,
+        ManifestOrIndex::Manifest(_) => {
+            let index = serde_json::json!({
+                "schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": [top.descriptor],
+            });
+            std::fs::write(out.join("index.json"), serde_json::to_vec(&index)?)?;
+            std::fs::write(out.join("single-image-digest"), digest)?;
+        }
+    }
+    Ok(())
+}
+
+/// A folder inside `dest` where output is assembled; removed whatever happens.
+struct WorkDir {
+    dest: PathBuf,
+    path: PathBuf,
+    spool_dir: PathBuf,
+}
+
+impl WorkDir {
+    fn create(dest: &Path) -> anyhow::Result<Self> {
+        let path = dest.join(format!(".kiln-in-{}", std::process::id()));
+        let spool_dir = path.join(".spool");
+        std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
+        Ok(Self { dest: dest.to_path_buf(), path, spool_dir })
+    }
+
+    /// Moves the named outputs into `dest`.
+    fn finish(&self, names: &[&str]) -> anyhow::Result<()> {
+        for name in names {
+            let (from, to) = (self.path.join(name), self.dest.join(name));
+            std::fs::rename(&from, &to).with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,267 @@
+//! `in` against the real registries: every format, cross-checked with skopeo and umoci.
+
+use std::path::Path;
+use std::process::Command;
+
+use kiln_tests::dev_env_or_skip;
+use kiln_tests::harness::{DevEnv, Registry, push_busybox, resource, source, unique_repo};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+fn request(env: &DevEnv, reg: &Registry, repo: &str, tag: &str, digest: &str, params: Value) -> Value {
+    json!({ "source": source(env, reg, repo), "version": { "tag": tag, "digest": digest }, "params": params })
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Unpacks `repo:tag` of the plain registry with skopeo + umoci, the way people do today.
+fn umoci_rootfs(env: &DevEnv, repo: &str, tag: &str, work: &Path) -> std::path::PathBuf {
+    let layout = work.join("layout");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/{repo}:{tag}", env.registries.plain.addr),
+        &format!("oci:{}:img", layout.display()),
+    ]));
+    let bundle = work.join("bundle");
+    run_ok(Command::new("umoci").args(["unpack", "--image", &format!("{}:img", layout.display())]).arg(&bundle));
+    bundle.join("rootfs")
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn rootfs_matches_umoci_and_writes_version_files() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-rootfs");
+    let digest = push_busybox(env, "amd64", reg, &repo, "1.0");
+    let dest = tempfile::tempdir().unwrap();
+    let out = resource("in", Some(dest.path()), &request(env, reg, &repo, "1.0", &digest, json!({})));
+    out.success();
+    assert_eq!(
+        out.json(),
+        json!({ "version": { "tag": "1.0", "digest": digest }, "metadata": [
+            { "name": "repository", "value": reg.repo(&repo) }, { "name": "tag", "value": "1.0" } ] })
+    );
+    assert_eq!(read(dest.path(), "tag"), "1.0");
+    assert_eq!(read(dest.path(), "digest"), digest);
+    assert_eq!(read(dest.path(), "repository"), reg.repo(&repo));
+    let metadata: Value = serde_json::from_str(&read(dest.path(), "metadata.json")).unwrap();
+    assert_eq!(metadata["cmd"], json!(["sh"]));
+    assert_eq!(metadata["user"], json!(""));
+    assert!(metadata["env"][0].as_str().unwrap().starts_with("PATH="));
+    assert_eq!(read(dest.path(), "labels.json"), "{}");
+
+    let work = tempfile::tempdir().unwrap();
+    let theirs = umoci_rootfs(env, &repo, "1.0", work.path());
+    kiln_tests::tree::assert_same(&dest.path().join("rootfs"), &theirs);
+    // Nothing else is left in the output folder.
+    let mut names: Vec<_> =
+        std::fs::read_dir(dest.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["digest", "labels.json", "metadata.json", "repository", "rootfs", "tag"]);
+}
+
+#[test]
+fn index_resolves_to_the_requested_platform() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.token;
+    let repo = unique_repo("in-platform");
+    let digest = push_busybox(env, "latest", reg, &repo, "multi");
+
+    let dest = tempfile::tempdir().unwrap();
+    let out = resource("in", Some(dest.path()), &request(env, reg, &repo, "multi", &digest, json!({})));
+    out.success();
+    assert!(dest.path().join("rootfs/bin/busybox").is_file(), "the amd64 image has busybox");
+
+    let dest = tempfile::tempdir().unwrap();
+    let params = json!({ "platform": { "os": "linux", "architecture": "arm64" } });
+    let out = resource("in", Some(dest.path()), &request(env, reg, &repo, "multi", &digest, params));
+    out.success();
+    assert!(dest.path().join("rootfs/README").is_file(), "the arm64 placeholder has a README");
+    assert!(!dest.path().join("rootfs/bin").exists());
+
+    let dest = tempfile::tempdir().unwrap();
+    let params = json!({ "platform": { "os": "linux", "architecture": "s390x" } });
+    let out = resource("in", Some(dest.path()), &request(env, reg, &repo, "multi", &digest, params));
+    out.failure();
+    assert!(out.stderr.contains("no image for platform linux/s390x"), "{}", out.stderr);
+    assert!(out.stderr.contains("linux/amd64") && out.stderr.contains("linux/arm64/v8"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0, "a failed in leaves nothing");
+}
+
+#[test]
+fn oci_format_is_readable_by_skopeo_as_docker_and_oci_archive() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.basic;
+    let repo = unique_repo("in-oci");
+    let digest = push_busybox(env, "latest", reg, &repo, "v2");
+    let dest = tempfile::tempdir().unwrap();
+    let out = resource("in", Some(dest.path()), &request(env, reg, &repo, "v2", &digest, json!({ "format": "oci" })));
+    out.success();
+    assert_eq!(read(dest.path(), "labels.json"), "{}");
+    let tar = dest.path().join("image.tar");
+    for transport in ["docker-archive", "oci-archive"] {
+        let inspected =
+            Command::new("skopeo").args(["inspect", &format!("{transport}:{}", tar.display())]).output().unwrap();
+        assert!(inspected.status.success(), "{transport}: {}", String::from_utf8_lossy(&inspected.stderr));
+        let info: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+        assert_eq!(info["Architecture"], "amd64", "{transport}");
+        assert_eq!(info["Layers"].as_array().unwrap().len(), 1, "{transport}");
+    }
+    let listed = Command::new("tar").arg("tf").arg(&tar).output().unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    for name in ["manifest.json", "index.json", "oci-layout"] {
+        assert!(listed.lines().any(|l| l == name), "{name} in {listed}");
+    }
+}
+
+#[test]
+fn oci_layout_keeps_the_whole_index() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-layout");
+    let digest = push_busybox(env, "latest", reg, &repo, "all");
+    let dest = tempfile::tempdir().unwrap();
+    let params = json!({ "format": "oci-layout" });
+    resource("in", Some(dest.path()), &request(env, reg, &repo, "all", &digest, params)).success();
+    let index = std::fs::read(dest.path().join("oci/index.json")).unwrap();
+    assert_eq!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&index))), digest);
+    assert!(!dest.path().join("oci/single-image-digest").exists());
+    // Every platform's image is there, each blob under its own digest.
+    let blob = |digest: &str| {
+        let path = dest.path().join("oci/blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))), digest);
+        bytes
+    };
+    let index: Value = serde_json::from_slice(&index).unwrap();
+    let children = index["manifests"].as_array().unwrap();
+    assert_eq!(children.len(), 2);
+    for child in children {
+        let manifest: Value = serde_json::from_slice(&blob(child["digest"].as_str().unwrap())).unwrap();
+        blob(manifest["config"]["digest"].as_str().unwrap());
+        for layer in manifest["layers"].as_array().unwrap() {
+            blob(layer["digest"].as_str().unwrap());
+        }
+    }
+
+    // A single image is wrapped in an index and marked.
+    let single = push_busybox(env, "amd64", reg, &repo, "one");
+    let dest = tempfile::tempdir().unwrap();
+    resource("in", Some(dest.path()), &request(env, reg, &repo, "one", &single, json!({ "format": "oci-layout" })))
+        .success();
+    assert_eq!(read(&dest.path().join("oci"), "single-image-digest"), single);
+    let index: Value = serde_json::from_str(&read(&dest.path().join("oci"), "index.json")).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], json!(single));
+}
+
+#[test]
+fn skip_download_writes_only_the_version_files() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.tls;
+    let repo = unique_repo("in-skip");
+    let digest = push_busybox(env, "amd64", reg, &repo, "s");
+    let dest = tempfile::tempdir().unwrap();
+    let out =
+        resource("in", Some(dest.path()), &request(env, reg, &repo, "s", &digest, json!({ "skip_download": true })));
+    out.success();
+    let mut names: Vec<_> =
+        std::fs::read_dir(dest.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["digest", "repository", "tag"]);
+}
+
+#[test]
+fn labels_and_annotations_become_metadata() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-labels");
+    // Make a labelled image with umoci from the seeded busybox.
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/library/busybox:amd64", reg.addr),
+        &format!("oci:{}:base", layout.display()),
+    ]));
+    run_ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &format!("{}:base", layout.display()),
+        "--tag",
+        "labelled",
+        "--config.label",
+        "org.example.team=kiln",
+        "--config.label",
+        "org.example.other=x",
+        "--config.label",
+        "unrelated=y",
+        "--config.user",
+        "nobody",
+    ]));
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:labelled", layout.display()),
+        &format!("docker://{}:v1", reg.repo(&repo)),
+    ]));
+    let digest = kiln_tests::harness::skopeo_digest(env, reg, &repo, "v1");
+    let mut req = request(env, reg, &repo, "v1", &digest, json!({}));
+    req["source"]["label_regex"] = json!("^org\\.example\\.");
+    let dest = tempfile::tempdir().unwrap();
+    let out = resource("in", Some(dest.path()), &req);
+    let metadata = &out.success().json()["metadata"];
+    assert_eq!(
+        metadata,
+        &json!([
+            { "name": "repository", "value": reg.repo(&repo) },
+            { "name": "tag", "value": "v1" },
+            { "name": "org.example.other", "value": "x" },
+            { "name": "org.example.team", "value": "kiln" },
+        ])
+    );
+    let labels: Value = serde_json::from_str(&read(dest.path(), "labels.json")).unwrap();
+    assert_eq!(labels["unrelated"], "y");
+    let run: Value = serde_json::from_str(&read(dest.path(), "metadata.json")).unwrap();
+    assert_eq!(run["user"], "nobody");
+}
+
+#[test]
+fn bad_requests_fail_clearly_and_leave_nothing() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-bad");
+    let digest = push_busybox(env, "amd64", reg, &repo, "1");
+    let missing = format!("sha256:{}", "1".repeat(64));
+    let cases = [
+        (request(env, reg, &repo, "1", &missing, json!({})), "does not exist"),
+        (request(env, reg, &repo, "1", "sha256:nothex", json!({})), "version.digest"),
+        (request(env, reg, &repo, "1", &digest, json!({ "format": "zip" })), "params.format"),
+        (request(env, reg, &repo, "1", &digest, json!({ "formatt": "oci" })), r#"unknown field "formatt""#),
+    ];
+    for (req, expected) in cases {
+        let dest = tempfile::tempdir().unwrap();
+        let out = resource("in", Some(dest.path()), &req);
+        out.failure();
+        assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0, "{expected}: output left behind");
+    }
+    // No directory argument, or one that does not exist.
+    let out = kiln_tests::harness::run(kiln_tests::harness::command("in"), b"{}");
+    out.failure();
+    assert!(out.stderr.contains("usage: in DIRECTORY"), "{}", out.stderr);
+    let out = resource("in", Some(Path::new("/nonexistent/kiln")), &request(env, reg, &repo, "1", &digest, json!({})));
+    out.failure();
+    assert!(out.stderr.contains("/nonexistent/kiln does not exist"), "{}", out.stderr);
+}
