@@ -11,4 +11,6 @@ pub mod get;
 pub mod progress;
 pub mod protocol;
 pub mod pull;
+pub mod put;
+pub mod semver;
 pub mod source;

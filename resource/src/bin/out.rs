@@ -1,6 +1,5 @@
-//! `/opt/resource/out`: not implemented yet; fails clearly instead of pretending.
+//! `/opt/resource/out DIR`: pushes the image found in DIR.
 
 fn main() -> std::process::ExitCode {
-    eprintln!("out: not implemented yet in this version of kiln; only check works so far");
-    std::process::ExitCode::FAILURE
+    kiln_resource::protocol::main_with_dir("out", kiln_resource::put::put)
 }

@@ -1,0 +1,263 @@
+//! `out` (a pipeline's `put`): pushes the image at `params.image` (a docker-save or OCI
+//! tarball, or an OCI layout) under every tag the request asks for.
+//!
+//! Blobs go first, several at once, skipping those the registry already has; then any
+//! child manifests by digest; then the manifest or index under each tag, each checked
+//! against the digest the registry reports.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use kiln_image::archive::{self, BlobLocation, LoadedImage};
+use kiln_registry::{BlobData, Client};
+use serde::Deserialize;
+use tokio::task::JoinSet;
+
+use crate::progress::{human, short};
+use crate::protocol::{MetadataField, StepResponse, Version};
+use crate::semver;
+use crate::source::Source;
+
+/// Blobs uploaded at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+/// `out`'s request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutRequest {
+    pub source: Source,
+    #[serde(default)]
+    pub params: PutParams,
+}
+
+/// `params:` of a put step.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutParams {
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub bump_aliases: bool,
+    #[serde(default)]
+    pub additional_tags: Option<String>,
+    #[serde(default)]
+    pub tag_prefix: Option<String>,
+}
+
+/// Runs `out` with the put's directory `dir`.
+pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> {
+    let repo = req.source.validate()?;
+    if req.params.image.is_empty() {
+        bail!(
+            "params.image is not set: give the path of the image to push, relative to the put's directory (e.g. image/image.tar)"
+        );
+    }
+    let client = Arc::new(Client::new(repo, req.source.client_config())?);
+    let tags = tags(&req, &dir, &client).await?;
+    let path = find_image(&dir, &req.params.image)?;
+    eprintln!("reading {}", path.display());
+    let loaded = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || archive::load(&path)).await.context("reading the image")??
+    };
+    eprintln!("pushing {} to {} as {}", loaded.top.digest, client.repository(), tags.join(", "));
+    push(&client, &loaded, &tags).await?;
+
+    Ok(StepResponse {
+        version: Version { tag: tags[0].clone(), digest: loaded.top.digest.clone() },
+        metadata: vec![
+            MetadataField::new("repository", req.source.repository.clone()),
+            MetadataField::new("tags", tags.join(" ")),
+        ],
+    })
+}
+
+/// The tags to push, in registry-image-resource's order: `source.tag`, the version (with
+/// the variant), its aliases, then the additional tags.
+async fn tags(req: &PutRequest, dir: &Path, client: &Client) -> anyhow::Result<Vec<String>> {
+    let (source, params) = (&req.source, &req.params);
+    let variant = source.variant.as_deref().filter(|v| !v.is_empty());
+    let mut tags = Vec::new();
+    if let Some(tag) = &source.tag {
+        tags.push(tag.clone());
+    }
+    if let Some(raw) = params.version.as_deref().filter(|v| !v.is_empty()) {
+        let version = semver::Version::parse(raw)
+            .with_context(|| format!("params.version: {raw:?} is not a semantic version (like 1.2.3)"))?;
+        let mut tag = version.to_string();
+        if let Some(v) = variant {
+            tag = format!("{tag}-{v}");
+        }
+        tags.push(tag);
+        if params.bump_aliases && !version.is_prerelease() {
+            let existing = client.list_tags().await.context("listing tags to decide which aliases to bump")?;
+            tags.extend(aliases(&version, variant, &existing));
+        }
+    }
+    let additional = match params.additional_tags.as_deref().filter(|f| !f.is_empty()) {
+        Some(file) => {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("params.additional_tags: reading {}", path.display()))?;
+            text.split_whitespace().map(String::from).collect()
+        }
+        None => Vec::new(),
+    };
+    let prefix = params.tag_prefix.as_deref().unwrap_or_default();
+    if additional.is_empty() && !prefix.is_empty() {
+        bail!("params.tag_prefix can only be used with params.additional_tags");
+    }
+    tags.extend(additional.into_iter().map(|t| format!("{prefix}{t}")));
+    if tags.is_empty() {
+        bail!("no tag to push: set params.version or source.tag (or params.additional_tags)");
+    }
+    for tag in &tags {
+        kiln_registry::reference::validate_tag(tag).context("tags to push")?;
+    }
+    let mut unique = Vec::new();
+    for tag in tags {
+        if !unique.contains(&tag) {
+            unique.push(tag);
+        }
+    }
+    Ok(unique)
+}
+
+/// With `bump_aliases`: `latest` (or the variant), `MAJOR` and `MAJOR.MINOR`, each only
+/// while no newer final release of its series is in the registry.
+pub fn aliases(version: &semver::Version, variant: Option<&str>, existing: &[String]) -> Vec<String> {
+    let (mut latest, mut major, mut minor) = (true, true, true);
+    for tag in existing {
+        let text = match variant {
+            Some(v) => match tag.strip_suffix(&format!("-{v}")) {
+                Some(t) => t,
+                None => continue,
+            },
+            None => tag.as_str(),
+        };
+        let Some(other) = semver::Version::parse(text) else { continue };
+        if other.is_prerelease() {
+            continue;
+        }
+        if other.precedence(version).is_gt() {
+            latest = false;
+        }
+        if other.major == version.major && other.minor > version.minor {
+            major = false;
+        }
+        if other.major == version.major && other.minor == version.minor && other.patch > version.patch {
+            minor = false;
+            major = false;
+        }
+    }
+    let suffix = variant.map(|v| format!("-{v}")).unwrap_or_default();
+    let mut out = Vec::new();
+    if latest {
+        out.push(variant.unwrap_or("latest").to_string());
+    }
+    if major {
+        out.push(format!("{}{suffix}", version.major));
+    }
+    if minor {
+        out.push(format!("{}.{}{suffix}", version.major, version.minor));
+    }
+    out
+}
+
+/// The one file or folder `pattern` (a glob relative to `dir`) names.
+fn find_image(dir: &Path, pattern: &str) -> anyhow::Result<PathBuf> {
+    let full = format!("{}/{pattern}", glob::Pattern::escape(&dir.to_string_lossy()));
+    let matches: Vec<PathBuf> = glob::glob(&full)
+        .with_context(|| format!("params.image: {pattern:?} is not a valid glob"))?
+        .filter_map(Result::ok)
+        .collect();
+    match matches.as_slice() {
+        [] => bail!("params.image: no files match glob {pattern:?} in {}", dir.display()),
+        [one] => Ok(one.clone()),
+        many => bail!(
+            "params.image: too many files/directories match glob {pattern:?}: {}",
+            many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
+    let mut uploads = JoinSet::new();
+    let total = image.blobs.len();
+    for (i, (descriptor, location)) in image.blobs.iter().cloned().enumerate() {
+        let (client, permits) = (client.clone(), permits.clone());
+        uploads.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let digest = &descriptor.digest;
+            let began = Instant::now();
+            if client.blob_exists(digest).await?.is_some() {
+                eprintln!("  blob {}/{total} {} already there", i + 1, short(digest));
+                return Ok::<u64, anyhow::Error>(0);
+            }
+            let data = match location {
+                BlobLocation::File { path, offset, len } => BlobData::File { path, offset, len },
+                BlobLocation::Memory(bytes) => BlobData::Bytes(bytes.into()),
+            };
+            client.push_blob(digest, &data).await.with_context(|| format!("pushing blob {digest}"))?;
+            eprintln!(
+                "  blob {}/{total} {} pushed: {} in {:.1}s",
+                i + 1,
+                short(digest),
+                human(data.len()),
+                began.elapsed().as_secs_f64()
+            );
+            Ok(data.len())
+        });
+    }
+    let mut uploaded = 0;
+    while let Some(result) = uploads.join_next().await {
+        uploaded += result.context("an upload task failed")??;
+    }
+    for child in &image.children {
+        client.put_manifest(&child.digest, &child.media_type, &child.bytes).await?;
+    }
+    for tag in tags {
+        let pushed = client.put_manifest(tag, &image.top.media_type, &image.top.bytes).await?;
+        if pushed.digest != image.top.digest {
+            bail!("the registry stored {tag} as {}, not {}", pushed.digest, image.top.digest);
+        }
+    }
+    eprintln!(
+        "pushed {} ({} of new blobs) as {} in {:.1}s",
+        image.top.digest,
+        human(uploaded),
+        tags.join(", "),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bump(version: &str, variant: Option<&str>, existing: &[&str]) -> Vec<String> {
+        let existing: Vec<String> = existing.iter().map(|s| s.to_string()).collect();
+        aliases(&semver::Version::parse(version).unwrap(), variant, &existing)
+    }
+
+    /// registry-image-resource's alias table.
+    #[test]
+    fn alias_table() {
+        assert_eq!(bump("1.2.3", None, &[]), ["latest", "1", "1.2"]);
+        assert_eq!(bump("1.2.3", None, &["1.2.2", "1.1.0", "0.9.0"]), ["latest", "1", "1.2"]);
+        assert_eq!(bump("1.2.3", None, &["1.2.4"]), Vec::<String>::new());
+        assert_eq!(bump("1.2.3", None, &["1.3.0"]), ["1.2"]);
+        assert_eq!(bump("1.2.3", None, &["2.0.0"]), ["1", "1.2"]);
+        assert_eq!(bump("1.2.3", None, &["2.0.0-rc.1", "1.2.4-beta"]), ["latest", "1", "1.2"]);
+        assert_eq!(bump("1.2.3", None, &["latest", "1", "1.2", "not-semver"]), ["latest", "1", "1.2"]);
+        assert_eq!(bump("1.2.3", Some("alpine"), &["1.3.0", "1.2.4-slim"]), ["alpine", "1-alpine", "1.2-alpine"]);
+        assert_eq!(bump("1.2.3", Some("alpine"), &["1.3.0-alpine"]), ["1.2-alpine"]);
+    }
+}

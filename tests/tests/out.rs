@@ -1,0 +1,219 @@
+//! `out` against the real registries: every input form, tags and aliases, re-pushes,
+//! and bad input, cross-checked with skopeo.
+
+use std::path::Path;
+use std::process::Command;
+
+use kiln_tests::dev_env_or_skip;
+use kiln_tests::harness::{DevEnv, Registry, push_busybox, resource, skopeo_digest, source, unique_repo};
+use serde_json::{Value, json};
+
+fn skopeo(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("skopeo").args(args).output().expect("running skopeo");
+    assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Writes the seeded busybox (`seed_tag`) from the plain registry to `dest` in skopeo's `transport`.
+fn export(env: &DevEnv, seed_tag: &str, transport: &str, dest: &Path, all: bool) {
+    let src = format!("docker://{}/library/busybox:{seed_tag}", env.registries.plain.addr);
+    let dst = format!("{transport}:{}", dest.display());
+    let mut args = vec!["copy", "--quiet", "--src-tls-verify=false"];
+    if all {
+        args.push("--all");
+    }
+    args.extend([src.as_str(), dst.as_str()]);
+    skopeo(&args);
+}
+
+fn put(env: &DevEnv, reg: &Registry, repo: &str, dir: &Path, params: Value) -> kiln_tests::harness::Outcome {
+    resource("out", Some(dir), &json!({ "source": source(env, reg, repo), "params": params }))
+}
+
+fn tags_of(env: &DevEnv, reg: &Registry, repo: &str) -> Vec<String> {
+    let mut args = vec!["list-tags".to_string()];
+    if reg.addr == env.registries.plain.addr {
+        args.push("--tls-verify=false".into());
+    } else {
+        args.push(format!("--cert-dir={}", env.tool_cert_dir.display()));
+    }
+    if let (Some(u), Some(p)) = (&reg.username, &reg.password) {
+        args.push(format!("--creds={u}:{p}"));
+    }
+    args.push(format!("docker://{}", reg.repo(repo)));
+    let out: Value = serde_json::from_slice(&skopeo(&args.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
+    let mut tags: Vec<String> =
+        out["Tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    tags.sort();
+    tags
+}
+
+#[test]
+fn docker_save_tarball_to_every_registry() {
+    let env = dev_env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("image")).unwrap();
+    export(env, "amd64", "docker-archive", &dir.path().join("image/image.tar"), false);
+    let r = &env.registries;
+    for reg in [&r.plain, &r.tls, &r.basic, &r.token] {
+        let repo = unique_repo("out-docker");
+        let out = put(env, reg, &repo, dir.path(), json!({ "image": "image/*.tar", "version": "1.0.0" }));
+        let response = out.success().json();
+        let digest = response["version"]["digest"].as_str().unwrap().to_string();
+        assert_eq!(response["version"]["tag"], "1.0.0");
+        assert_eq!(digest, skopeo_digest(env, reg, &repo, "1.0.0"), "{}", reg.addr);
+        assert_eq!(
+            response["metadata"],
+            json!([{ "name": "repository", "value": reg.repo(&repo) }, { "name": "tags", "value": "1.0.0" }])
+        );
+    }
+}
+
+#[test]
+fn oci_archive_and_layouts_keep_their_digests() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let seeded_image = skopeo_digest(env, reg, "library/busybox", "amd64");
+    let seeded_index = skopeo_digest(env, reg, "library/busybox", "latest");
+    let dir = tempfile::tempdir().unwrap();
+
+    export(env, "amd64", "oci-archive", &dir.path().join("image.tar"), false);
+    let repo = unique_repo("out-ociarchive");
+    let out = put(env, reg, &repo, dir.path(), json!({ "image": "image.tar", "version": "2.0.0" }));
+    assert_eq!(out.success().json()["version"]["digest"], json!(seeded_image));
+
+    // A layout holding the multi-arch index: pushed whole, with the index's own digest.
+    export(env, "latest", "oci", &dir.path().join("layout"), true);
+    let repo = unique_repo("out-layout");
+    let out = put(env, reg, &repo, dir.path(), json!({ "image": "layout", "version": "3.0.0" }));
+    assert_eq!(out.success().json()["version"]["digest"], json!(seeded_index));
+    assert_eq!(skopeo_digest(env, reg, &repo, "3.0.0"), seeded_index);
+    // Every platform's image arrived: skopeo can copy each one out.
+    let copy = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--all",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}:3.0.0", reg.repo(&repo)),
+        &format!("oci:{}:x", copy.path().display()),
+    ]);
+}
+
+#[test]
+fn in_then_out_round_trips_the_digest() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.token;
+    let repo = unique_repo("out-roundtrip");
+    let digest = push_busybox(env, "latest", reg, &repo, "orig");
+    for format in ["oci", "oci-layout"] {
+        let dir = tempfile::tempdir().unwrap();
+        let fetched = dir.path().join("fetched");
+        std::fs::create_dir(&fetched).unwrap();
+        let req = json!({ "source": source(env, reg, &repo), "version": { "tag": "orig", "digest": digest }, "params": { "format": format } });
+        resource("in", Some(&fetched), &req).success();
+        let image = if format == "oci" { "fetched/image.tar" } else { "fetched/oci" };
+        let out = put(
+            env,
+            reg,
+            &repo,
+            dir.path(),
+            json!({ "image": image, "additional_tags": "fetched/tag", "tag_prefix": format!("{format}-") }),
+        );
+        let response = out.success().json();
+        assert_eq!(response["version"]["tag"], format!("{format}-orig"));
+        if format == "oci-layout" {
+            assert_eq!(response["version"]["digest"], json!(digest), "the whole index comes back");
+        }
+        // Everything was already there.
+        assert!(out.stderr.contains("0 B of new blobs"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn bump_aliases_and_additional_tags() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.basic;
+    let repo = unique_repo("out-aliases");
+    let dir = tempfile::tempdir().unwrap();
+    export(env, "amd64", "oci-archive", &dir.path().join("image.tar"), false);
+    std::fs::write(dir.path().join("tags"), "extra1\n extra2 \n").unwrap();
+
+    let out = put(
+        env,
+        reg,
+        &repo,
+        dir.path(),
+        json!({ "image": "image.tar", "version": "v1.2.3", "bump_aliases": true, "additional_tags": "tags" }),
+    );
+    assert_eq!(out.success().json()["metadata"][1]["value"], "1.2.3 latest 1 1.2 extra1 extra2");
+    // An older release bumps only what it still leads.
+    let out =
+        put(env, reg, &repo, dir.path(), json!({ "image": "image.tar", "version": "1.1.0", "bump_aliases": true }));
+    assert_eq!(out.success().json()["metadata"][1]["value"], "1.1.0 1.1");
+    // Prereleases bump nothing.
+    let out = put(
+        env,
+        reg,
+        &repo,
+        dir.path(),
+        json!({ "image": "image.tar", "version": "2.0.0-rc.1", "bump_aliases": true }),
+    );
+    assert_eq!(out.success().json()["metadata"][1]["value"], "2.0.0-rc.1");
+    assert_eq!(
+        tags_of(env, reg, &repo),
+        ["1", "1.1", "1.1.0", "1.2", "1.2.3", "2.0.0-rc.1", "extra1", "extra2", "latest"]
+    );
+
+    // With a variant, the version and aliases carry it.
+    let mut src = source(env, reg, &repo);
+    src["variant"] = json!("slim");
+    let out = resource(
+        "out",
+        Some(dir.path()),
+        &json!({ "source": src, "params": { "image": "image.tar", "version": "1.0", "bump_aliases": true } }),
+    );
+    assert_eq!(out.success().json()["metadata"][1]["value"], "1.0.0-slim slim 1-slim 1.0-slim");
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("out-bad");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.tar"), b"not a tar at all").unwrap();
+    std::fs::write(dir.path().join("b.tar"), b"").unwrap();
+    export(env, "amd64", "docker-archive", &dir.path().join("good.tar"), false);
+    let good = std::fs::read(dir.path().join("good.tar")).unwrap();
+    std::fs::create_dir(dir.path().join("cut")).unwrap();
+    std::fs::write(dir.path().join("cut/truncated.tar"), &good[..good.len() / 2]).unwrap();
+    std::fs::create_dir(dir.path().join("notlayout")).unwrap();
+
+    let cases = [
+        (json!({ "image": "nothing/*.tar", "version": "1.0.0" }), "no files match glob"),
+        (json!({ "image": "*.tar", "version": "1.0.0" }), "too many files/directories match glob"),
+        (json!({ "image": "a.tar", "version": "1.0.0" }), "a.tar"),
+        (json!({ "image": "cut/truncated.tar", "version": "1.0.0" }), "truncated.tar"),
+        (json!({ "image": "notlayout", "version": "1.0.0" }), "oci-layout"),
+        (json!({ "image": "good.tar" }), "no tag to push"),
+        (json!({ "image": "good.tar", "version": "one" }), "params.version"),
+        (json!({ "image": "good.tar", "version": "1.0.0", "additional_tags": "missing" }), "params.additional_tags"),
+        (json!({ "image": "good.tar", "version": "1.0.0", "tag_prefix": "x-" }), "tag_prefix"),
+        (json!({ "version": "1.0.0" }), "params.image"),
+        (json!({ "image": "good.tar", "versoin": "1.0.0" }), r#"unknown field "versoin""#),
+    ];
+    for (params, expected) in cases {
+        let out = put(env, reg, &repo, dir.path(), params.clone());
+        out.failure();
+        assert!(out.stderr.contains(expected), "{params}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{params}");
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    // Nothing was pushed by any of them.
+    let listed = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false", &format!("docker://{}", reg.repo(&repo))])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success() || String::from_utf8_lossy(&listed.stdout).contains("\"Tags\": []"));
+}
