@@ -165,3 +165,255 @@ mod tests {
         assert_eq!(v("1.2").precedence(&v("1.2.0+meta")), Ordering::Equal);
     }
 }
+
+/// A version constraint in Masterminds' syntax: comparisons (`=`, `!=`, `>`, `<`, `>=`,
+/// `<=`), `~` and `^` ranges, `x`/`*` wildcards and missing parts, hyphen ranges
+/// (`1.2 - 1.4.5`), `,` or spaces for AND, `||` for OR. A prerelease version matches
+/// only comparators that name a prerelease themselves.
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    any_of: Vec<Vec<Comparator>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Tilde,
+    Caret,
+}
+
+/// One comparison against a possibly partial version (`1.2` has no patch: a wildcard).
+#[derive(Debug, Clone)]
+struct Comparator {
+    op: Op,
+    major: Option<u64>,
+    minor: Option<u64>,
+    patch: Option<u64>,
+    pre: Vec<String>,
+}
+
+impl Constraint {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut any_of = Vec::new();
+        for group in text.split("||") {
+            let mut tokens: Vec<String> = Vec::new();
+            for raw in group.split([',', ' ', '\t']).filter(|t| !t.is_empty()) {
+                match tokens.last_mut() {
+                    // An operator written apart from its version: ">= 1.2".
+                    Some(last) if last.chars().all(|c| "=!<>~^".contains(c)) && !last.is_empty() => last.push_str(raw),
+                    _ => tokens.push(raw.to_string()),
+                }
+            }
+            let mut all_of = Vec::new();
+            let mut i = 0;
+            while i < tokens.len() {
+                if tokens.get(i + 1).is_some_and(|t| t == "-") {
+                    let upper = tokens.get(i + 2).ok_or_else(|| format!("{text:?}: a range needs an upper bound"))?;
+                    all_of.push(Comparator::parse(&format!(">={}", tokens[i]), text)?);
+                    all_of.push(Comparator::parse(&format!("<={upper}"), text)?);
+                    i += 3;
+                } else {
+                    all_of.push(Comparator::parse(&tokens[i], text)?);
+                    i += 1;
+                }
+            }
+            if all_of.is_empty() {
+                return Err(format!("{text:?}: an empty alternative"));
+            }
+            any_of.push(all_of);
+        }
+        Ok(Constraint { any_of })
+    }
+
+    pub fn matches(&self, v: &Version) -> bool {
+        self.any_of.iter().any(|all| all.iter().all(|c| c.matches(v)))
+    }
+}
+
+impl Comparator {
+    fn parse(token: &str, whole: &str) -> Result<Self, String> {
+        let bad = || format!("{whole:?}: {token:?} is not a version comparison");
+        let split = token.find(|c: char| !"=!<>~^v".contains(c) || c == 'v').unwrap_or(token.len());
+        let (op, rest) = token.split_at(split);
+        let op = match op {
+            "" | "=" | "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            ">=" | "=>" => Op::Ge,
+            "<" => Op::Lt,
+            "<=" | "=<" => Op::Le,
+            "~" | "~>" => Op::Tilde,
+            "^" => Op::Caret,
+            _ => return Err(bad()),
+        };
+        let rest = rest.strip_prefix('v').unwrap_or(rest);
+        let (rest, _build) = rest.split_once('+').unwrap_or((rest, ""));
+        let (core, pre) = match rest.split_once('-') {
+            Some((c, p)) if !p.is_empty() => (c, p.split('.').map(String::from).collect()),
+            Some(_) => return Err(bad()),
+            None => (rest, Vec::new()),
+        };
+        let mut parts = core.split('.');
+        let mut part = || -> Result<Option<u64>, String> {
+            match parts.next() {
+                None | Some("x") | Some("X") | Some("*") => Ok(None),
+                Some(p) => p.parse().map(Some).map_err(|_| bad()),
+            }
+        };
+        let (major, minor, patch) = (part()?, part()?, part()?);
+        if core.is_empty() || parts.next().is_some() || (major.is_none() && !matches!(core, "x" | "X" | "*")) {
+            return Err(bad());
+        }
+        // A wildcard makes everything after it a wildcard too.
+        let minor = major.and(minor);
+        let patch = minor.and(patch);
+        Ok(Comparator { op, major, minor, patch, pre })
+    }
+
+    fn base(&self) -> Version {
+        Version {
+            major: self.major.unwrap_or(0),
+            minor: self.minor.unwrap_or(0),
+            patch: self.patch.unwrap_or(0),
+            pre: self.pre.clone(),
+            build: String::new(),
+        }
+    }
+
+    /// The first version past a partial one: `1.2` → `1.3.0`, `1` → `2.0.0`; `None` for `*`.
+    fn next(&self) -> Option<Version> {
+        let v = |major, minor, patch| Version { major, minor, patch, pre: Vec::new(), build: String::new() };
+        match (self.major, self.minor, self.patch) {
+            (Some(m), Some(n), Some(p)) => Some(v(m, n, p)),
+            (Some(m), Some(n), None) => Some(v(m, n + 1, 0)),
+            (Some(m), None, _) => Some(v(m + 1, 0, 0)),
+            (None, _, _) => None,
+        }
+    }
+
+    fn matches(&self, v: &Version) -> bool {
+        if v.is_prerelease() && self.pre.is_empty() && self.op != Op::Ne {
+            return false;
+        }
+        let exact = self.patch.is_some();
+        let base = self.base();
+        let below_next = |v: &Version| self.next().is_none_or(|n| v.precedence(&n).is_lt());
+        let at_least = |v: &Version, floor: &Version| v.precedence(floor).is_ge();
+        match self.op {
+            Op::Eq if exact => v.precedence(&base).is_eq(),
+            Op::Eq => at_least(v, &base) && below_next(v),
+            Op::Ne if exact => !v.precedence(&base).is_eq(),
+            Op::Ne => !(at_least(v, &base) && below_next(v)),
+            Op::Gt if exact => v.precedence(&base).is_gt(),
+            Op::Gt => self.next().is_some_and(|n| at_least(v, &n)),
+            Op::Ge => at_least(v, &base),
+            Op::Lt => v.precedence(&base).is_lt(),
+            Op::Le if exact => v.precedence(&base).is_le(),
+            Op::Le => below_next(v),
+            Op::Tilde => {
+                let upper = match (self.major, self.minor) {
+                    (Some(m), Some(n)) => (m, n + 1),
+                    (Some(m), None) => (m + 1, 0),
+                    (None, _) => return true,
+                };
+                at_least(v, &base) && (v.major, v.minor) < upper
+            }
+            Op::Caret => {
+                let (m, n, p) = (base.major, base.minor, base.patch);
+                let within = match (self.major, self.minor, self.patch) {
+                    (None, _, _) => true,
+                    _ if m > 0 => v.major == m,
+                    (_, None, _) => v.major == 0,
+                    _ if n > 0 => v.major == 0 && v.minor == n,
+                    (_, Some(_), None) => v.major == 0 && v.minor == 0,
+                    _ => v.major == 0 && v.minor == 0 && v.patch == p,
+                };
+                at_least(v, &base) && within
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod constraint_tests {
+    use super::*;
+
+    fn check(constraint: &str, version: &str) -> bool {
+        Constraint::parse(constraint).unwrap().matches(&Version::parse(version).unwrap())
+    }
+
+    #[test]
+    fn comparisons_and_wildcards() {
+        let cases = [
+            ("1.2.3", "1.2.3", true),
+            ("=1.2.3", "1.2.4", false),
+            ("!=1.2.3", "1.2.4", true),
+            (">1.2.3", "1.2.4", true),
+            (">1.2", "1.2.9", false),
+            (">1.2", "1.3.0", true),
+            (">=1.2", "1.2.0", true),
+            ("<1.2", "1.1.9", true),
+            ("<1.2", "1.2.0", false),
+            ("<=1.2", "1.2.9", true),
+            ("<=1.2.3", "1.2.4", false),
+            ("1.2.x", "1.2.7", true),
+            ("1.2.x", "1.3.0", false),
+            ("1.x", "1.9.9", true),
+            ("*", "9.9.9", true),
+            ("1.2", "1.2.5", true),
+        ];
+        for (c, v, want) in cases {
+            assert_eq!(check(c, v), want, "{c} vs {v}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        let cases = [
+            ("~1.2.3", "1.2.9", true),
+            ("~1.2.3", "1.3.0", false),
+            ("~1.2", "1.2.0", true),
+            ("~1", "1.9.0", true),
+            ("~1", "2.0.0", false),
+            ("^1.2.3", "1.9.0", true),
+            ("^1.2.3", "2.0.0", false),
+            ("^1.2.3", "1.2.2", false),
+            ("^0.2.3", "0.2.9", true),
+            ("^0.2.3", "0.3.0", false),
+            ("^0.0.3", "0.0.3", true),
+            ("^0.0.3", "0.0.4", false),
+            ("^0.0", "0.0.9", true),
+            ("^0", "0.9.9", true),
+            ("1.2 - 1.4.5", "1.4.5", true),
+            ("1.2 - 1.4.5", "1.4.6", false),
+            ("1.2 - 1.4.5", "1.1.9", false),
+            (">= 1.2, < 3.0", "2.9.9", true),
+            (">= 1.2 < 3.0", "3.0.0", false),
+            ("<1.0 || >=2.0", "0.5.0", true),
+            ("<1.0 || >=2.0", "1.5.0", false),
+            ("<1.0 || >=2.0", "2.5.0", true),
+        ];
+        for (c, v, want) in cases {
+            assert_eq!(check(c, v), want, "{c} vs {v}");
+        }
+    }
+
+    #[test]
+    fn prereleases_need_a_prerelease_constraint() {
+        assert!(!check(">=1.0.0", "2.0.0-rc.1"));
+        assert!(check(">=1.0.0-alpha", "2.0.0-rc.1"));
+        assert!(!check("~1.2", "1.2.5-beta"));
+    }
+
+    #[test]
+    fn bad_constraints_are_refused() {
+        for bad in ["", ">", "abc", "1.2.3.4", ">=1.2 ||", "1.2 -", "=>>1"] {
+            assert!(Constraint::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

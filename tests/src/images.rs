@@ -168,3 +168,53 @@ pub fn push_layout(env: &DevEnv, layout: &Path, tag: &str, registry: &Registry, 
     assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
     crate::harness::skopeo_digest(env, registry, repo, tag)
 }
+
+/// Pushes a tiny image of its own to `repo:tag` on the plain registry: one small layer
+/// whose content is `seed`, created at `created` (RFC 3339). Returns its digest; the same
+/// seed and time give the same digest.
+pub fn push_small(env: &DevEnv, repo: &str, tag: &str, seed: &str, created: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layer = Layer::new().file("seed", 0o644, seed.as_bytes()).bytes();
+    let mut config = run_config(&["sh"], None, &[], "");
+    config["Labels"] = json!({ "seed": seed });
+    write_layout(dir.path(), tag, &[(layer, Compression::Gzip)], config).expect("writing a layout");
+    // Set the creation time the layout's config carries.
+    set_created(dir.path(), created);
+    push_layout(env, dir.path(), tag, &env.registries.plain, repo)
+}
+
+/// Rewrites the single image of a layout with another `created` time.
+fn set_created(layout: &Path, created: &str) {
+    let read =
+        |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json") };
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let mut index = read(&layout.join("index.json"));
+    let mut manifest = read(&blob(index["manifests"][0]["digest"].as_str().expect("digest")));
+    let mut config = read(&blob(manifest["config"]["digest"].as_str().expect("digest")));
+    config["created"] = json!(created);
+    let write = |v: &serde_json::Value| -> (String, u64) {
+        let bytes = v.to_string().into_bytes();
+        let hex = hex::encode(Sha256::digest(&bytes));
+        std::fs::write(layout.join("blobs/sha256").join(&hex), &bytes).expect("write");
+        (format!("sha256:{hex}"), bytes.len() as u64)
+    };
+    let (cd, cs) = write(&config);
+    manifest["config"]["digest"] = json!(cd);
+    manifest["config"]["size"] = json!(cs);
+    let (md, ms) = write(&manifest);
+    index["manifests"][0]["digest"] = json!(md);
+    index["manifests"][0]["size"] = json!(ms);
+    std::fs::write(layout.join("index.json"), index.to_string()).expect("write index");
+}
+
+/// Gives the image at `repo:from` (plain registry) the tag `to` as well.
+pub fn retag(env: &DevEnv, repo: &str, from: &str, to: &str) {
+    let reg = &env.registries.plain;
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(format!("docker://{}:{from}", reg.repo(repo)))
+        .arg(format!("docker://{}:{to}", reg.repo(repo)))
+        .output()
+        .expect("running skopeo");
+    assert!(out.status.success(), "skopeo retag: {}", String::from_utf8_lossy(&out.stderr));
+}
