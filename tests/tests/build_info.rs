@@ -69,9 +69,12 @@ fn missing_or_wrong_endpoints_fail_in_one_line_naming_buildkit_host() {
 }
 
 #[test]
-fn building_is_not_faked() {
-    let out = run(command("kiln-build"), b"");
-    assert_eq!(out.code, Some(2));
-    assert!(out.stderr.contains("not implemented yet"), "{}", out.stderr);
+fn without_a_dockerfile_the_error_names_the_param() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command("kiln-build");
+    cmd.current_dir(dir.path());
+    let out = run(cmd, b"");
+    out.failure();
+    assert!(out.stderr.starts_with("build: DOCKERFILE: ") && out.stderr.contains("does not exist"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }

@@ -1,22 +1,24 @@
-//! `build`: the task image's entrypoint.
+//! `build`: the task image's entrypoint (installed as `build`; cargo names it `kiln-build`).
 //!
-//! `build --buildkit-info` (or `BUILDKIT_INFO=true`) connects to BuildKit at
-//! `BUILDKIT_HOST` and prints its version and workers: a check that the task can
-//! reach its builder. Building itself is not implemented yet, and says so.
+//! Reads oci-build-task's params from the environment, builds with BuildKit at
+//! `BUILDKIT_HOST`, and writes `image/image.tar` and `image/digest` (plus `image/rootfs`
+//! and `image/metadata.json` with `UNPACK_ROOTFS=true`).
+//! `build --buildkit-info` (or `BUILDKIT_INFO=true`) only prints BuildKit's version and workers.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use kiln_build_task::params::BuildParams;
+use kiln_build_task::session::SessionSpec;
+use kiln_build_task::solve::{self, Solve};
 use kiln_build_task::{info, transport};
+use kiln_proto::moby::buildkit::v1::Exporter;
 
 fn main() -> ExitCode {
     let info_wanted = std::env::args().skip(1).any(|a| a == "--buildkit-info")
         || std::env::var("BUILDKIT_INFO").is_ok_and(|v| v == "true" || v == "1");
-    if !info_wanted {
-        eprintln!(
-            "build: building images is not implemented yet in this version of kiln; `build --buildkit-info` checks the connection to BuildKit"
-        );
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -24,11 +26,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(buildkit_info()) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+    let result = if info_wanted {
+        runtime.block_on(buildkit_info()).map(|text| print!("{text}"))
+    } else {
+        runtime.block_on(build())
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("build: {e:#}");
             ExitCode::FAILURE
@@ -36,14 +40,110 @@ fn main() -> ExitCode {
     }
 }
 
-async fn buildkit_info() -> anyhow::Result<String> {
+async fn connect() -> anyhow::Result<(String, tonic::transport::Channel)> {
     let host = std::env::var("BUILDKIT_HOST").ok().filter(|h| !h.is_empty());
-    let host = host.as_deref().unwrap_or(transport::DEFAULT_HOST);
-    let address = transport::parse(host, std::env::var("DOCKER_HOST").ok().as_deref())?;
+    let host = host.unwrap_or_else(|| transport::DEFAULT_HOST.to_string());
+    let address = transport::parse(&host, std::env::var("DOCKER_HOST").ok().as_deref())?;
     let tls = transport::TlsFiles::from_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-    let channel = transport::connect(host, &address, tls.as_ref()).await?;
+    let channel = transport::connect(&host, &address, tls.as_ref()).await?;
+    Ok((host, channel))
+}
+
+async fn buildkit_info() -> anyhow::Result<String> {
+    let (host, channel) = connect().await?;
     let daemon = info::query(channel)
         .await
         .map_err(|s| anyhow::anyhow!("BuildKit at BUILDKIT_HOST={host} answered {:?}: {}", s.code(), s.message()))?;
     Ok(daemon.to_string())
+}
+
+async fn build() -> anyhow::Result<()> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let params = BuildParams::from_env(&vars)?;
+    if params.output_oci || params.platforms.len() > 1 {
+        anyhow::bail!("OUTPUT_OCI and several IMAGE_PLATFORMs (an OCI layout output) are not implemented yet");
+    }
+    let (_, channel) = connect().await?;
+    std::fs::create_dir_all(&params.output).with_context(|| format!("creating {}", params.output.display()))?;
+    let image_tar = params.output.join("image.tar");
+    let partial = params.output.join(".image.tar.partial");
+
+    let context = std::fs::canonicalize(&params.context).context("CONTEXT")?;
+    let dockerfile_dir = std::fs::canonicalize(&params.dockerfile)
+        .context("DOCKERFILE")?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| context.clone());
+    let session = SessionSpec {
+        dirs: HashMap::from([("context".to_string(), context.clone()), ("dockerfile".to_string(), dockerfile_dir)]),
+        outputs: HashMap::from([(0, partial.clone())]),
+        secrets: params.secrets.clone(),
+        credentials: HashMap::new(),
+        shared_key: shared_key(&context),
+    };
+    let exporter = Exporter { r#type: "docker".into(), attrs: HashMap::new() };
+    let request = Solve { frontend_attrs: params.frontend_attrs(), exporter, session };
+
+    let response = match solve::solve(channel, request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.into());
+        }
+    };
+    let digest =
+        response.get("containerimage.digest").cloned().context("BuildKit's answer has no containerimage.digest")?;
+    std::fs::rename(&partial, &image_tar).with_context(|| format!("moving the image to {}", image_tar.display()))?;
+    std::fs::write(params.output.join("digest"), &digest).context("writing image/digest")?;
+    eprintln!("built {digest} into {}", image_tar.display());
+
+    if params.unpack_rootfs {
+        unpack_rootfs(&image_tar, &params.output)?;
+    }
+    Ok(())
+}
+
+/// `UNPACK_ROOTFS`: the built image as `image/rootfs` plus `image/metadata.json`.
+fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
+    use kiln_image::archive::{self, BlobLocation};
+    let loaded = archive::load(image_tar)?;
+    let kiln_image::oci::ManifestOrIndex::Manifest(manifest) =
+        kiln_image::oci::ManifestOrIndex::parse("the built image", &loaded.top.media_type, &loaded.top.bytes)?
+    else {
+        anyhow::bail!("UNPACK_ROOTFS needs a single-platform image");
+    };
+    let location = |digest: &str| loaded.blobs.iter().find(|(d, _)| d.digest == digest).map(|(_, l)| l.clone());
+    let read = |digest: &str| -> anyhow::Result<Vec<u8>> {
+        match location(digest).with_context(|| format!("blob {digest} is not in the image"))? {
+            BlobLocation::File { path, offset, len } => Ok(archive::read_range(&path, offset, len)?),
+            BlobLocation::Memory(bytes) => Ok(bytes),
+        }
+    };
+    let config: kiln_image::oci::ImageConfig = serde_json::from_slice(&read(&manifest.config.digest)?)?;
+    let rootfs = output.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    let mut unpacker = kiln_image::unpack::Unpacker::new(&rootfs, Default::default())?;
+    for layer in &manifest.layers {
+        let Some(BlobLocation::File { path, offset, len }) = location(&layer.digest) else {
+            anyhow::bail!("layer {} is not in the image", layer.digest);
+        };
+        let mut file = std::fs::File::open(&path)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+        let tar = kiln_image::decompress::decompressed(std::io::Read::take(file, len))?;
+        unpacker.apply_layer(&layer.digest, tar)?;
+    }
+    let metadata = serde_json::json!({
+        "env": config.config.env.unwrap_or_default(),
+        "user": config.config.user.unwrap_or_default(),
+    });
+    std::fs::write(output.join("metadata.json"), serde_json::to_vec(&metadata)?)?;
+    Ok(())
+}
+
+/// The same for every build of the same context folder, so BuildKit can reuse what it has.
+fn shared_key(context: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    context.hash(&mut h);
+    format!("kiln-{:016x}", h.finish())
 }

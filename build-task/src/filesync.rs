@@ -1,0 +1,209 @@
+//! File transfer over the session: **FileSync** sends the build context and the
+//! Dockerfile's folder to BuildKit (fsutil's protocol, kiln as the sender), and
+//! **FileSend** receives what an exporter writes (the image tarball) into a file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use kiln_proto::fsutil::types::Packet;
+use kiln_proto::fsutil::types::packet::PacketType;
+use kiln_proto::moby::filesync::v1::BytesMessage;
+use kiln_proto::moby::filesync::v1::file_send_server::FileSend;
+use kiln_proto::moby::filesync::v1::file_sync_server::FileSync;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::context::{self, ContextEntry};
+use crate::patterns::PatternList;
+
+type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
+
+/// Serves named local folders ("context", "dockerfile") to BuildKit.
+#[derive(Clone, Default)]
+pub struct FileSyncService {
+    dirs: Arc<HashMap<String, PathBuf>>,
+}
+
+impl FileSyncService {
+    pub fn new(dirs: HashMap<String, PathBuf>) -> Self {
+        Self { dirs: Arc::new(dirs) }
+    }
+}
+
+/// The metadata values BuildKit sends with a request, decoded (values may be URL-escaped
+/// with a `<key>-encoded` marker).
+fn header_values(md: &tonic::metadata::MetadataMap, key: &str) -> Vec<String> {
+    let encoded = md.get(format!("{key}-encoded")).and_then(|v| v.to_str().ok()) == Some("1");
+    md.get_all(key)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| if encoded { unescape(v) } else { v.to_string() })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tonic::async_trait]
+impl FileSync for FileSyncService {
+    type DiffCopyStream = PacketStream;
+    type TarStreamStream = PacketStream;
+
+    async fn diff_copy(&self, request: Request<Streaming<Packet>>) -> Result<Response<PacketStream>, Status> {
+        let md = request.metadata();
+        let name = header_values(md, "dir-name").into_iter().next().unwrap_or_default();
+        let root = self
+            .dirs
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no access allowed to dir {name:?}")))?;
+        let includes = PatternList::new(&header_values(md, "include-patterns")).map_err(Status::invalid_argument)?;
+        let excludes = PatternList::new(&header_values(md, "exclude-patterns")).map_err(Status::invalid_argument)?;
+        let entries = tokio::task::spawn_blocking(move || context::walk(&root, &includes, &excludes))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("reading {name}: {e}")))?;
+        let incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(send_files(entries, incoming, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn tar_stream(&self, _request: Request<Streaming<Packet>>) -> Result<Response<PacketStream>, Status> {
+        Err(Status::unimplemented("kiln sends files with DiffCopy"))
+    }
+}
+
+/// fsutil's sender: every STAT in walk order, an empty STAT to end the listing, then the
+/// content of each file the receiver asks for (DATA chunks and an empty DATA), until FIN.
+async fn send_files(
+    entries: Vec<ContextEntry>,
+    mut incoming: Streaming<Packet>,
+    tx: mpsc::Sender<Result<Packet, Status>>,
+) {
+    let packet = |kind: PacketType| Packet { r#type: kind as i32, stat: None, id: 0, data: Vec::new() };
+    for entry in &entries {
+        let p = Packet { stat: Some(entry.stat.clone()), ..packet(PacketType::PacketStat) };
+        if tx.send(Ok(p)).await.is_err() {
+            return;
+        }
+    }
+    if tx.send(Ok(packet(PacketType::PacketStat))).await.is_err() {
+        return;
+    }
+    while let Some(message) = incoming.next().await {
+        let Ok(p) = message else { return };
+        match PacketType::try_from(p.r#type) {
+            Ok(PacketType::PacketReq) => {
+                let Some(entry) = entries.get(p.id as usize).filter(|e| e.has_data()) else {
+                    let _ = tx.send(Err(Status::invalid_argument(format!("invalid file id {}", p.id)))).await;
+                    return;
+                };
+                if let Err(e) = send_data(entry, p.id, &tx).await {
+                    let _ = tx.send(Err(Status::internal(format!("reading {}: {e}", entry.path.display())))).await;
+                    return;
+                }
+            }
+            Ok(PacketType::PacketFin) => {
+                let _ = tx.send(Ok(packet(PacketType::PacketFin))).await;
+                return;
+            }
+            Ok(PacketType::PacketErr) => return,
+            _ => {}
+        }
+    }
+}
+
+async fn send_data(entry: &ContextEntry, id: u32, tx: &mpsc::Sender<Result<Packet, Status>>) -> std::io::Result<()> {
+    let mut file = tokio::fs::File::open(&entry.path).await?;
+    let mut buf = vec![0u8; 32 << 10];
+    loop {
+        let n = file.read(&mut buf).await?;
+        let data = buf[..n].to_vec();
+        let p = Packet { r#type: PacketType::PacketData as i32, stat: None, id, data };
+        if tx.send(Ok(p)).await.is_err() || n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Receives exporter output into files: exporter `id` (metadata
+/// `buildkit-attachable-exporter-id`, 0 when absent) writes to `targets[id]`.
+#[derive(Clone, Default)]
+pub struct FileSendService {
+    targets: Arc<Mutex<HashMap<u32, PathBuf>>>,
+}
+
+impl FileSendService {
+    pub fn new(targets: HashMap<u32, PathBuf>) -> Self {
+        Self { targets: Arc::new(Mutex::new(targets)) }
+    }
+}
+
+#[tonic::async_trait]
+impl FileSend for FileSendService {
+    type DiffCopyStream = Pin<Box<dyn Stream<Item = Result<BytesMessage, Status>> + Send>>;
+
+    async fn diff_copy(
+        &self,
+        request: Request<Streaming<BytesMessage>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        let id = header_values(request.metadata(), "buildkit-attachable-exporter-id")
+            .first()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let path = self
+            .targets
+            .lock()
+            .expect("targets lock")
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("exporter {id} not found")))?;
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| Status::internal(format!("creating {}: {e}", path.display())))?;
+        let mut incoming = request.into_inner();
+        while let Some(message) = incoming.next().await {
+            let message = message?;
+            file.write_all(&message.data)
+                .await
+                .map_err(|e| Status::internal(format!("writing {}: {e}", path.display())))?;
+        }
+        file.sync_all().await.map_err(|e| Status::internal(format!("writing {}: {e}", path.display())))?;
+        Ok(Response::new(Box::pin(tokio_stream::empty())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unescaping() {
+        assert_eq!(super::unescape("a%2Fb+c"), "a/b c");
+        assert_eq!(super::unescape("plain"), "plain");
+    }
+}

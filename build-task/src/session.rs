@@ -1,0 +1,145 @@
+//! The session: BuildKit calls back into kiln for files, credentials and secrets.
+//!
+//! `Control.Session` is a stream of byte messages. Kiln opens it with headers naming the
+//! session and every gRPC method it serves, then runs an HTTP/2 *server* over those
+//! bytes; BuildKit is the client on the other end.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kiln_proto::grpc::health::v1::health_server::{Health, HealthServer};
+use kiln_proto::grpc::health::v1::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
+use kiln_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
+use kiln_proto::moby::buildkit::v1::BytesMessage;
+use kiln_proto::moby::buildkit::v1::control_client::ControlClient;
+use kiln_proto::moby::filesync::v1::auth_server::AuthServer;
+use kiln_proto::moby::filesync::v1::file_send_server::FileSendServer;
+use kiln_proto::moby::filesync::v1::file_sync_server::FileSyncServer;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::auth::AuthService;
+use crate::filesync::{FileSendService, FileSyncService};
+use crate::secrets::{SecretSource, SecretsService};
+
+/// The gRPC methods kiln serves, announced in `X-Docker-Expose-Session-Grpc-Method`.
+const METHODS: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/moby.filesync.v1.FileSync/DiffCopy",
+    "/moby.filesync.v1.FileSync/TarStream",
+    "/moby.filesync.v1.FileSend/DiffCopy",
+    "/moby.filesync.v1.Auth/Credentials",
+    "/moby.filesync.v1.Auth/FetchToken",
+    "/moby.filesync.v1.Auth/GetTokenAuthority",
+    "/moby.filesync.v1.Auth/VerifyTokenAuthority",
+    "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+];
+
+/// What a session offers BuildKit.
+#[derive(Debug, Default, Clone)]
+pub struct SessionSpec {
+    /// Local folders by the name the frontend asks for ("context", "dockerfile").
+    pub dirs: HashMap<String, PathBuf>,
+    /// Files exporters write to, by exporter index.
+    pub outputs: HashMap<u32, PathBuf>,
+    pub secrets: HashMap<String, SecretSource>,
+    /// Registry credentials by host.
+    pub credentials: HashMap<String, (String, String)>,
+    /// Stable across builds of the same context, so BuildKit can reuse what it received before.
+    pub shared_key: String,
+}
+
+/// A running session; BuildKit refers to it by `id`.
+pub struct Session {
+    pub id: String,
+    closer: mpsc::Sender<BytesMessage>,
+    server: JoinHandle<()>,
+}
+
+impl Session {
+    /// Opens the session over `Control.Session` and starts serving it.
+    pub async fn start(control: &mut ControlClient<Channel>, spec: SessionSpec) -> Result<Self, Status> {
+        let id = random_id();
+        let (to_daemon, outgoing) = mpsc::channel::<BytesMessage>(64);
+        let mut request = Request::new(tokio_stream::wrappers::ReceiverStream::new(outgoing));
+        let md = request.metadata_mut();
+        let header = |v: &str| v.parse().map_err(|_| Status::invalid_argument(format!("header value {v:?}")));
+        md.insert("x-docker-expose-session-uuid", header(&id)?);
+        md.insert("x-docker-expose-session-name", header("kiln")?);
+        md.insert("x-docker-expose-session-sharedkey", header(&spec.shared_key)?);
+        for method in METHODS {
+            md.append("x-docker-expose-session-grpc-method", header(method)?);
+        }
+        let mut from_daemon = control.session(request).await?.into_inner();
+
+        // Bytes between the stream and an in-memory pipe the HTTP/2 server reads and writes.
+        let (server_end, mut pump_end) = tokio::io::duplex(256 << 10);
+        let sender = to_daemon.clone();
+        let pump = async move {
+            let mut buf = vec![0u8; 32 << 10];
+            loop {
+                tokio::select! {
+                    incoming = from_daemon.next() => match incoming {
+                        Some(Ok(m)) => if pump_end.write_all(&m.data).await.is_err() { break },
+                        _ => break,
+                    },
+                    read = pump_end.read(&mut buf) => match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => if sender.send(BytesMessage { data: buf[..n].to_vec() }).await.is_err() { break },
+                    },
+                }
+            }
+        };
+
+        let routes = tonic::service::Routes::new(HealthServer::new(HealthService))
+            .add_service(FileSyncServer::new(FileSyncService::new(spec.dirs)))
+            .add_service(FileSendServer::new(FileSendService::new(spec.outputs)))
+            .add_service(AuthServer::new(AuthService::new(spec.credentials)))
+            .add_service(SecretsServer::new(SecretsService::new(spec.secrets)));
+        let service = hyper_util::service::TowerToHyperService::new(routes);
+        let server = tokio::spawn(async move {
+            let serve = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(server_end), service);
+            tokio::select! {
+                _ = serve => {},
+                _ = pump => {},
+            }
+        });
+        Ok(Session { id, closer: to_daemon, server })
+    }
+
+    /// Ends the session: the stream to BuildKit closes and the server stops.
+    pub async fn close(self) {
+        drop(self.closer);
+        self.server.abort();
+        let _ = self.server.await;
+    }
+}
+
+/// Answers BuildKit's keep-alive checks.
+struct HealthService;
+
+#[tonic::async_trait]
+impl Health for HealthService {
+    async fn check(&self, _: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse { status: ServingStatus::Serving as i32 }))
+    }
+
+    type WatchStream = tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
+
+    async fn watch(&self, _: Request<HealthCheckRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("health watch"))
+    }
+}
+
+/// 25 characters from a-z0-9, as BuildKit's own identifiers look.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 25];
+    getrandom::fill(&mut bytes).expect("the OS random source");
+    bytes.iter().map(|b| b"abcdefghijklmnopqrstuvwxyz0123456789"[(*b as usize) % 36] as char).collect()
+}

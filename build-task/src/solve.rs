@@ -1,0 +1,101 @@
+//! One build: a session for files and secrets, `Control.Solve` with the Dockerfile
+//! frontend, and `Control.Status` streamed alongside and printed.
+
+use std::collections::HashMap;
+
+use kiln_proto::moby::buildkit::v1::control_client::ControlClient;
+use kiln_proto::moby::buildkit::v1::{Exporter, SolveRequest, StatusRequest};
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+
+use crate::progress::PlainProgress;
+use crate::session::{Session, SessionSpec, random_id};
+
+/// What to ask BuildKit for.
+pub struct Solve {
+    pub frontend_attrs: HashMap<String, String>,
+    pub exporter: Exporter,
+    pub session: SessionSpec,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    #[error("opening the session with BuildKit failed: {0}")]
+    Session(String),
+    #[error("{0}")]
+    Build(String),
+}
+
+/// Runs the build; returns the exporter's response (digests and the like).
+pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, String>, SolveError> {
+    let mut control = ControlClient::new(channel.clone());
+    let session = Session::start(&mut control, request.session)
+        .await
+        .map_err(|s| SolveError::Session(format!("{}: {}", code_name(s.code()), s.message())))?;
+    let build_ref = random_id();
+
+    let mut status_client = ControlClient::new(channel);
+    let status_ref = build_ref.clone();
+    let status = tokio::spawn(async move {
+        let Ok(stream) = status_client.status(StatusRequest { r#ref: status_ref }).await else { return };
+        let mut stream = stream.into_inner();
+        let mut progress = PlainProgress::default();
+        while let Some(Ok(update)) = stream.next().await {
+            progress.update(&update);
+        }
+    });
+
+    let solve = SolveRequest {
+        r#ref: build_ref,
+        session: session.id.clone(),
+        frontend: "dockerfile.v0".into(),
+        frontend_attrs: request.frontend_attrs,
+        exporter_deprecated: request.exporter.r#type.clone(),
+        exporter_attrs_deprecated: request.exporter.attrs.clone(),
+        exporters: vec![request.exporter],
+        ..Default::default()
+    };
+    let result = control.solve(solve).await;
+    // Let the last progress arrive before the session goes.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), status).await;
+    session.close().await;
+    match result {
+        Ok(response) => Ok(response.into_inner().exporter_response),
+        Err(status) => Err(SolveError::Build(describe_failure(&status))),
+    }
+}
+
+fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+}
+
+/// The error BuildKit reports, with the Dockerfile line when its details name one.
+/// BuildKit attaches typed details as JSON (`…/errdefs.Source+json`): the file, its
+/// bytes, and the line range.
+fn describe_failure(status: &tonic::Status) -> String {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let text = status.message().to_string();
+    let details = kiln_proto::google::rpc::Status::decode(status.details()).ok();
+    for any in details.map(|d| d.details).unwrap_or_default() {
+        if !any.type_url.ends_with("errdefs.Source+json") {
+            continue;
+        }
+        let Ok(source) = serde_json::from_slice::<serde_json::Value>(&any.value) else { continue };
+        let file = source["info"]["filename"].as_str().unwrap_or("Dockerfile");
+        let Some(line) = source["ranges"][0]["start"]["line"].as_i64() else { continue };
+        let data = source["info"]["data"]
+            .as_str()
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .unwrap_or_default();
+        let code = String::from_utf8_lossy(&data)
+            .lines()
+            .nth((line.max(1) - 1) as usize)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        return format!("{file}:{line}: {code}: {text}");
+    }
+    text
+}

@@ -1,0 +1,199 @@
+//! `build` against the dev engine's real BuildKit: Dockerfiles FROM the local registry's
+//! busybox, every image read back with skopeo and by unpacking it, then pushed with `out`.
+
+use std::path::Path;
+use std::process::Command;
+
+use kiln_tests::dev_env_or_skip;
+use kiln_tests::harness::{DevEnv, Outcome, command, resource, run, source, unique_repo};
+use serde_json::{Value, json};
+
+/// Runs `build` in `workdir` (where it writes `image/`) with `env`, via the engine's BuildKit.
+fn build(env: &DevEnv, workdir: &Path, vars: &[(&str, &str)]) -> Outcome {
+    let mut cmd = command("kiln-build");
+    cmd.current_dir(workdir).env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    run(cmd, b"")
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn from_busybox(env: &DevEnv) -> String {
+    format!("FROM {}/library/busybox:latest\n", env.registries.plain.addr)
+}
+
+fn inspect(tar: &Path) -> Value {
+    let out = Command::new("skopeo").arg("inspect").arg(format!("docker-archive:{}", tar.display())).output().unwrap();
+    assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_example_builds_and_out_pushes_the_same_digest() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let context = kiln_tests::harness::workspace().join("examples/hello");
+    let out = build(
+        env,
+        work.path(),
+        &[
+            ("CONTEXT", context.to_str().unwrap()),
+            ("BUILD_ARG_REGISTRY", &env.registries.plain.addr),
+            ("BUILD_ARG_GREETING", "hoi"),
+            ("LABEL_org.example.team", "kiln"),
+            ("UNPACK_ROOTFS", "true"),
+        ],
+    );
+    out.success();
+    assert!(out.stderr.contains("#1 ") && out.stderr.contains("DONE"), "plain progress: {}", out.stderr);
+    let image = work.path().join("image");
+    let info = inspect(&image.join("image.tar"));
+    assert_eq!(info["Labels"]["org.example.team"], "kiln");
+    assert_eq!(info["Labels"]["org.opencontainers.image.title"], "kiln hello");
+    let digest = std::fs::read_to_string(image.join("digest")).unwrap();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    // UNPACK_ROOTFS: the image's files and how to run them.
+    assert_eq!(std::fs::read_to_string(image.join("rootfs/etc/greeting")).unwrap(), "hoi\n");
+    let metadata: Value = serde_json::from_slice(&std::fs::read(image.join("metadata.json")).unwrap()).unwrap();
+    assert!(metadata["env"][0].as_str().unwrap().starts_with("PATH="));
+
+    // out pushes exactly what was built, under the digest build reported.
+    let reg = &env.registries.token;
+    let repo = unique_repo("build-push");
+    let pushed = resource(
+        "out",
+        Some(work.path()),
+        &json!({ "source": source(env, reg, &repo), "params": { "image": "image/image.tar", "version": "1.0.0" } }),
+    );
+    assert_eq!(pushed.success().json()["version"]["digest"], json!(digest));
+}
+
+#[test]
+fn dockerignore_dockerfile_elsewhere_target_and_args_file() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    let dockerfile = format!(
+        "{}ARG WHO\nCOPY . /ctx/\nRUN echo \"$WHO\" > /who\n\n{}AS second\nRUN touch /second\n",
+        from_busybox(env).replace('\n', " AS first\n"),
+        from_busybox(env).trim_end().to_string() + " "
+    );
+    write(
+        &ctx,
+        &[
+            ("keep.txt", "kept"),
+            ("ignored.txt", "secret stuff"),
+            ("sub/also.log", "x"),
+            (".dockerignore", "ignored.txt\n**/*.log\n"),
+        ],
+    );
+    write(work.path(), &[("elsewhere/Build.dockerfile", &dockerfile), ("args", "# comment\nWHO=from-file\n")]);
+    let out = build(
+        env,
+        work.path(),
+        &[
+            ("CONTEXT", ctx.to_str().unwrap()),
+            ("DOCKERFILE", work.path().join("elsewhere/Build.dockerfile").to_str().unwrap()),
+            ("BUILD_ARGS_FILE", work.path().join("args").to_str().unwrap()),
+            ("TARGET", "first"),
+            ("UNPACK_ROOTFS", "true"),
+        ],
+    );
+    out.success();
+    let rootfs = work.path().join("image/rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("ctx/keep.txt")).unwrap(), "kept");
+    assert!(!rootfs.join("ctx/ignored.txt").exists(), ".dockerignore keeps it out");
+    assert!(!rootfs.join("ctx/sub/also.log").exists());
+    assert_eq!(std::fs::read_to_string(rootfs.join("who")).unwrap(), "from-file\n");
+    assert!(!rootfs.join("second").exists(), "TARGET stops at the first stage");
+}
+
+#[test]
+fn secrets_reach_run_and_nothing_else() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let value = "s3cr3t-value-that-must-not-leak";
+    write(
+        work.path(),
+        &[
+            (
+                "ctx/Dockerfile",
+                &format!(
+                    "{}RUN --mount=type=secret,id=token --mount=type=secret,id=file wc -c < /run/secrets/token > /len && cat /run/secrets/file > /fromfile\n",
+                    from_busybox(env)
+                ),
+            ),
+            ("secret-file", "file-secret-value"),
+        ],
+    );
+    let out = build(
+        env,
+        work.path(),
+        &[
+            ("CONTEXT", "ctx"),
+            ("BUILDKIT_SECRETTEXT_token", value),
+            ("BUILDKIT_SECRET_file", work.path().join("secret-file").to_str().unwrap()),
+            ("UNPACK_ROOTFS", "true"),
+        ],
+    );
+    out.success();
+    let rootfs = work.path().join("image/rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("len")).unwrap().trim(), value.len().to_string());
+    assert_eq!(std::fs::read_to_string(rootfs.join("fromfile")).unwrap(), "file-secret-value");
+    assert!(!rootfs.join("run/secrets/token").exists());
+    let tar = std::fs::read(work.path().join("image/image.tar")).unwrap();
+    assert!(!tar.windows(value.len()).any(|w| w == value.as_bytes()), "the secret is in image.tar");
+    assert!(!out.stderr.contains(value) && !out.stdout.contains(value), "the secret was printed");
+}
+
+#[test]
+fn failures_name_the_line_and_leave_no_image() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    write(work.path(), &[("ctx/Dockerfile", &format!("{}RUN echo about to fail && exit 3\n", from_busybox(env)))]);
+    let out = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    out.failure();
+    let last = out.stderr.trim().lines().last().unwrap();
+    assert!(last.starts_with("build: Dockerfile:2: RUN echo about to fail"), "{last}");
+    assert!(last.contains("exit code: 3"), "{last}");
+    assert!(out.stderr.contains("about to fail"), "the RUN's output is shown");
+    let left: Vec<_> = std::fs::read_dir(work.path().join("image")).unwrap().collect();
+    assert!(left.is_empty(), "a failed build leaves no image files: {left:?}");
+
+    write(work.path(), &[("ctx/Dockerfile", &format!("{}RUNN echo x\n", from_busybox(env)))]);
+    let out = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    out.failure();
+    assert!(out.stderr.contains("line 2") && out.stderr.contains("RUNN"), "{}", out.stderr);
+
+    let out = build(env, work.path(), &[("CONTEXT", "missing")]);
+    out.failure();
+    assert!(out.stderr.contains("CONTEXT: missing is not a directory"), "{}", out.stderr);
+    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("BUILDKIT_SECRET_x", "/no/such/file")]);
+    out.failure();
+    assert!(out.stderr.contains("BUILDKIT_SECRET_x"), "{}", out.stderr);
+}
+
+#[test]
+fn second_build_is_cached_and_works_over_a_unix_socket() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let marker = unique_repo("cache").replace('/', "-");
+    write(work.path(), &[("ctx/Dockerfile", &format!("{}RUN echo {marker} > /marker\n", from_busybox(env)))]);
+    let host = format!("unix://{}", env.docker.buildkit_relay_socket.display());
+    let mut first = command("kiln-build");
+    first.current_dir(work.path()).env("BUILDKIT_HOST", &host).env("CONTEXT", "ctx");
+    let first = run(first, b"");
+    first.success();
+    let second = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    second.success();
+    let run_step = second.stderr.split("\n\n").find(|s| s.contains(&format!("RUN echo {marker}"))).unwrap();
+    assert!(run_step.contains("CACHED"), "{run_step}");
+}
