@@ -197,3 +197,69 @@ fn second_build_is_cached_and_works_over_a_unix_socket() {
     let run_step = second.stderr.split("\n\n").find(|s| s.contains(&format!("RUN echo {marker}"))).unwrap();
     assert!(run_step.contains("CACHED"), "{run_step}");
 }
+
+#[test]
+fn several_platforms_make_an_index_out_pushes_whole() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    // COPY only: no emulation is needed for the arm64 image.
+    write(
+        work.path(),
+        &[("ctx/Dockerfile", &format!("{}COPY hello.txt /hello.txt\n", from_busybox(env))), ("ctx/hello.txt", "hi")],
+    );
+    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "linux/amd64,linux/arm64")]);
+    out.success();
+    let digest = std::fs::read_to_string(work.path().join("image/digest")).unwrap();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("build-multi");
+    let pushed = resource(
+        "out",
+        Some(work.path()),
+        &json!({ "source": source(env, reg, &repo), "params": { "image": "image/image.tar", "version": "1.0.0" } }),
+    );
+    assert_eq!(pushed.success().json()["version"]["digest"], json!(digest));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:1.0.0", reg.repo(&repo))])
+        .output()
+        .unwrap();
+    let index: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str().map(String::from))
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["amd64", "arm64"], "{index}");
+
+    let out = build(
+        env,
+        work.path(),
+        &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "linux/amd64,linux/arm64"), ("UNPACK_ROOTFS", "true")],
+    );
+    out.failure();
+    assert!(out.stderr.contains("UNPACK_ROOTFS"), "{}", out.stderr);
+    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "amd64")]);
+    out.failure();
+    assert!(out.stderr.contains("IMAGE_PLATFORM"), "{}", out.stderr);
+}
+
+#[test]
+fn output_oci_writes_a_layout() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    write(
+        work.path(),
+        &[("ctx/Dockerfile", &format!("{}COPY hello.txt /hello.txt\n", from_busybox(env))), ("ctx/hello.txt", "hi")],
+    );
+    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("OUTPUT_OCI", "true"), ("UNPACK_ROOTFS", "true")]);
+    out.success();
+    let image = work.path().join("image");
+    assert!(image.join("image/oci-layout").is_file() && image.join("image/index.json").is_file());
+    assert!(!image.join("image.tar").exists());
+    assert_eq!(std::fs::read_to_string(image.join("rootfs/hello.txt")).unwrap(), "hi");
+    // The layout names the image image/digest reports.
+    let index: Value = serde_json::from_slice(&std::fs::read(image.join("image/index.json")).unwrap()).unwrap();
+    let digest = std::fs::read_to_string(image.join("digest")).unwrap();
+    assert!(index["manifests"].as_array().unwrap().iter().any(|m| m["digest"] == json!(digest)), "{index}");
+}

@@ -60,8 +60,10 @@ async fn buildkit_info() -> anyhow::Result<String> {
 async fn build() -> anyhow::Result<()> {
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let params = BuildParams::from_env(&vars)?;
-    if params.output_oci || params.platforms.len() > 1 {
-        anyhow::bail!("OUTPUT_OCI and several IMAGE_PLATFORMs (an OCI layout output) are not implemented yet");
+    // Several platforms make an index, which only the OCI exporter writes.
+    let oci = params.output_oci || params.platforms.len() > 1;
+    if params.unpack_rootfs && params.platforms.len() > 1 {
+        anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
     }
     let (_, channel) = connect().await?;
     std::fs::create_dir_all(&params.output).with_context(|| format!("creating {}", params.output.display()))?;
@@ -81,7 +83,7 @@ async fn build() -> anyhow::Result<()> {
         credentials: HashMap::new(),
         shared_key: shared_key(&context),
     };
-    let exporter = Exporter { r#type: "docker".into(), attrs: HashMap::new() };
+    let exporter = Exporter { r#type: if oci { "oci" } else { "docker" }.into(), attrs: HashMap::new() };
     let request = Solve { frontend_attrs: params.frontend_attrs(), exporter, session };
 
     let response = match solve::solve(channel, request).await {
@@ -93,12 +95,25 @@ async fn build() -> anyhow::Result<()> {
     };
     let digest =
         response.get("containerimage.digest").cloned().context("BuildKit's answer has no containerimage.digest")?;
-    std::fs::rename(&partial, &image_tar).with_context(|| format!("moving the image to {}", image_tar.display()))?;
+    let image = if params.output_oci {
+        // OUTPUT_OCI: the OCI layout the tarball holds, as the folder image/image/.
+        let layout = params.output.join("image");
+        let unpacked = std::fs::File::open(&partial)
+            .and_then(|f| tar::Archive::new(f).unpack(&layout))
+            .with_context(|| format!("unpacking the OCI layout into {}", layout.display()));
+        let _ = std::fs::remove_file(&partial);
+        unpacked?;
+        layout
+    } else {
+        std::fs::rename(&partial, &image_tar)
+            .with_context(|| format!("moving the image to {}", image_tar.display()))?;
+        image_tar
+    };
     std::fs::write(params.output.join("digest"), &digest).context("writing image/digest")?;
-    eprintln!("built {digest} into {}", image_tar.display());
+    eprintln!("built {digest} into {}", image.display());
 
     if params.unpack_rootfs {
-        unpack_rootfs(&image_tar, &params.output)?;
+        unpack_rootfs(&image, &params.output)?;
     }
     Ok(())
 }
