@@ -1,8 +1,15 @@
 //! What a BuildKit daemon says about itself: its version and its workers.
 
+use std::future::Future;
+use std::time::Duration;
+
 use kiln_proto::moby::buildkit::v1::control_client::ControlClient;
 use kiln_proto::moby::buildkit::v1::{InfoRequest, ListWorkersRequest};
 use tonic::transport::Channel;
+
+/// How long each of the two calls may take. A socket that accepts connections but never
+/// answers HTTP/2 (a wedged daemon, or some other server) would otherwise hang forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A daemon's version and workers, ready to print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +27,12 @@ pub struct WorkerInfo {
     pub labels: Vec<(String, String)>,
 }
 
-/// Asks the daemon with `Control.Info` and `Control.ListWorkers`.
+/// Asks the daemon with `Control.Info` and `Control.ListWorkers`, each within 10 seconds.
 pub async fn query(channel: Channel) -> Result<DaemonInfo, tonic::Status> {
     let mut control = ControlClient::new(channel);
-    let version = control.info(InfoRequest {}).await?.into_inner().buildkit_version.unwrap_or_default();
-    let workers = control.list_workers(ListWorkersRequest { filter: vec![] }).await?.into_inner().record;
+    let version = within("Info", control.info(InfoRequest {})).await?.into_inner().buildkit_version.unwrap_or_default();
+    let workers =
+        within("ListWorkers", control.list_workers(ListWorkersRequest { filter: vec![] })).await?.into_inner().record;
     let workers = workers
         .into_iter()
         .map(|w| {
@@ -38,7 +46,13 @@ pub async fn query(channel: Channel) -> Result<DaemonInfo, tonic::Status> {
                     }
                     s
                 })
-                .collect();
+                .fold(Vec::<String>::new(), |mut seen, p| {
+                    // Docker's embedded BuildKit lists its native platform twice; print it once.
+                    if !seen.contains(&p) {
+                        seen.push(p);
+                    }
+                    seen
+                });
             let mut labels: Vec<_> = w.labels.into_iter().collect();
             labels.sort();
             WorkerInfo { id: w.id, platforms, labels }
@@ -47,9 +61,24 @@ pub async fn query(channel: Channel) -> Result<DaemonInfo, tonic::Status> {
     Ok(DaemonInfo { package: version.package, version: version.version, revision: version.revision, workers })
 }
 
+/// `call`, or DEADLINE_EXCEEDED with a hint once [`CALL_TIMEOUT`] has passed.
+async fn within<T>(name: &str, call: impl Future<Output = Result<T, tonic::Status>>) -> Result<T, tonic::Status> {
+    tokio::time::timeout(CALL_TIMEOUT, call).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!(
+            "no answer to Control.{name} within {}s; is it BuildKit (not some other server) listening there?",
+            CALL_TIMEOUT.as_secs()
+        )))
+    })
+}
+
 impl std::fmt::Display for DaemonInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "buildkit: {} {} ({})", self.package, self.version, self.revision)?;
+        write!(f, "buildkit: {} {}", self.package, self.version)?;
+        if self.revision.is_empty() {
+            writeln!(f)?;
+        } else {
+            writeln!(f, " ({})", self.revision)?;
+        }
         for w in &self.workers {
             writeln!(f, "worker {}: platforms {}", w.id, w.platforms.join(","))?;
             for (k, v) in &w.labels {
@@ -57,5 +86,30 @@ impl std::fmt::Display for DaemonInfo {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lines() {
+        let info = DaemonInfo {
+            package: "github.com/moby/buildkit".into(),
+            version: "v0.13.2".into(),
+            revision: String::new(),
+            workers: vec![WorkerInfo {
+                id: "w1".into(),
+                platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+                labels: vec![("executor".into(), "oci".into())],
+            }],
+        };
+        assert_eq!(
+            info.to_string(),
+            "buildkit: github.com/moby/buildkit v0.13.2\nworker w1: platforms linux/amd64,linux/arm64\n  executor=oci\n"
+        );
+        let info = DaemonInfo { revision: "abc123".into(), workers: vec![], ..info };
+        assert_eq!(info.to_string(), "buildkit: github.com/moby/buildkit v0.13.2 (abc123)\n");
     }
 }

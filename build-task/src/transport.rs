@@ -18,7 +18,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// Where `BUILDKIT_HOST` is unset.
 pub const DEFAULT_HOST: &str = "unix:///run/buildkit/buildkitd.sock";
 /// How long a connection may take before we say BuildKit is not there.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A parsed `BUILDKIT_HOST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +70,8 @@ pub enum TransportError {
     Unreachable { host: String, detail: String, hint: &'static str },
     #[error("the Docker engine at BUILDKIT_HOST={host} did not open its BuildKit endpoint: {detail}")]
     Upgrade { host: String, detail: String },
-    #[error("BUILDKIT_TLS_*: {0}")]
-    Tls(String),
+    #[error("cannot set up TLS for BUILDKIT_HOST={host}: {detail}; check BUILDKIT_TLS_CA, _CERT, _KEY and _SERVERNAME")]
+    Tls { host: String, detail: String },
 }
 
 /// Parses `BUILDKIT_HOST`; `docker://` takes `DOCKER_HOST` (or the default socket) from `docker_host`.
@@ -152,17 +152,18 @@ pub async fn connect(host: &str, addr: &Address, tls: Option<&TlsFiles>) -> Resu
                 .map_err(|_| TransportError::BadAddress(host.to_string()))?
                 .connect_timeout(CONNECT_TIMEOUT);
             if let Some(tls) = tls {
-                endpoint =
-                    endpoint.tls_config(tls_config(h, tls)?).map_err(|e| TransportError::Tls(error_chain(&e)))?;
+                let tls_error = |detail| TransportError::Tls { host: host.to_string(), detail };
+                let config = tls_config(h, tls).map_err(tls_error)?;
+                endpoint = endpoint.tls_config(config).map_err(|e| tls_error(error_chain(&e)))?;
             }
             endpoint.connect().await.map_err(|e| unreachable(&e, "is buildkitd listening there?"))
         }
     }
 }
 
-fn tls_config(host: &str, files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig, TransportError> {
+fn tls_config(host: &str, files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig, String> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    let read = |p: &Path| std::fs::read(p).map_err(|e| TransportError::Tls(format!("reading {}: {e}", p.display())));
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
     let mut config = ClientTlsConfig::new().domain_name(files.server_name.clone().unwrap_or_else(|| host.to_string()));
     if let Some(ca) = &files.ca {
         config = config.ca_certificate(Certificate::from_pem(read(ca)?));
@@ -173,9 +174,7 @@ fn tls_config(host: &str, files: &TlsFiles) -> Result<tonic::transport::ClientTl
         (Some(cert), Some(key)) => config = config.identity(Identity::from_pem(read(cert)?, read(key)?)),
         (None, None) => {}
         _ => {
-            return Err(TransportError::Tls(
-                "a client certificate needs both BUILDKIT_TLS_CERT and BUILDKIT_TLS_KEY".into(),
-            ));
+            return Err("a client certificate needs both BUILDKIT_TLS_CERT and BUILDKIT_TLS_KEY".into());
         }
     }
     Ok(config)
@@ -254,6 +253,17 @@ mod tests {
         }
         let err = parse("docker://", Some("tcp://1.2.3.4:2375")).unwrap_err().to_string();
         assert!(err.contains("DOCKER_HOST"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn tls_errors_name_the_host_and_the_variables() {
+        let addr = parse("tcp://127.0.0.1:1", None).unwrap();
+        let tls = TlsFiles { cert: Some("/c.pem".into()), ..Default::default() };
+        let err = connect("tcp://127.0.0.1:1", &addr, Some(&tls)).await.unwrap_err().to_string();
+        assert!(err.contains("BUILDKIT_HOST=tcp://127.0.0.1:1") && err.contains("BUILDKIT_TLS_KEY"), "{err}");
+        let tls = TlsFiles { ca: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        let err = connect("tcp://127.0.0.1:1", &addr, Some(&tls)).await.unwrap_err().to_string();
+        assert!(err.contains("BUILDKIT_HOST=tcp://127.0.0.1:1") && err.contains("/nonexistent/ca.pem"), "{err}");
     }
 
     #[test]
