@@ -50,6 +50,8 @@ pub struct SessionSpec {
     pub secrets: HashMap<String, SecretSource>,
     /// Registry credentials by host.
     pub credentials: HashMap<String, (String, String)>,
+    /// Docker's configuration folder, for the credentials of other hosts.
+    pub docker_config: Option<PathBuf>,
     /// Stable across builds of the same context, so BuildKit can reuse what it received before.
     pub shared_key: String,
 }
@@ -99,7 +101,7 @@ impl Session {
         let routes = tonic::service::Routes::new(HealthServer::new(HealthService))
             .add_service(FileSyncServer::new(FileSyncService::new(spec.dirs)))
             .add_service(FileSendServer::new(FileSendService::new(spec.outputs)))
-            .add_service(AuthServer::new(AuthService::new(spec.credentials)))
+            .add_service(AuthServer::new(AuthService::new(spec.credentials, spec.docker_config)))
             .add_service(SecretsServer::new(SecretsService::new(spec.secrets)));
         let service = hyper_util::service::TowerToHyperService::new(routes);
         let server = tokio::spawn(async move {

@@ -3,10 +3,12 @@
 //! - [`reference`]: repository names, tags and digests, with Docker Hub's defaults.
 //! - [`Client`]: one repository on one registry: scheme discovery, basic and bearer-token
 //!   auth, retries; manifests, blobs and tags in their own modules.
+//! - [`docker_config`]: credentials from Docker's `config.json` and credential helpers.
 
 mod auth;
 mod blobs;
 mod client;
+pub mod docker_config;
 mod manifests;
 pub mod media_types;
 pub mod reference;

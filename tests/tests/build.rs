@@ -263,3 +263,32 @@ fn output_oci_writes_a_layout() {
     let digest = std::fs::read_to_string(image.join("digest")).unwrap();
     assert!(index["manifests"].as_array().unwrap().iter().any(|m| m["digest"] == json!(digest)), "{index}");
 }
+
+#[test]
+fn private_base_images_use_docker_config_credentials() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.token;
+    let repo = unique_repo("build-private");
+    kiln_tests::harness::push_busybox(env, "amd64", reg, &repo, "base");
+    let work = tempfile::tempdir().unwrap();
+    write(
+        work.path(),
+        &[("ctx/Dockerfile", &format!("FROM {}:base\nRUN echo built on a private base\n", reg.repo(&repo)))],
+    );
+
+    let out = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    out.failure();
+    assert!(out.stderr.contains("Dockerfile:1") && out.stderr.contains("authorization"), "{}", out.stderr);
+
+    use base64::Engine as _;
+    let (user, password) = (reg.username.clone().unwrap(), reg.password.clone().unwrap());
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    write(
+        work.path(),
+        &[("docker/config.json", &json!({ "auths": { reg.addr.clone(): { "auth": auth } } }).to_string())],
+    );
+    let config_dir = work.path().join("docker");
+    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("DOCKER_CONFIG", config_dir.to_str().unwrap())]);
+    out.success();
+    assert!(!out.stderr.contains(&password), "the password was printed");
+}

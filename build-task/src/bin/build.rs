@@ -81,6 +81,7 @@ async fn build() -> anyhow::Result<()> {
         outputs: HashMap::from([(0, partial.clone())]),
         secrets: params.secrets.clone(),
         credentials: HashMap::new(),
+        docker_config: kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()),
         shared_key: shared_key(&context),
     };
     let exporter = Exporter { r#type: if oci { "oci" } else { "docker" }.into(), attrs: HashMap::new() };
