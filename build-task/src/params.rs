@@ -14,6 +14,8 @@ pub struct BuildParams {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub target: Option<String>,
+    /// More stages to build, each into the task output named after it.
+    pub additional_targets: Vec<String>,
     pub platforms: Vec<String>,
     pub secrets: HashMap<String, SecretSource>,
     pub unpack_rootfs: bool,
@@ -90,12 +92,21 @@ impl BuildParams {
                 return Err(err("IMAGE_PLATFORM", format!("{p:?} is not os/arch[/variant]")));
             }
         }
+        let additional_targets: Vec<String> = get("ADDITIONAL_TARGETS")
+            .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        for t in &additional_targets {
+            if t.contains('/') || t == "." || t == ".." {
+                return Err(err("ADDITIONAL_TARGETS", format!("{t:?} is not a stage name")));
+            }
+        }
         Ok(BuildParams {
             context,
             dockerfile,
             build_args,
             labels,
             target,
+            additional_targets,
             platforms,
             secrets,
             unpack_rootfs: flag("UNPACK_ROOTFS"),

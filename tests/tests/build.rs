@@ -292,3 +292,25 @@ fn private_base_images_use_docker_config_credentials() {
     out.success();
     assert!(!out.stderr.contains(&password), "the password was printed");
 }
+
+#[test]
+fn additional_targets_go_to_their_own_outputs() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let from = from_busybox(env);
+    let dockerfile = format!(
+        "{} AS tools\nRUN echo tools > /stage\n\n{} AS final\nRUN echo final > /stage\n",
+        from.trim_end(),
+        from.trim_end()
+    );
+    write(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
+    std::fs::create_dir(work.path().join("tools")).unwrap();
+    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("ADDITIONAL_TARGETS", "tools,nowhere")]);
+    out.success();
+    assert!(out.stderr.contains("not building nowhere"), "{}", out.stderr);
+    assert!(!work.path().join("nowhere").exists());
+    let tools = std::fs::read_to_string(work.path().join("tools/digest")).unwrap();
+    let main = std::fs::read_to_string(work.path().join("image/digest")).unwrap();
+    assert_ne!(tools, main, "two different images");
+    assert!(inspect(&work.path().join("tools/image.tar"))["Layers"].as_array().unwrap().len() >= 2);
+}

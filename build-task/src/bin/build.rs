@@ -6,7 +6,7 @@
 //! `build --buildkit-info` (or `BUILDKIT_INFO=true`) only prints BuildKit's version and workers.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -66,9 +66,31 @@ async fn build() -> anyhow::Result<()> {
         anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
     }
     let (_, channel) = connect().await?;
-    std::fs::create_dir_all(&params.output).with_context(|| format!("creating {}", params.output.display()))?;
-    let image_tar = params.output.join("image.tar");
-    let partial = params.output.join(".image.tar.partial");
+    // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
+    for target in &params.additional_targets {
+        let dir = PathBuf::from(target);
+        if !dir.is_dir() {
+            eprintln!("build: ADDITIONAL_TARGETS: not building {target}: the task has no output folder named {target}");
+            continue;
+        }
+        eprintln!("building additional target {target} into {target}/");
+        build_into(&channel, &params, Some(target), &dir, oci, false).await?;
+    }
+    build_into(&channel, &params, params.target.as_deref(), &params.output, oci, params.unpack_rootfs).await
+}
+
+/// Builds `target` into `output` (`image.tar` or the `image/` layout, and `digest`).
+async fn build_into(
+    channel: &tonic::transport::Channel,
+    params: &BuildParams,
+    target: Option<&str>,
+    output: &Path,
+    oci: bool,
+    unpack: bool,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let image_tar = output.join("image.tar");
+    let partial = output.join(".image.tar.partial");
 
     let context = std::fs::canonicalize(&params.context).context("CONTEXT")?;
     let dockerfile_dir = std::fs::canonicalize(&params.dockerfile)
@@ -85,9 +107,14 @@ async fn build() -> anyhow::Result<()> {
         shared_key: shared_key(&context),
     };
     let exporter = Exporter { r#type: if oci { "oci" } else { "docker" }.into(), attrs: HashMap::new() };
-    let request = Solve { frontend_attrs: params.frontend_attrs(), exporter, session };
+    let mut frontend_attrs = params.frontend_attrs();
+    match target {
+        Some(t) => frontend_attrs.insert("target".to_string(), t.to_string()),
+        None => frontend_attrs.remove("target"),
+    };
+    let request = Solve { frontend_attrs, exporter, session };
 
-    let response = match solve::solve(channel, request).await {
+    let response = match solve::solve(channel.clone(), request).await {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
@@ -98,7 +125,7 @@ async fn build() -> anyhow::Result<()> {
         response.get("containerimage.digest").cloned().context("BuildKit's answer has no containerimage.digest")?;
     let image = if params.output_oci {
         // OUTPUT_OCI: the OCI layout the tarball holds, as the folder image/image/.
-        let layout = params.output.join("image");
+        let layout = output.join("image");
         let unpacked = std::fs::File::open(&partial)
             .and_then(|f| tar::Archive::new(f).unpack(&layout))
             .with_context(|| format!("unpacking the OCI layout into {}", layout.display()));
@@ -110,11 +137,12 @@ async fn build() -> anyhow::Result<()> {
             .with_context(|| format!("moving the image to {}", image_tar.display()))?;
         image_tar
     };
-    std::fs::write(params.output.join("digest"), &digest).context("writing image/digest")?;
+    std::fs::write(output.join("digest"), &digest)
+        .with_context(|| format!("writing {}", output.join("digest").display()))?;
     eprintln!("built {digest} into {}", image.display());
 
-    if params.unpack_rootfs {
-        unpack_rootfs(&image, &params.output)?;
+    if unpack {
+        unpack_rootfs(&image, output)?;
     }
     Ok(())
 }
