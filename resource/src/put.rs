@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use kiln_image::archive::{self, BlobLocation, LoadedImage};
-use kiln_registry::{BlobData, Client};
+use kiln_registry::{BlobData, Client, Repository};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
@@ -87,7 +87,7 @@ async fn tags(req: &PutRequest, dir: &Path, client: &Client) -> anyhow::Result<V
     }
     if let Some(raw) = params.version.as_deref().filter(|v| !v.is_empty()) {
         let version = semver::Version::parse(raw)
-            .with_context(|| format!("params.version: {raw:?} is not a semantic version (like 1.2.3)"))?;
+            .with_context(|| format!("params.version: invalid semantic version: {raw:?} (expected like 1.2.3)"))?;
         let mut tag = version.to_string();
         if let Some(v) = variant {
             tag = format!("{tag}-{v}");
@@ -113,7 +113,7 @@ async fn tags(req: &PutRequest, dir: &Path, client: &Client) -> anyhow::Result<V
     }
     tags.extend(additional.into_iter().map(|t| format!("{prefix}{t}")));
     if tags.is_empty() {
-        bail!("no tag to push: set params.version or source.tag (or params.additional_tags)");
+        bail!("no tag specified: set params.version or source.tag (or params.additional_tags)");
     }
     for tag in &tags {
         kiln_registry::reference::validate_tag(tag).context("tags to push")?;
@@ -185,42 +185,57 @@ fn find_image(dir: &Path, pattern: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// What happened to one blob.
+enum Outcome {
+    Uploaded(u64),
+    Mounted,
+    Present,
+}
+
 async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
+    let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
     let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
     let mut uploads = JoinSet::new();
     let total = image.blobs.len();
     for (i, (descriptor, location)) in image.blobs.iter().cloned().enumerate() {
-        let (client, permits) = (client.clone(), permits.clone());
+        let (client, permits, mount_from) = (client.clone(), permits.clone(), mount_from.clone());
         uploads.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let digest = &descriptor.digest;
             let began = Instant::now();
-            if client.blob_exists(digest).await?.is_some() {
-                eprintln!("  blob {}/{total} {} already there", i + 1, short(digest));
-                return Ok::<u64, anyhow::Error>(0);
+            let what = format!("blob {}/{total} {} ({})", i + 1, short(digest), human(descriptor.size));
+            if client.blob_exists(digest).await.with_context(|| format!("checking for blob {digest}"))?.is_some() {
+                eprintln!("  {what} already there");
+                return Ok::<_, anyhow::Error>(Outcome::Present);
+            }
+            for from in mount_from.iter() {
+                // A refused mount only means uploading it.
+                if client.mount_blob(digest, from).await.unwrap_or(false) {
+                    eprintln!("  {what} mounted from {from}");
+                    return Ok(Outcome::Mounted);
+                }
             }
             let data = match location {
                 BlobLocation::File { path, offset, len } => BlobData::File { path, offset, len },
                 BlobLocation::Memory(bytes) => BlobData::Bytes(bytes.into()),
             };
             client.push_blob(digest, &data).await.with_context(|| format!("pushing blob {digest}"))?;
-            eprintln!(
-                "  blob {}/{total} {} pushed: {} in {:.1}s",
-                i + 1,
-                short(digest),
-                human(data.len()),
-                began.elapsed().as_secs_f64()
-            );
-            Ok(data.len())
+            eprintln!("  {what} pushed in {:.1}s", began.elapsed().as_secs_f64());
+            Ok(Outcome::Uploaded(data.len()))
         });
     }
-    let mut uploaded = 0;
+    let (mut uploaded, mut bytes, mut mounted, mut present) = (0, 0, 0, 0);
     while let Some(result) = uploads.join_next().await {
-        uploaded += result.context("an upload task failed")??;
+        match result.context("an upload task failed")?? {
+            Outcome::Uploaded(n) => (uploaded, bytes) = (uploaded + 1, bytes + n),
+            Outcome::Mounted => mounted += 1,
+            Outcome::Present => present += 1,
+        }
     }
     for child in &image.children {
         client.put_manifest(&child.digest, &child.media_type, &child.bytes).await?;
+        eprintln!("  manifest {} pushed", short(&child.digest));
     }
     for tag in tags {
         let pushed = client.put_manifest(tag, &image.top.media_type, &image.top.bytes).await?;
@@ -229,35 +244,162 @@ async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> any
         }
     }
     eprintln!(
-        "pushed {} ({} of new blobs) as {} in {:.1}s",
+        "pushed {} as {} in {:.1}s: {uploaded} blobs uploaded ({}), {mounted} mounted, {present} already there",
         image.top.digest,
-        human(uploaded),
         tags.join(", "),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        human(bytes),
     );
     Ok(())
+}
+
+/// Repositories of `target`'s registry, other than `target`, that the image names as its
+/// origin (`registry/repo:tag`): blobs missing from `target` may be mounted from them.
+fn mount_sources(target: &Repository, origins: &[String]) -> Vec<String> {
+    let mut sources = Vec::new();
+    for origin in origins {
+        let name = origin.split_once('@').map_or(origin.as_str(), |(name, _)| name);
+        let name = match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => name,
+        };
+        let Ok(repo) = Repository::parse(name) else { continue };
+        if repo.registry() == target.registry()
+            && repo.path() != target.path()
+            && !sources.iter().any(|s| s == repo.path())
+        {
+            sources.push(repo.path().to_string());
+        }
+    }
+    sources
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn bump(version: &str, variant: Option<&str>, existing: &[&str]) -> Vec<String> {
+    /// The aliases `out` adds for `version`, given the repository's tags (as `tags` does).
+    fn bump(version: &str, variant: &str, existing: &[&str]) -> Vec<String> {
+        let version = semver::Version::parse(version).unwrap();
+        if version.is_prerelease() {
+            return Vec::new();
+        }
         let existing: Vec<String> = existing.iter().map(|s| s.to_string()).collect();
-        aliases(&semver::Version::parse(version).unwrap(), variant, &existing)
+        aliases(&version, Some(variant).filter(|v| !v.is_empty()), &existing)
     }
 
-    /// registry-image-resource's alias table.
+    /// registry-image-resource's table ("pushing semver tags" in out_test.go), its
+    /// entries named as there; the version's own tag is left out, aliases are in push order.
     #[test]
     fn alias_table() {
-        assert_eq!(bump("1.2.3", None, &[]), ["latest", "1", "1.2"]);
-        assert_eq!(bump("1.2.3", None, &["1.2.2", "1.1.0", "0.9.0"]), ["latest", "1", "1.2"]);
-        assert_eq!(bump("1.2.3", None, &["1.2.4"]), Vec::<String>::new());
-        assert_eq!(bump("1.2.3", None, &["1.3.0"]), ["1.2"]);
-        assert_eq!(bump("1.2.3", None, &["2.0.0"]), ["1", "1.2"]);
-        assert_eq!(bump("1.2.3", None, &["2.0.0-rc.1", "1.2.4-beta"]), ["latest", "1", "1.2"]);
-        assert_eq!(bump("1.2.3", None, &["latest", "1", "1.2", "not-semver"]), ["latest", "1", "1.2"]);
-        assert_eq!(bump("1.2.3", Some("alpine"), &["1.3.0", "1.2.4-slim"]), ["alpine", "1-alpine", "1.2-alpine"]);
-        assert_eq!(bump("1.2.3", Some("alpine"), &["1.3.0-alpine"]), ["1.2-alpine"]);
+        // (entry, variant, version, tags in the registry, aliases pushed)
+        type Case = (&'static str, &'static str, &'static str, &'static [&'static str], &'static [&'static str]);
+        let table: &[Case] = &[
+            ("bumping aliases with no existing tags", "", "1.2.3", &[], &["latest", "1", "1.2"]),
+            ("not bumping aliases if a prerelease is given", "", "1.2.3-alpha.1", &[], &[]),
+            ("bumping aliases if only older versions exist", "", "1.2.3", &["1.2.2"], &["latest", "1", "1.2"]),
+            ("not bumping anything if a newer patch already exists", "", "1.2.3", &["1.2.4"], &[]),
+            ("not bumping major if a newer minor already exists", "", "1.2.3", &["1.3.0"], &["1.2"]),
+            (
+                "bumping minor and major, but not latest, if a newer major version exists",
+                "",
+                "1.2.3",
+                &["2.0.0"],
+                &["1", "1.2"],
+            ),
+            (
+                "bumping everything even if a newer non-variant minor exists",
+                "lts",
+                "1.2.3",
+                &["1.3.0"],
+                &["lts", "1-lts", "1.2-lts"],
+            ),
+            (
+                "bumping everything if the only available version is a prerelease",
+                "",
+                "1.2.3",
+                &["2.0.0-rc.1"],
+                &["latest", "1", "1.2"],
+            ),
+            (
+                "bumping everything if the only available version is a different variant",
+                "hello",
+                "1.2.3",
+                &["2.0.0-goodbye"],
+                &["hello", "1-hello", "1.2-hello"],
+            ),
+            (
+                "bumping variant aliases with no existing tags",
+                "hello",
+                "1.2.3",
+                &[],
+                &["hello", "1-hello", "1.2-hello"],
+            ),
+            (
+                "bumping minor and major, but not latest, if a newer major version exists with the same variant",
+                "hello",
+                "1.2.3",
+                &["2.0.0-hello"],
+                &["1-hello", "1.2-hello"],
+            ),
+            (
+                "bumping aliases if only older versions exist of the same variant",
+                "hello",
+                "1.2.3",
+                &["1.2.2-hello"],
+                &["hello", "1-hello", "1.2-hello"],
+            ),
+            (
+                "not bumping anything if a newer patch already exists of the same variant",
+                "hello",
+                "1.2.3",
+                &["1.2.4-hello"],
+                &[],
+            ),
+            (
+                "not bumping major if a newer minor already exists of the same variant",
+                "hello",
+                "1.2.3",
+                &["1.3.0-hello"],
+                &["1.2-hello"],
+            ),
+            // Beyond the anchor's table: the same rules with more tags around.
+            (
+                "older releases and non-versions are ignored",
+                "",
+                "1.2.3",
+                &["1.2.2", "1.1.0", "0.9.0", "latest", "1", "x"],
+                &["latest", "1", "1.2"],
+            ),
+            ("a newer prerelease of the same series is ignored", "", "1.2.3", &["1.2.4-beta"], &["latest", "1", "1.2"]),
+            ("v-prefixed and partial tags count as versions", "", "1.2.3", &["v1.3"], &["1.2"]),
+            ("the same version already there still bumps", "", "1.2.3", &["1.2.3"], &["latest", "1", "1.2"]),
+            (
+                "another variant's newer tags are ignored",
+                "alpine",
+                "1.2.3",
+                &["1.3.0", "1.2.4-slim"],
+                &["alpine", "1-alpine", "1.2-alpine"],
+            ),
+        ];
+        for (name, variant, version, existing, expected) in table {
+            assert_eq!(bump(version, variant, existing), *expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn mount_sources_are_other_repositories_of_the_same_registry() {
+        let target = Repository::parse("127.0.0.1:5000/team/app").unwrap();
+        let origins = [
+            "127.0.0.1:5000/team/base:1.0",
+            "127.0.0.1:5000/team/base:latest",
+            "127.0.0.1:5000/team/app:old",
+            "127.0.0.1:5000/other@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "127.0.0.1:6000/team/base:1.0",
+            "busybox:latest",
+            "not a name",
+        ];
+        let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
+        assert_eq!(mount_sources(&target, &origins), ["team/base", "other"]);
     }
 }

@@ -70,6 +70,54 @@ fn docker_save_tarball_to_every_registry() {
 }
 
 #[test]
+fn docker_save_layers_go_as_they_are_and_read_back() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.tls;
+    let dir = tempfile::tempdir().unwrap();
+    export(env, "amd64", "docker-archive", &dir.path().join("image.tar"), false);
+    let repo = unique_repo("out-docker-readback");
+    let out = put(env, reg, &repo, dir.path(), json!({ "image": "image.tar", "version": "1.0.0" }));
+    let digest = out.success().json()["version"]["digest"].as_str().unwrap().to_string();
+    assert!(out.stderr.contains(": 2 blobs uploaded"), "{}", out.stderr);
+
+    // A Docker v2 manifest; skopeo's docker-archive holds plain tar layers, pushed uncompressed.
+    let cert_dir = format!("--cert-dir={}", env.tool_cert_dir.display());
+    let image = format!("docker://{}:1.0.0", reg.repo(&repo));
+    let raw: Value = serde_json::from_slice(&skopeo(&["inspect", "--raw", &cert_dir, &image])).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.docker.image.rootfs.diff.tar");
+
+    // skopeo reads every blob back (verifying their digests).
+    let copy = tempfile::tempdir().unwrap();
+    let dest = format!("oci:{}:x", copy.path().display());
+    skopeo(&["copy", "--quiet", &format!("--src-{}", &cert_dir[2..]), &image, &dest]);
+
+    // A second push finds everything there and uploads nothing.
+    let again = put(env, reg, &repo, dir.path(), json!({ "image": "image.tar", "version": "1.0.1" }));
+    assert_eq!(again.success().json()["version"]["digest"], json!(digest));
+    assert!(again.stderr.contains(": 0 blobs uploaded (0 B), 0 mounted, 2 already there"), "{}", again.stderr);
+}
+
+#[test]
+fn blobs_are_mounted_from_the_repository_the_image_names() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.token;
+    let dir = tempfile::tempdir().unwrap();
+    let base = unique_repo("out-mount-base");
+    // docker-archive:PATH:REF writes REF as the tarball's RepoTags.
+    let dest = dir.path().join("image.tar");
+    export(env, "amd64", "docker-archive", Path::new(&format!("{}:{}:1", dest.display(), reg.repo(&base))), false);
+    put(env, reg, &base, dir.path(), json!({ "image": "image.tar", "version": "1.0.0" })).success();
+
+    let app = unique_repo("out-mount-app");
+    let out = put(env, reg, &app, dir.path(), json!({ "image": "image.tar", "version": "1.0.0" }));
+    let digest = out.success().json()["version"]["digest"].as_str().unwrap().to_string();
+    assert!(out.stderr.contains(&format!("mounted from {base}")), "{}", out.stderr);
+    assert!(out.stderr.contains(": 0 blobs uploaded (0 B), 2 mounted"), "{}", out.stderr);
+    assert_eq!(skopeo_digest(env, reg, &app, "1.0.0"), digest);
+}
+
+#[test]
 fn oci_archive_and_layouts_keep_their_digests() {
     let env = dev_env_or_skip!();
     let reg = &env.registries.plain;
@@ -126,7 +174,7 @@ fn in_then_out_round_trips_the_digest() {
             assert_eq!(response["version"]["digest"], json!(digest), "the whole index comes back");
         }
         // Everything was already there.
-        assert!(out.stderr.contains("0 B of new blobs"), "{}", out.stderr);
+        assert!(out.stderr.contains(": 0 blobs uploaded"), "{}", out.stderr);
     }
 }
 
@@ -196,8 +244,8 @@ fn bad_input_is_refused_clearly() {
         (json!({ "image": "a.tar", "version": "1.0.0" }), "a.tar"),
         (json!({ "image": "cut/truncated.tar", "version": "1.0.0" }), "truncated.tar"),
         (json!({ "image": "notlayout", "version": "1.0.0" }), "oci-layout"),
-        (json!({ "image": "good.tar" }), "no tag to push"),
-        (json!({ "image": "good.tar", "version": "one" }), "params.version"),
+        (json!({ "image": "good.tar" }), "no tag specified"),
+        (json!({ "image": "good.tar", "version": "one" }), r#"params.version: invalid semantic version: "one""#),
         (json!({ "image": "good.tar", "version": "1.0.0", "additional_tags": "missing" }), "params.additional_tags"),
         (json!({ "image": "good.tar", "version": "1.0.0", "tag_prefix": "x-" }), "tag_prefix"),
         (json!({ "version": "1.0.0" }), "params.image"),
