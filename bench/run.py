@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Kiln's benchmarks, side by side with the tools people use today.
+
+Runs kiln and its peer alternately (A B A B ..., after a warm-up pair) against the dev
+environment's plain registry and reports, per case, the median wall time, CPU time and
+peak RSS of each, and the ratio kiln/peer per pair and its median. Ratios, not absolute
+times, because the machine is shared and noisy.
+
+    bench/run.py                 # the full run: a ~500 MB, 5-layer image, 5 pairs
+    bench/run.py --quick         # ~50 MB and 3 pairs, to try the instrument
+    bench/run.py --only in-rootfs,out-push
+
+Writes bench/results/latest.json and bench/results/latest.md.
+"""
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def measure(cmd, stdin=None, cwd=None):
+    """Runs cmd; returns wall seconds, CPU seconds (user+sys) and peak RSS in MiB.
+
+    The peak RSS is the child's `ru_maxrss`, which starts from what the forked Python
+    process had; the test image is made in a separate process so that floor stays small
+    (about 10-20 MiB) and the same for kiln and its peer."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, shell=isinstance(cmd, str))
+    if stdin is not None:
+        proc.stdin.write(stdin.encode())
+        proc.stdin.close()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd!r} failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
+    # For a shell pipeline, ru_maxrss is the largest single process's, which is what we want.
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+
+
+def make_layer(path, size, seed, text_like):
+    """A gzip layer of about `size` bytes of content: incompressible or text-like."""
+    rng = random.Random(seed)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        remaining, n = size, 0
+        while remaining > 0:
+            chunk = min(remaining, 16 << 20)
+            if text_like:
+                words = [b"kiln", b"layer", b"registry", b"concourse", b"image", b"build", b"\n"]
+                data = b" ".join(rng.choice(words) for _ in range(chunk // 6))[:chunk]
+            else:
+                data = rng.randbytes(chunk)
+            info = tarfile.TarInfo(f"data/file-{seed}-{n}")
+            info.size, info.mtime = len(data), 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+            remaining -= chunk
+            n += 1
+    tar_bytes = raw.getvalue()
+    with open(path, "wb") as f:
+        f.write(gzip.compress(tar_bytes, compresslevel=1, mtime=0))
+    return "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+
+
+def make_image(layout, total, layers=5):
+    """An OCI layout with `layers` gzip layers totalling about `total` bytes, tagged `bench`."""
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+
+    def put(data):
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": "sha256:" + digest, "size": len(data)}
+
+    descriptors, diff_ids = [], []
+    for i in range(layers):
+        tmp = layout / f"layer{i}.gz"
+        diff_ids.append(make_layer(tmp, total // layers, seed=i, text_like=(i % 2 == 1)))
+        data = tmp.read_bytes()
+        tmp.unlink()
+        descriptors.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(data)})
+    config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(json.dumps(config).encode())},
+                "layers": descriptors}
+    m = put(json.dumps(manifest).encode())
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **m,
+                                                "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}
+    (layout / "index.json").write_text(json.dumps(index))
+    return m["digest"], descriptors
+
+
+def pairs(case, kiln, peer, n, setup=None):
+    """Runs kiln and peer alternately n times after one warm-up pair."""
+    rows = []
+    for i in range(n + 1):
+        if setup:
+            setup()
+        a = kiln()
+        if setup:
+            setup()
+        b = peer()
+        if i == 0:
+            continue
+        rows.append({"kiln": a, "peer": b, "ratio": a["wall"] / b["wall"]})
+        print(f"  {case} pair {i}: kiln {a['wall']:.2f}s  peer {b['wall']:.2f}s  ratio {a['wall'] / b['wall']:.2f}",
+              flush=True)
+    med = lambda side, key: statistics.median(r[side][key] for r in rows)
+    return {
+        "pairs": rows,
+        "kiln": {k: med("kiln", k) for k in ("wall", "cpu", "rss_mib")},
+        "peer": {k: med("peer", k) for k in ("wall", "cpu", "rss_mib")},
+        "ratio_median": statistics.median(r["ratio"] for r in rows),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--pairs", type=int)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--make-image", nargs=2, metavar=("LAYOUT", "BYTES"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.make_image:
+        print(json.dumps(make_image(Path(args.make_image[0]), int(args.make_image[1]))))
+        return 0
+    size = (50 if args.quick else 500) << 20
+    n = args.pairs or (3 if args.quick else 5)
+    only = set(filter(None, args.only.split(",")))
+    want = lambda c: not only or c in only
+
+    sh(str(ROOT / "scripts" / "dev-env"), "up", stdout=subprocess.DEVNULL)
+    sh("cargo", "build", "-q", "--release", "-p", "kiln-resource", cwd=ROOT)
+    env = json.loads((ROOT / ".dev" / "env.json").read_text())
+    plain = env["registries"]["plain"]["addr"]
+    work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
+    results = {"size_bytes": size, "pairs": n, "cases": {}}
+    try:
+        print(f"making a {size >> 20} MiB test image", flush=True)
+        layout = work / "layout"
+        made = subprocess.run([sys.executable, __file__, "--make-image", str(layout), str(size)], check=True,
+                              capture_output=True, text=True)
+        digest, layers = json.loads(made.stdout)
+        repo = f"bench/image-{os.getpid()}"
+        sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{plain}/{repo}:bench")
+        source = {"repository": f"{plain}/{repo}"}
+        get_req = lambda fmt: json.dumps({"source": source, "version": {"tag": "bench", "digest": digest},
+                                          "params": {"format": fmt}})
+        out_dir = work / "out"
+
+        def fresh():
+            shutil.rmtree(out_dir, ignore_errors=True)
+            out_dir.mkdir()
+
+        if want("in-rootfs"):
+            print("in, rootfs: kiln in  vs  skopeo copy + umoci unpack", flush=True)
+            results["cases"]["in-rootfs"] = pairs(
+                "in-rootfs",
+                lambda: measure([str(RELEASE / "in"), str(out_dir)], stdin=get_req("rootfs")),
+                lambda: measure(f"skopeo copy -q --src-tls-verify=false docker://{plain}/{repo}:bench oci:{out_dir}/l:x"
+                                f" && umoci unpack --image {out_dir}/l:x {out_dir}/bundle"),
+                n, setup=fresh)
+        if want("in-oci"):
+            print("in, oci tarball: kiln in  vs  skopeo copy docker-archive:", flush=True)
+            results["cases"]["in-oci"] = pairs(
+                "in-oci",
+                lambda: measure([str(RELEASE / "in"), str(out_dir)], stdin=get_req("oci")),
+                lambda: measure(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{plain}/{repo}:bench",
+                                 f"docker-archive:{out_dir}/image.tar"]),
+                n, setup=fresh)
+        archive = work / "push" / "image.tar"
+        archive.parent.mkdir()
+        sh("skopeo", "copy", "-q", f"oci:{layout}:bench", f"oci-archive:{archive}")
+        counter = iter(range(10_000))
+        target = {}
+
+        def new_repo():
+            target["repo"] = f"{plain}/bench/push-{os.getpid()}-{next(counter)}"
+        put_req = lambda: json.dumps({"source": {"repository": target["repo"]},
+                                      "params": {"image": "image.tar", "version": "1.0.0"}})
+        if want("out-push"):
+            print("out, push to an empty repository: kiln out  vs  skopeo copy oci-archive:", flush=True)
+            results["cases"]["out-push"] = pairs(
+                "out-push",
+                lambda: measure([str(RELEASE / "out"), str(archive.parent)], stdin=put_req()),
+                lambda: measure(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci-archive:{archive}",
+                                 f"docker://{target['repo']}:1.0.0"]),
+                n, setup=new_repo)
+        if want("out-repush"):
+            print("out, re-push when every blob exists: kiln out  vs  skopeo copy oci-archive:", flush=True)
+            new_repo()
+            measure([str(RELEASE / "out"), str(archive.parent)], stdin=put_req())
+            results["cases"]["out-repush"] = pairs(
+                "out-repush",
+                lambda: measure([str(RELEASE / "out"), str(archive.parent)], stdin=put_req()),
+                lambda: measure(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci-archive:{archive}",
+                                 f"docker://{target['repo']}:1.0.0"]),
+                n)
+        if want("in-throughput"):
+            # The physical reference: one core decompressing and hashing the same layers.
+            print("in, rootfs  vs  gzip -dc | sha256sum of every layer (one core)", flush=True)
+            blobs = " ".join(str(layout / "blobs" / "sha256" / d["digest"].split(":")[1]) for d in layers)
+            results["cases"]["in-throughput"] = pairs(
+                "in-throughput",
+                lambda: measure([str(RELEASE / "in"), str(out_dir)], stdin=get_req("rootfs")),
+                lambda: measure(f"for b in {blobs}; do gzip -dc $b | sha256sum >/dev/null; done"),
+                n, setup=fresh)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    lines = [f"# Benchmark ({size >> 20} MiB image, {n} pairs, median of pairs)", "",
+             "| case | kiln wall | peer wall | ratio kiln/peer | kiln CPU | peer CPU | kiln RSS | peer RSS |",
+             "|---|---|---|---|---|---|---|---|"]
+    for case, r in results["cases"].items():
+        k, p = r["kiln"], r["peer"]
+        lines.append(f"| {case} | {k['wall']:.2f}s | {p['wall']:.2f}s | **{r['ratio_median']:.2f}** | {k['cpu']:.2f}s |"
+                     f" {p['cpu']:.2f}s | {k['rss_mib']:.0f} MiB | {p['rss_mib']:.0f} MiB |")
+    (out / "latest.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
