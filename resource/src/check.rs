@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use kiln_image::oci::{ImageConfig, ManifestOrIndex, Platform};
+use kiln_image::oci::{self, ImageConfig, ManifestOrIndex, Platform};
 use kiln_registry::{Client, ClientConfig, Repository};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::protocol::{CheckRequest, Version};
@@ -24,6 +25,8 @@ use crate::source::{self, Source};
 
 /// Tags looked up at once.
 const PARALLEL_LOOKUPS: usize = 8;
+/// Image configs larger than this are refused.
+const MAX_CONFIG: u64 = 16 << 20;
 
 /// Answers a check request.
 pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
@@ -58,7 +61,7 @@ impl Mode {
         let constraint = source
             .semver_constraint
             .as_deref()
-            .filter(|c| !c.trim().is_empty())
+            .filter(|c| !c.is_empty())
             .map(|c| semver::Constraint::parse(c).map_err(|e| anyhow::anyhow!("source.semver_constraint: {e}")))
             .transpose()?;
         Ok(Mode::Semver { constraint })
@@ -102,6 +105,34 @@ async fn check_tag(client: &Client, tag: &str, previous: Option<&Version>) -> an
 struct Candidate {
     tag: String,
     version: semver::Version,
+    /// Dots in the version as written (without the variant): the more, the more specific the tag.
+    dots: usize,
+}
+
+impl Candidate {
+    /// The tag as semver mode sees it: a version (after `-<variant>` is taken off when a
+    /// variant is set) inside the constraint, and no prerelease unless asked for.
+    fn from_tag(tag: &str, source: &Source, constraint: Option<&semver::Constraint>) -> Option<Self> {
+        let text = match source.variant.as_deref().filter(|v| !v.is_empty()) {
+            Some(variant) => tag.strip_suffix(variant)?.strip_suffix('-')?,
+            None => tag,
+        };
+        let version = semver::Version::parse(text)?;
+        if constraint.is_some_and(|c| !c.matches(&version)) || !prerelease_allowed(source, &version) {
+            return None;
+        }
+        Some(Candidate { tag: tag.to_string(), version, dots: text.matches('.').count() })
+    }
+
+    /// Which of two tags with the same digest names it: a final release over a
+    /// prerelease, else the more specific tag (`1.2.3` over `1.2` over `1`), else the first.
+    fn beats(&self, other: &Candidate) -> bool {
+        match (other.version.is_prerelease(), self.version.is_prerelease()) {
+            (false, true) => false,
+            (true, false) => true,
+            _ => self.dots > other.dots,
+        }
+    }
 }
 
 /// Semver mode, as registry-image-resource's, without its bugs: no empty digests, and
@@ -112,87 +143,83 @@ async fn check_semver(
     constraint: Option<&semver::Constraint>,
     previous: Option<&Version>,
 ) -> anyhow::Result<Vec<Version>> {
-    let variant = source.variant.as_deref().filter(|v| !v.is_empty());
-    let bare = variant.unwrap_or("latest");
+    let bare = source.variant.as_deref().filter(|v| !v.is_empty()).unwrap_or("latest");
     let tags = client.list_tags().await?;
-    let mut candidates: Vec<Candidate> = tags
-        .iter()
-        .filter_map(|tag| {
-            let text = match variant {
-                Some(v) => tag.strip_suffix(&format!("-{v}"))?,
-                None => tag.as_str(),
-            };
-            let version = semver::Version::parse(text)?;
-            if constraint.is_some_and(|c| !c.matches(&version)) || !prerelease_allowed(source, &version) {
-                return None;
-            }
-            Some(Candidate { tag: tag.clone(), version })
-        })
-        .collect();
+    let mut candidates: Vec<Candidate> =
+        tags.iter().filter_map(|tag| Candidate::from_tag(tag, source, constraint)).collect();
+    // What each tag looked up pointed at (`None`: gone since it was listed).
+    let mut digests: HashMap<String, Option<String>> = HashMap::new();
 
-    // The previous version is a cursor: while it still points where it did, nothing at
-    // or below it needs looking up again.
-    let cursor = match previous.and_then(|p| candidates.iter().find(|c| c.tag == p.tag).map(|c| (p, c))) {
-        Some((p, c)) => match client.head_manifest(&p.tag).await? {
-            Some(d) if d.digest == p.digest => Some(c.version.clone()),
-            _ => None,
-        },
-        None => None,
-    };
-    if let Some(cursor) = &cursor {
-        let keep = previous.map(|p| p.tag.clone()).unwrap_or_default();
-        candidates.retain(|c| c.tag == keep || c.version.precedence(cursor).is_gt());
+    // The previous version is a cursor: while its tag still points where it did, nothing
+    // at or below it needs looking up again. It is looked at first, and on ties between
+    // tags of one digest it keeps its place, as in registry-image-resource.
+    if let Some(prev) = previous
+        && let Some(at) = candidates.iter().position(|c| c.tag == prev.tag)
+    {
+        let cursor = candidates.remove(at);
+        let digest = client.head_manifest(&cursor.tag).await?.map(|d| d.digest);
+        if digest.as_deref() == Some(prev.digest.as_str()) {
+            candidates.retain(|c| c.version.precedence(&cursor.version).is_gt());
+        }
+        digests.insert(cursor.tag.clone(), digest);
+        candidates.insert(0, cursor);
     }
 
-    let mut lookups: Vec<String> = candidates.iter().map(|c| c.tag.clone()).collect();
-    let has_bare = tags.iter().any(|t| t == bare);
-    if has_bare {
+    let mut lookups: Vec<String> =
+        candidates.iter().map(|c| c.tag.clone()).filter(|t| !digests.contains_key(t)).collect();
+    if tags.iter().any(|t| t == bare) {
         lookups.push(bare.to_string());
     }
-    let digests = head_all(client, lookups).await?;
+    let found = for_each_bounded(lookups, |tag| {
+        let client = client.clone();
+        async move {
+            let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
+            Ok((tag, digest))
+        }
+    })
+    .await?;
+    digests.extend(found);
 
-    // One version per digest: a final release beats a prerelease, a more specific tag a less specific one.
-    let mut by_digest: HashMap<String, &Candidate> = HashMap::new();
+    // One version per digest.
+    let mut named: HashMap<&str, &Candidate> = HashMap::new();
     for c in &candidates {
-        let Some(digest) = digests.get(&c.tag) else { continue };
-        let better = match by_digest.get(digest) {
-            None => true,
-            Some(existing) => match (existing.version.is_prerelease(), c.version.is_prerelease()) {
-                (false, true) => false,
-                (true, false) => true,
-                _ => c.tag.matches('.').count() > existing.tag.matches('.').count(),
-            },
-        };
-        if better {
-            by_digest.insert(digest.clone(), c);
+        let Some(Some(digest)) = digests.get(&c.tag) else { continue };
+        let entry = named.entry(digest).or_insert(c);
+        if c.beats(entry) {
+            *entry = c;
         }
     }
-    let mut found: Vec<(&Candidate, String)> = by_digest.into_iter().map(|(d, c)| (c, d)).collect();
-    found.sort_by(|a, b| a.0.version.cmp(&b.0.version).then_with(|| a.0.tag.cmp(&b.0.tag)));
+    let mut named: Vec<(&str, &Candidate)> = named.into_iter().collect();
+    named.sort_by(|a, b| a.1.version.cmp(&b.1.version).then_with(|| a.1.tag.cmp(&b.1.tag)));
     let mut versions: Vec<Version> =
-        found.iter().map(|(c, d)| Version { tag: c.tag.clone(), digest: d.clone() }).collect();
+        named.iter().map(|(d, c)| Version { tag: c.tag.clone(), digest: d.to_string() }).collect();
 
-    if let Some(bare_digest) = digests.get(bare)
+    // `latest` (or the bare variant tag) when it is an image no version names, only
+    // without a constraint, and only if it is newer than the newest version: otherwise a
+    // `latest` not yet moved to a new release, or no longer moved at all, would be taken
+    // for the newest version.
+    if let Some(Some(bare_digest)) = digests.get(bare)
         && constraint.is_none()
         && !versions.iter().any(|v| &v.digest == bare_digest)
     {
-        // `latest` goes last only if it is newer than the newest release; otherwise a
-        // pipeline would take an older image for the newest version.
         let newer = match versions.last() {
-            None => true,
+            None => Ok(()),
             Some(newest) => {
                 let platform = source::Platform::resolve(source.platform.as_ref());
                 let (bare_created, newest_created) = tokio::try_join!(
                     created(client, bare_digest, &platform),
                     created(client, &newest.digest, &platform)
                 )?;
-                matches!((bare_created, newest_created), (Some(b), Some(n)) if b > n)
+                match (bare_created, newest_created) {
+                    (Some(b), Some(n)) if b > n => Ok(()),
+                    (Some(_), Some(_)) => Err(format!("its image is not newer than {}'s", newest.tag)),
+                    _ => Err(format!("the creation time of it or of {} is unknown", newest.tag)),
+                }
             }
         };
-        if newer {
-            versions.push(Version { tag: bare.to_string(), digest: bare_digest.clone() });
-        } else {
-            eprintln!("check: leaving out {bare}: it is not newer than {}", versions.last().map_or("", |v| &v.tag));
+        match newer {
+            Ok(()) => versions.push(Version { tag: bare.to_string(), digest: bare_digest.clone() }),
+            Err(why) => eprintln!("check: {bare} is not reported as a version: {why}"),
         }
     }
     Ok(versions)
@@ -213,101 +240,147 @@ fn prerelease_allowed(source: &Source, version: &semver::Version) -> bool {
         return false;
     }
     ["alpha", "beta", "rc"]
-        .iter()
-        .map(|p| p.to_string())
-        .chain(source.pre_release_prefixes.iter().cloned())
-        .any(|p| pre.starts_with(&p))
+        .into_iter()
+        .chain(source.pre_release_prefixes.iter().map(String::as_str))
+        .any(|p| pre.starts_with(p))
 }
 
-/// Regex mode: matching tags in the registry's order, or by image creation time.
+/// Regex mode: every matching tag, in the registry's order, or by the creation time of
+/// its image (oldest first; unknown times first, listing order between equal times).
+/// Like registry-image-resource's, it lists every match each time: the previous version
+/// plays no part.
 async fn check_regex(client: &Arc<Client>, source: &Source, re: &regex::Regex) -> anyhow::Result<Vec<Version>> {
     let tags: Vec<String> = client.list_tags().await?.into_iter().filter(|t| re.is_match(t)).collect();
-    let digests = head_all(client, tags.clone()).await?;
-    let mut versions: Vec<Version> = tags
-        .into_iter()
-        .filter_map(|tag| digests.get(&tag).map(|d| Version { tag: tag.clone(), digest: d.clone() }))
-        .collect();
-    if source.created_at_sort {
-        let platform = source::Platform::resolve(source.platform.as_ref());
-        let mut dated = Vec::new();
-        for v in versions {
-            let when = created(client, &v.digest, &platform).await?;
-            dated.push((when, v));
-        }
-        dated.sort_by(|a, b| a.0.cmp(&b.0));
-        versions = dated.into_iter().map(|(_, v)| v).collect();
+    if !source.created_at_sort {
+        let found = for_each_bounded(tags, |tag| {
+            let client = client.clone();
+            async move {
+                let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
+                Ok(digest.map(|digest| Version { tag, digest }))
+            }
+        })
+        .await?;
+        return Ok(found.into_iter().flatten().collect());
     }
-    Ok(versions)
+    let platform = Arc::new(source::Platform::resolve(source.platform.as_ref()));
+    let found = for_each_bounded(tags, |tag| {
+        let (client, platform) = (client.clone(), platform.clone());
+        async move {
+            let Some((desc, bytes)) = client.get_manifest(&tag).await? else { return Ok(None) };
+            let when = created_from(&client, &tag, &desc.media_type, &bytes, &platform).await?;
+            Ok(Some((when, Version { tag, digest: desc.digest })))
+        }
+    })
+    .await?;
+    let mut dated: Vec<(Option<Time>, Version)> = found.into_iter().flatten().collect();
+    dated.sort_by_key(|d| d.0);
+    Ok(dated.into_iter().map(|(_, v)| v).collect())
 }
 
-/// The digest of each tag that (still) exists, looked up several at once.
-async fn head_all(client: &Arc<Client>, tags: Vec<String>) -> anyhow::Result<HashMap<String, String>> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_LOOKUPS));
+/// Runs `task` on every input, [`PARALLEL_LOOKUPS`] at a time; the answers in input order.
+async fn for_each_bounded<I, T, F, Fut>(inputs: Vec<I>, task: F) -> anyhow::Result<Vec<T>>
+where
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(PARALLEL_LOOKUPS));
     let mut set = JoinSet::new();
-    for tag in tags {
-        let (client, permits) = (client.clone(), permits.clone());
+    let count = inputs.len();
+    for (i, input) in inputs.into_iter().enumerate() {
+        let (work, permits) = (task(input), permits.clone());
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let found = client.head_manifest(&tag).await?;
-            Ok::<_, kiln_registry::RegistryError>((tag, found.map(|d| d.digest)))
+            (i, work.await)
         });
     }
-    let mut out = HashMap::new();
-    while let Some(result) = set.join_next().await {
-        if let (tag, Some(digest)) = result.context("a lookup task failed")?? {
-            out.insert(tag, digest);
-        }
+    let mut answers: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        let (i, answer) = joined.context("a lookup task failed")?;
+        answers[i] = Some(answer?);
     }
-    Ok(out)
+    Ok(answers.into_iter().map(|a| a.expect("every lookup answered")).collect())
 }
 
-/// The `created` time of the image a digest names (the platform's image for an index).
-/// RFC 3339 timestamps in UTC compare correctly as text once normalised.
-async fn created(client: &Client, digest: &str, platform: &Platform) -> anyhow::Result<Option<String>> {
+/// A point in time: seconds since the Unix epoch and nanoseconds.
+type Time = (i64, u32);
+
+/// The creation time of the image a digest names (see [`created_from`]).
+async fn created(client: &Client, digest: &str, platform: &Platform) -> anyhow::Result<Option<Time>> {
     let Some((desc, bytes)) = client.get_manifest(digest).await? else { return Ok(None) };
-    let manifest = match ManifestOrIndex::parse(digest, &desc.media_type, &bytes)? {
-        ManifestOrIndex::Manifest(m) => *m,
-        ManifestOrIndex::Index(index) => {
-            let Ok(child) = crate::pull::select_platform(&index, platform) else { return Ok(None) };
-            let Some((d, b)) = client.get_manifest(&child.digest).await? else { return Ok(None) };
-            match ManifestOrIndex::parse(&child.digest, &d.media_type, &b)? {
-                ManifestOrIndex::Manifest(m) => *m,
-                ManifestOrIndex::Index(_) => return Ok(None),
+    created_from(client, digest, &desc.media_type, &bytes, platform).await
+}
+
+/// The `created` time in the config of the image a manifest describes; for an index, of
+/// its image for `platform`, or its first image when it has none for that platform.
+/// `None` when there is no such time (or no image config to hold one).
+async fn created_from(
+    client: &Client,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+    platform: &Platform,
+) -> anyhow::Result<Option<Time>> {
+    let what = format!("{}:{reference}", client.repository());
+    let manifest = match ManifestOrIndex::parse(&what, media_type, bytes) {
+        Ok(ManifestOrIndex::Manifest(m)) => *m,
+        Ok(ManifestOrIndex::Index(index)) => {
+            let images =
+                || index.manifests.iter().filter(|d| oci::is_manifest(&d.media_type) || d.media_type.is_empty());
+            let Some(child) = crate::pull::select_platform(&index, platform).ok().or_else(|| images().next()) else {
+                return Ok(None);
+            };
+            let Some((desc, bytes)) = client.get_manifest(&child.digest).await? else { return Ok(None) };
+            match ManifestOrIndex::parse(&child.digest, &desc.media_type, &bytes) {
+                Ok(ManifestOrIndex::Manifest(m)) => *m,
+                _ => return Ok(None),
             }
         }
+        Err(_) => return Ok(None),
     };
-    let config = client.get_blob_bytes(&manifest.config.digest, 16 << 20).await?;
-    let config: ImageConfig = serde_json::from_slice(&config).context("image config")?;
-    Ok(config.created.as_deref().and_then(normalise_time))
+    let config = client.get_blob_bytes(&manifest.config.digest, MAX_CONFIG).await?;
+    let config: Option<ImageConfig> = serde_json::from_slice(&config).ok();
+    Ok(config.and_then(|c| c.created).as_deref().and_then(parse_time))
 }
 
-/// `2024-05-01T10:00:00.5+02:00` → `2024-05-01T08:00:00.500000000Z`, so times sort as text.
-fn normalise_time(text: &str) -> Option<String> {
-    let (date, rest) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let split = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
-    let (clock, zone) = rest.split_at(split);
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>());
-    let (h, m, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+/// An RFC 3339 time (`2024-05-01T10:00:00.5+02:00`) as seconds and nanoseconds since the epoch.
+fn parse_time(text: &str) -> Option<Time> {
+    let (date, rest) = text.split_once(['T', 't'])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(zone_at);
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0..=60).contains(&second)
+        && fraction.len() <= 9
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return None;
+    }
     let offset = match zone {
         "" | "Z" | "z" => 0,
-        z => {
-            let sign = if z.starts_with('-') { -1 } else { 1 };
-            let (oh, om) = z[1..].split_once(':').unwrap_or((&z[1..], "0"));
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        zone => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (h, m) = zone[1..].split_once(':')?;
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
         }
     };
-    // Days from the civil date (proleptic Gregorian), then seconds.
-    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    // Days since 1970-01-01 in the proleptic Gregorian calendar, from March-based years.
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
     let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let secs = days * 86_400 + h * 3600 + m * 60 + s - offset;
-    let nanos: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    Some(format!("{secs:015}.{nanos}"))
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    let nanos = format!("{fraction:0<9}").parse().ok()?;
+    Some((seconds, nanos))
 }
 
 #[cfg(test)]
@@ -315,11 +388,97 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_sort_across_zones() {
-        let a = normalise_time("2024-05-01T10:00:00+02:00").unwrap();
-        let b = normalise_time("2024-05-01T08:30:00Z").unwrap();
-        let c = normalise_time("2024-05-01T08:30:00.5Z").unwrap();
-        assert!(a < b && b < c, "{a} {b} {c}");
-        assert!(normalise_time("yesterday").is_none());
+    fn times() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(parse_time("2024-02-29T12:30:15.25Z"), Some((1_709_209_815, 250_000_000)));
+        assert_eq!(parse_time("2024-05-01T10:00:00+02:00"), parse_time("2024-05-01T08:00:00Z"));
+        assert_eq!(parse_time("2024-05-01T01:00:00-03:30"), parse_time("2024-05-01T04:30:00Z"));
+        assert_eq!(parse_time("0001-01-01T00:00:00Z"), Some((-62_135_596_800, 0)));
+        let a = parse_time("2024-05-01T10:00:00+02:00").unwrap();
+        let b = parse_time("2024-05-01T08:30:00Z").unwrap();
+        let c = parse_time("2024-05-01T08:30:00.123456789Z").unwrap();
+        assert!(a < b && b < c, "{a:?} {b:?} {c:?}");
+        for bad in ["yesterday", "2024-05-01", "2024-13-01T00:00:00Z", "2024-05-01T00:00Z", "2024-05-01T00:00:00.x1Z"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    fn source(json: serde_json::Value) -> Source {
+        let mut json = json;
+        json["repository"] = "example.com/a".into();
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn candidates(source: &Source, constraint: Option<&str>, tags: &[&str]) -> Vec<String> {
+        let constraint = constraint.map(|c| semver::Constraint::parse(c).unwrap());
+        tags.iter().filter_map(|t| Candidate::from_tag(t, source, constraint.as_ref())).map(|c| c.tag).collect()
+    }
+
+    #[test]
+    fn which_tags_are_versions() {
+        let tags = [
+            "latest",
+            "1",
+            "1.2",
+            "v1.2.3",
+            "1.2.3-rc.1",
+            "1.2.3-rc1",
+            "1.2.3-alpha",
+            "1.2.3-beta.2",
+            "1.2.3-foo.1",
+            "1.2.3-build.7",
+            "1.2.3-rc.1-bar",
+            "1.2.3-alpine",
+            "alpine",
+            "1.2.3-rc.1-alpine",
+            "1.2.3-rc.1-bar-alpine",
+            "1.2.3-bar-alpine",
+            "1.2.3.4",
+        ];
+        let plain = source(serde_json::json!({}));
+        assert_eq!(candidates(&plain, None, &tags), ["1", "1.2", "v1.2.3"]);
+        let pre = source(serde_json::json!({ "pre_releases": true }));
+        assert_eq!(
+            candidates(&pre, None, &tags),
+            ["1", "1.2", "v1.2.3", "1.2.3-rc.1", "1.2.3-rc1", "1.2.3-alpha", "1.2.3-beta.2"]
+        );
+        let prefixes = source(serde_json::json!({ "pre_releases": true, "pre_release_prefixes": ["build"] }));
+        assert_eq!(
+            candidates(&prefixes, None, &tags),
+            [
+                "1",
+                "1.2",
+                "v1.2.3",
+                "1.2.3-rc.1",
+                "1.2.3-rc1",
+                "1.2.3-alpha",
+                "1.2.3-beta.2",
+                "1.2.3-build.7",
+                "1.2.3-rc.1-bar",
+                // With prefixes configured, `-` no longer marks another variant.
+                "1.2.3-rc.1-alpine",
+                "1.2.3-rc.1-bar-alpine"
+            ]
+        );
+        let variant = source(serde_json::json!({ "variant": "alpine", "pre_releases": true }));
+        assert_eq!(candidates(&variant, None, &tags), ["1.2.3-alpine", "1.2.3-rc.1-alpine"]);
+        assert_eq!(candidates(&plain, Some("~1.2"), &tags), ["1.2", "v1.2.3"]);
+        assert_eq!(
+            candidates(&pre, Some(">=1.2.3-0"), &tags),
+            ["v1.2.3", "1.2.3-rc.1", "1.2.3-rc1", "1.2.3-alpha", "1.2.3-beta.2"]
+        );
+    }
+
+    #[test]
+    fn one_tag_per_digest() {
+        let plain = source(serde_json::json!({ "pre_releases": true }));
+        let c = |t: &str| Candidate::from_tag(t, &plain, None).unwrap();
+        assert!(c("1.2.3").beats(&c("1.2")));
+        assert!(!c("1.2").beats(&c("1.2.3")));
+        assert!(c("1.2").beats(&c("1")));
+        assert!(c("1.0.0").beats(&c("1.0.0-rc.1")));
+        assert!(!c("1.0.0-rc.1").beats(&c("1")));
+        assert!(c("1.0.0-rc.1").beats(&c("1.0.0-rc1")), "more dots");
+        assert!(!c("v1.2.3").beats(&c("1.2.3")), "the first of equals stays");
     }
 }

@@ -272,3 +272,184 @@ pub fn skopeo_digest(env: &DevEnv, registry: &Registry, repo: &str, tag: &str) -
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out.stdout)))
 }
+
+// ------------------------------------------------------------------------------------------
+// Tiny images, pushed straight to the plain registry
+//
+// Tests that need many tags and many distinct digests (check's semver and regex modes)
+// push these: one shared empty layer and a config of their own, sent with a few HTTP
+// requests each instead of a skopeo run per tag.
+
+/// A made-up image: its `name` makes its config (and so its digest) its own; `created`
+/// is its config's creation time (RFC 3339), if any. The same name, time and
+/// architecture always give the same digest.
+#[derive(Debug, Clone, Copy)]
+pub struct TinyImage<'a> {
+    pub name: &'a str,
+    pub created: Option<&'a str>,
+    pub architecture: &'a str,
+}
+
+impl<'a> TinyImage<'a> {
+    /// A linux/amd64 image.
+    pub fn new(name: &'a str, created: Option<&'a str>) -> Self {
+        Self { name, created, architecture: "amd64" }
+    }
+}
+
+/// Pushes `image` to `repo:tag` on the plain registry; returns its manifest digest.
+pub fn push_tiny(env: &DevEnv, repo: &str, tag: &str, image: TinyImage<'_>) -> String {
+    let (digest, manifest) = upload_tiny(env, repo, image);
+    put_manifest(env, repo, tag, "application/vnd.oci.image.manifest.v1+json", &manifest);
+    digest
+}
+
+/// Pushes an OCI index of `images` (each linux on its architecture) to `repo:tag` on the
+/// plain registry; returns the index digest.
+pub fn push_tiny_index(env: &DevEnv, repo: &str, tag: &str, images: &[TinyImage<'_>]) -> String {
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|image| {
+            let (digest, manifest) = upload_tiny(env, repo, *image);
+            put_manifest(env, repo, &digest, "application/vnd.oci.image.manifest.v1+json", &manifest);
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": manifest.len(),
+                "platform": { "architecture": image.architecture, "os": "linux" },
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let bytes = index.to_string().into_bytes();
+    put_manifest(env, repo, tag, "application/vnd.oci.image.index.v1+json", &bytes);
+    sha256_digest(&bytes)
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Uploads the layer and config of `image`; returns the digest and bytes of its manifest.
+fn upload_tiny(env: &DevEnv, repo: &str, image: TinyImage<'_>) -> (String, Vec<u8>) {
+    // An empty tar: two zero blocks.
+    let layer = vec![0u8; 1024];
+    let mut config = serde_json::json!({
+        "architecture": image.architecture,
+        "os": "linux",
+        "config": { "Labels": { "kiln.test.image": image.name } },
+        "rootfs": { "type": "layers", "diff_ids": [sha256_digest(&layer)] },
+    });
+    if let Some(created) = image.created {
+        config["created"] = created.into();
+    }
+    let config = config.to_string().into_bytes();
+    let layer_digest = put_blob(env, repo, &layer);
+    let config_digest = put_blob(env, repo, &config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len() }],
+    });
+    let bytes = manifest.to_string().into_bytes();
+    (sha256_digest(&bytes), bytes)
+}
+
+/// Uploads a blob in one PUT after the upload's POST, unless this process already
+/// uploaded it to `repo`; returns its digest. One upload of a blob to a repository at a
+/// time: the registry can fail concurrent uploads of the same blob.
+fn put_blob(env: &DevEnv, repo: &str, bytes: &[u8]) -> String {
+    type Uploads =
+        std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Arc<std::sync::Mutex<bool>>>>;
+    static UPLOADS: OnceLock<Uploads> = OnceLock::new();
+    let digest = sha256_digest(bytes);
+    let entry = UPLOADS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("upload table")
+        .entry((repo.to_string(), digest.clone()))
+        .or_default()
+        .clone();
+    let mut uploaded = entry.lock().expect("upload entry");
+    if *uploaded {
+        return digest;
+    }
+    let (status, headers) = plain_http(env, "POST", &format!("/v2/{repo}/blobs/uploads/"), "", &[]);
+    assert_eq!(status, 202, "starting an upload to {repo}: {headers}");
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim())
+        })
+        .unwrap_or_else(|| panic!("no Location for the upload to {repo}: {headers}"));
+    // The registry may answer with an absolute URL; the request wants the path.
+    let path = match location.split_once("://") {
+        Some((_, rest)) => &rest[rest.find('/').unwrap_or(rest.len())..],
+        None => location,
+    };
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let target = format!("{path}{separator}digest={digest}");
+    let (status, headers) = plain_http(env, "PUT", &target, "application/octet-stream", bytes);
+    assert_eq!(status, 201, "finishing the upload of {digest} to {repo}: {headers}");
+    *uploaded = true;
+    digest
+}
+
+fn put_manifest(env: &DevEnv, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+    let (status, headers) = plain_http(env, "PUT", &format!("/v2/{repo}/manifests/{reference}"), media_type, bytes);
+    assert_eq!(status, 201, "putting manifest {repo}:{reference}: {headers}");
+}
+
+/// One HTTP/1.1 request to the plain registry; its status and everything it answered.
+fn plain_http(env: &DevEnv, method: &str, target: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    use std::io::Read as _;
+    let addr = &env.registries.plain.addr;
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !content_type.is_empty() {
+        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(request.as_bytes()).and_then(|()| stream.write_all(body)).expect("sending a request");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("reading an answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
+}
+
+/// The tags of `repo` on the plain registry, in the order the registry lists them.
+pub fn plain_tags(env: &DevEnv, repo: &str) -> Vec<String> {
+    let (status, answer) = plain_http(env, "GET", &format!("/v2/{repo}/tags/list"), "", &[]);
+    assert_eq!(status, 200, "listing the tags of {repo}: {answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(n, v)| {
+            n.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = if chunked {
+        let (mut rest, mut out) = (body, String::new());
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).expect("a chunk size");
+            if size == 0 {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = after[size..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    let list: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("tags of {repo} ({e}): {body}"));
+    list["tags"].as_array().map(|t| t.iter().filter_map(|t| t.as_str().map(String::from)).collect()).unwrap_or_default()
+}
