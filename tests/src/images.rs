@@ -168,4 +168,3 @@ pub fn push_layout(env: &DevEnv, layout: &Path, tag: &str, registry: &Registry, 
     assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
     crate::harness::skopeo_digest(env, registry, repo, tag)
 }
-
