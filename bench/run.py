@@ -199,6 +199,14 @@ def main():
 
         def new_repo():
             target["repo"] = f"{plain}/bench/push-{os.getpid()}-{next(counter)}"
+            # skopeo remembers where it saw each blob and mounts it from there instead of
+            # uploading; a push "to an empty repository" must not, so it forgets first.
+            for cache in ("/var/lib/containers/cache/blob-info-cache-v1.boltdb",
+                          os.path.expanduser("~/.local/share/containers/cache/blob-info-cache-v1.boltdb")):
+                try:
+                    os.unlink(cache)
+                except FileNotFoundError:
+                    pass
         put_req = lambda: json.dumps({"source": {"repository": target["repo"]},
                                       "params": {"image": "image.tar", "version": "1.0.0"}})
         if want("out-push"):
