@@ -134,7 +134,7 @@ async fn fetch(
     let started = Instant::now();
     match format {
         Format::Rootfs => {
-            write_rootfs(client, &image, &work).await?;
+            write_rootfs(client, &image, &work, req.source.debug).await?;
             write_json(&work.path.join("metadata.json"), &run_metadata(&image))?;
             write_json(&work.path.join("labels.json"), &labels(&image))?;
             work.finish(&["rootfs", "metadata.json", "labels.json"])?;
@@ -172,12 +172,21 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
 }
 
 /// Downloads the layers in parallel and unpacks them in order into `work/rootfs`.
-async fn write_rootfs(client: &Arc<Client>, image: &Image, work: &WorkDir) -> anyhow::Result<()> {
+async fn write_rootfs(client: &Arc<Client>, image: &Image, work: &WorkDir, debug: bool) -> anyhow::Result<()> {
     let layers = image.manifest.value.layers.clone();
-    let progress = Arc::new(Progress::new("layer", layers.len()));
+    let progress = Arc::new(Progress::for_terminal("layer", layers.len(), debug));
     let spools = pull::spool_all(client.clone(), &layers, &work.spool_dir, PARALLEL_DOWNLOADS, progress.clone())?;
+    let bars = progress.draw_bars(&spools);
     let rootfs = work.path.join("rootfs");
-    tokio::task::spawn_blocking(move || unpack_layers(&rootfs, &spools, &progress)).await.context("unpacking")?
+    let result = tokio::task::spawn_blocking(move || unpack_layers(&rootfs, &spools, &progress)).await;
+    if let Some(bars) = bars {
+        // Every download has ended once the unpack succeeded: let the bars draw their last state.
+        if !matches!(result, Ok(Ok(()))) {
+            bars.abort();
+        }
+        let _ = bars.await;
+    }
+    result.context("unpacking")?
 }
 
 fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress) -> anyhow::Result<()> {

@@ -134,6 +134,12 @@ impl Spool {
         Ok(SpoolReader { file: File::open(&self.path)?, spool: self.clone(), pos: 0 })
     }
 
+    /// Bytes received so far, and whether the download has ended.
+    pub fn progress(&self) -> (u64, bool) {
+        let state = self.state.lock().expect("spool lock");
+        (state.written, state.finished.is_some())
+    }
+
     /// Waits (blocking) for the download and moves the verified blob to `to`.
     pub fn persist(&self, to: &Path) -> anyhow::Result<()> {
         self.wait().map_err(|e| anyhow::anyhow!("blob {}: {e}", self.descriptor.digest))?;

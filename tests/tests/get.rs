@@ -265,3 +265,38 @@ fn bad_requests_fail_clearly_and_leave_nothing() {
     out.failure();
     assert!(out.stderr.contains("/nonexistent/kiln does not exist"), "{}", out.stderr);
 }
+
+#[test]
+fn bars_on_a_terminal_lines_in_a_log() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-tty");
+    let digest = push_busybox(env, "amd64", reg, &repo, "t");
+    let work = tempfile::tempdir().unwrap();
+    for (debug, expect_bars) in [(false, true), (true, false)] {
+        let dest = work.path().join(format!("dest-{debug}"));
+        std::fs::create_dir(&dest).unwrap();
+        let mut req = request(env, reg, &repo, "t", &digest, json!({}));
+        req["source"]["debug"] = json!(debug);
+        let req_file = work.path().join("req.json");
+        std::fs::write(&req_file, req.to_string()).unwrap();
+        // `script` gives the step a terminal, as `fly execute` or a developer's shell would.
+        let inner = format!(
+            "{} {} < {} > {}",
+            kiln_tests::harness::bin("in").display(),
+            dest.display(),
+            req_file.display(),
+            work.path().join("stdout").display()
+        );
+        let out = Command::new("script").args(["-qec", &inner, "/dev/null"]).output().expect("running script");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let terminal = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            terminal.contains("\x1b[2K") && terminal.contains("100%") && terminal.contains(" done"),
+            expect_bars,
+            "{terminal}"
+        );
+        assert_eq!(terminal.contains("downloaded:"), !expect_bars, "{terminal}");
+        assert!(dest.join("rootfs/bin/busybox").exists());
+    }
+}
