@@ -415,7 +415,8 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
+        // Libraries often repeat their cause in their own message: say each thing once.
+        if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         source = s.source();
