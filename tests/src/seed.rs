@@ -71,6 +71,25 @@ pub fn write_layout(dir: &Path, busybox: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a single-image layout from a root filesystem tarball (a Debian made by
+/// debootstrap, for the images that need a distribution), tagged `tag`.
+pub fn write_rootfs_layout(dir: &Path, rootfs_tar: &Path, tag: &str) -> anyhow::Result<()> {
+    fs::create_dir_all(dir.join("blobs/sha256"))?;
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let tar = fs::read(rootfs_tar).with_context(|| format!("reading {}", rootfs_tar.display()))?;
+    let manifest = image(dir, &tar, "amd64", None)?;
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest.digest, "size": manifest.size,
+            "annotations": { "org.opencontainers.image.ref.name": tag },
+        }],
+    });
+    fs::write(dir.join("index.json"), index.to_string())?;
+    Ok(())
+}
+
 fn manifest_entry(m: &Blob, arch: &str, variant: Option<&str>) -> serde_json::Value {
     let mut platform = json!({ "architecture": arch, "os": "linux" });
     if let Some(v) = variant {

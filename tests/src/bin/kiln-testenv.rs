@@ -4,6 +4,7 @@
 //! kiln-testenv certs DIR                      CA, server and token-signer certificates
 //! kiln-testenv token-issuer ADDR CERT_DIR     serve tokens (user/password from KILN_TOKEN_USER/KILN_TOKEN_PASSWORD)
 //! kiln-testenv seed-layout DIR BUSYBOX        OCI layout of library/busybox (index + amd64)
+//! kiln-testenv rootfs-layout DIR TAR TAG      OCI layout of one image made from a rootfs tarball
 //! kiln-testenv buildkit-relay SOCK DOCKER_SOCK  a unix socket joined to the engine's BuildKit
 //! kiln-testenv free-port                      a TCP port free on 127.0.0.1 right now
 //! ```
@@ -30,6 +31,9 @@ fn run() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(kiln_tests::token_issuer::serve(addr, &PathBuf::from(cert_dir), user, password))
         }
+        ["rootfs-layout", dir, tar, tag] => {
+            kiln_tests::seed::write_rootfs_layout(&PathBuf::from(dir), &PathBuf::from(tar), tag)
+        }
         ["seed-layout", dir, busybox] => kiln_tests::seed::write_layout(&PathBuf::from(dir), &PathBuf::from(busybox)),
         ["buildkit-relay", socket, docker_socket] => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -41,7 +45,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: kiln-testenv certs DIR | token-issuer ADDR CERT_DIR | seed-layout DIR BUSYBOX | buildkit-relay SOCK DOCKER_SOCK | free-port"
+            "usage: kiln-testenv certs DIR | token-issuer ADDR CERT_DIR | seed-layout DIR BUSYBOX | rootfs-layout DIR TAR TAG | buildkit-relay SOCK DOCKER_SOCK | free-port"
         ),
     }
 }
