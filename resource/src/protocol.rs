@@ -74,7 +74,40 @@ where
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = anyhow::Result<Resp>>,
 {
+    if let Some(code) = help_or_version(name) {
+        return code;
+    }
     run(name, step)
+}
+
+/// What each step does, for `--help`.
+fn usage(name: &str) -> &'static str {
+    match name {
+        "check" => "check: prints, as JSON on stdout, the versions of the image in `source` (oldest first)",
+        "in" => "in DIR: fetches the version in the request into DIR (rootfs, oci or oci-layout)",
+        _ => "out DIR: pushes the image at params.image (relative to DIR) under the requested tags",
+    }
+}
+
+/// `--help` and `--version`, for people running a step by hand.
+fn help_or_version(name: &str) -> Option<ExitCode> {
+    match std::env::args().nth(1).as_deref() {
+        Some("--help" | "-h") => {
+            println!(
+                "{}\n\nkiln's Concourse registry resource. The request is JSON on stdin, as Concourse sends it:\n  \
+                 {{\"source\": {{\"repository\": \"…\", …}}, \"version\": …, \"params\": …}}\n\
+                 The answer is JSON on stdout; logs go to stderr. `source` and `params` are those of\n\
+                 registry-image-resource; see kiln's README.",
+                usage(name)
+            );
+            Some(ExitCode::SUCCESS)
+        }
+        Some("--version" | "-V") => {
+            println!("{name} (kiln) {}", env!("CARGO_PKG_VERSION"));
+            Some(ExitCode::SUCCESS)
+        }
+        _ => None,
+    }
 }
 
 /// Like [`main`] for `in` and `out`, which get their directory as the first argument.
@@ -85,6 +118,9 @@ where
     F: FnOnce(Req, PathBuf) -> Fut,
     Fut: Future<Output = anyhow::Result<Resp>>,
 {
+    if let Some(code) = help_or_version(name) {
+        return code;
+    }
     let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
         eprintln!("{name}: usage: {name} DIRECTORY (the directory Concourse gives the step) with the request on stdin");
         return ExitCode::FAILURE;

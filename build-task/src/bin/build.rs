@@ -16,7 +16,39 @@ use kiln_build_task::solve::{self, Solve};
 use kiln_build_task::{info, transport};
 use kiln_proto::moby::buildkit::v1::Exporter;
 
+const HELP: &str = "\
+build: builds a Dockerfile with BuildKit, as concourse/oci-build-task does.
+
+Settings come from the environment, under oci-build-task's names:
+  CONTEXT (default .), DOCKERFILE (default $CONTEXT/Dockerfile), BUILD_ARG_<name>,
+  BUILD_ARGS_FILE, LABEL_<name>, LABELS_FILE, TARGET, TARGET_FILE, ADDITIONAL_TARGETS,
+  IMAGE_PLATFORM, OUTPUT_OCI, UNPACK_ROOTFS, BUILDKIT_SECRET_<id>=<path>,
+  BUILDKIT_SECRETTEXT_<id>=<value>; DOCKER_CONFIG for registry credentials.
+BuildKit is at BUILDKIT_HOST: unix:///path, tcp://host:port (BUILDKIT_TLS_CA, _CERT, _KEY,
+_SERVERNAME), docker+unix:///path/docker.sock or docker:// (a Docker engine's BuildKit).
+
+Writes image/image.tar (or image/image/ with OUTPUT_OCI) and image/digest.
+
+  build --buildkit-info   print BuildKit's version and workers, and exit
+  build --version | --help
+";
+
 fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("--help" | "-h") => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("--version" | "-V") => {
+            println!("build (kiln) {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(arg) if arg != "--buildkit-info" => {
+            eprintln!("build: unknown argument {arg:?}; settings come from the environment (see build --help)");
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
     let info_wanted = std::env::args().skip(1).any(|a| a == "--buildkit-info")
         || std::env::var("BUILDKIT_INFO").is_ok_and(|v| v == "true" || v == "1");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
