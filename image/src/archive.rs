@@ -253,7 +253,12 @@ fn load_oci(origin: &Path, store: &Store) -> Result<LoadedImage, ArchiveError> {
     let entries = match single {
         // Found by digest; its media type is read from the document if index.json does not list it.
         Some(digest) => vec![
-            index.manifests.iter().find(|d| d.digest == digest).cloned().unwrap_or_else(|| descriptor("", &digest, 0)),
+            index
+                .manifests
+                .iter()
+                .find(|d| d.digest == digest)
+                .cloned()
+                .unwrap_or_else(|| Descriptor::new("", &digest, 0)),
         ],
         None => index.manifests.clone(),
     };
@@ -451,7 +456,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
         {
             return Err(invalid(origin, format!("layer {name} is damaged: its content has digest {}", hashed.digest)));
         }
-        let d = descriptor(hashed.compression_media_type(), &hashed.digest, len);
+        let d = Descriptor::new(hashed.compression_media_type(), &hashed.digest, len);
         layers.push(d.clone());
         if !blobs.iter().any(|(b, _): &(Descriptor, _)| b.digest == d.digest) {
             blobs.push((d, BlobLocation::File { path, offset, len }));
@@ -473,7 +478,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
     }
     let (manifest_type, config_type) =
         if oci { (oci::OCI_MANIFEST, oci::OCI_CONFIG) } else { (oci::DOCKER_MANIFEST, oci::DOCKER_CONFIG) };
-    let config_descriptor = descriptor(config_type, &config_digest, config.len() as u64);
+    let config_descriptor = Descriptor::new(config_type, &config_digest, config.len() as u64);
     blobs.insert(0, (config_descriptor.clone(), BlobLocation::Memory(config)));
     let manifest = Manifest {
         schema_version: 2,
@@ -605,17 +610,6 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-fn descriptor(media_type: &str, digest: &str, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media_type.into(),
-        digest: digest.into(),
-        size,
-        platform: None,
-        annotations: BTreeMap::new(),
-        extra: BTreeMap::new(),
-    }
 }
 
 #[cfg(test)]

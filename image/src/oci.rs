@@ -40,6 +40,20 @@ pub struct Descriptor {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+impl Descriptor {
+    /// A descriptor with nothing but its type, digest and size.
+    pub fn new(media_type: &str, digest: &str, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
 /// What an image runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Platform {

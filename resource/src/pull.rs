@@ -44,7 +44,7 @@ pub async fn fetch_manifest(client: &Client, digest: &str) -> anyhow::Result<Fet
         bail!("{}@{digest} does not exist (deleted since check found it?)", client.repository());
     };
     let value = ManifestOrIndex::parse(&format!("{}@{digest}", client.repository()), &desc.media_type, &bytes)?;
-    let descriptor = descriptor(&desc.media_type, &desc.digest, desc.size);
+    let descriptor = Descriptor::new(&desc.media_type, &desc.digest, desc.size);
     Ok(Fetched { descriptor, bytes, value })
 }
 
@@ -88,17 +88,6 @@ pub fn select_platform<'a>(index: &'a oci::Index, platform: &Platform) -> anyhow
         "no image for platform {platform} in the index (it has: {}); set source.platform or params.platform",
         if available.is_empty() { "no platforms".to_string() } else { available.join(", ") }
     )
-}
-
-pub fn descriptor(media_type: &str, digest: &str, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_string(),
-        digest: digest.to_string(),
-        size,
-        platform: None,
-        annotations: Default::default(),
-        extra: Default::default(),
-    }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -173,24 +173,27 @@ impl Source {
             return Ok(None);
         }
         let repo = Repository::parse(&format!("{}/{}", mirror.host, origin.path())).map_err(SourceError::Mirror)?;
-        let credentials = match (&mirror.username, &mirror.password) {
-            (Some(username), Some(password)) if !username.is_empty() => {
-                Some(Credentials { username: username.clone(), password: password.clone() })
-            }
-            _ => None,
-        };
+        let credentials = credentials(&mirror.username, &mirror.password);
         Ok(Some((repo, ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure })))
     }
 
     /// The registry client settings this source asks for.
     pub fn client_config(&self) -> ClientConfig {
-        let credentials = match (&self.username, &self.password) {
-            (Some(username), Some(password)) if !username.is_empty() => {
-                Some(Credentials { username: username.clone(), password: password.clone() })
-            }
-            _ => None,
-        };
-        ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure }
+        ClientConfig {
+            credentials: credentials(&self.username, &self.password),
+            ca_certs: self.ca_certs.clone(),
+            insecure: self.insecure,
+        }
+    }
+}
+
+/// A username and password given together; anything less is anonymous.
+fn credentials(username: &Option<String>, password: &Option<String>) -> Option<Credentials> {
+    match (username, password) {
+        (Some(username), Some(password)) if !username.is_empty() => {
+            Some(Credentials { username: username.clone(), password: password.clone() })
+        }
+        _ => None,
     }
 }
 

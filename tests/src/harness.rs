@@ -269,8 +269,7 @@ pub fn skopeo_digest(env: &DevEnv, registry: &Registry, repo: &str, tag: &str) -
     cmd.args(["inspect", "--raw"]).args(opts).arg(format!("docker://{}:{tag}", registry.repo(repo)));
     let out = cmd.output().expect("running skopeo");
     assert!(out.status.success(), "skopeo inspect {repo}:{tag}: {}", String::from_utf8_lossy(&out.stderr));
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out.stdout)))
+    sha256_digest(&out.stdout)
 }
 
 // ------------------------------------------------------------------------------------------
