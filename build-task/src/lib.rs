@@ -3,12 +3,14 @@
 //!
 //! - [`transport`]: `BUILDKIT_HOST` (unix socket, TCP with TLS, a Docker engine) to a gRPC channel.
 //! - [`info`]: the daemon's version and workers.
-//! - [`params`]: the task's params (oci-build-task's names) from the environment.
+//! - [`params`]: the task's params (oci-build-task's names) from the environment; [`cli`]
+//!   the same as flags, for running `build` by hand.
 //! - [`solve`]: one build, with [`progress`] printed as it happens.
 //! - [`session`]: the session BuildKit calls back into, serving [`filesync`] (context in,
 //!   image out), [`auth`] and [`secrets`]; [`context`] and [`patterns`] decide what is sent.
 
 pub mod auth;
+pub mod cli;
 pub mod context;
 pub mod filesync;
 pub mod info;

@@ -6,6 +6,50 @@ use std::path::{Path, PathBuf};
 
 use crate::secrets::SecretSource;
 
+/// Every environment name `build` reads, whole. Typo warnings and the examples' checks use
+/// this list, so a param is known in one place.
+pub const NAMES: &[&str] = &[
+    "CONTEXT",
+    "DOCKERFILE",
+    "BUILD_ARGS_FILE",
+    "LABELS_FILE",
+    "TARGET",
+    "TARGET_FILE",
+    "ADDITIONAL_TARGETS",
+    "IMAGE_PLATFORM",
+    "OUTPUT_OCI",
+    "UNPACK_ROOTFS",
+    "BUILDKIT_ADD_HOSTS",
+    "NO_CACHE",
+    "CACHE_FROM",
+    "CACHE_TO",
+    "ATTEST_SBOM",
+    "ATTEST_PROVENANCE",
+    "BUILDKIT_HOST",
+    "BUILDKIT_TLS_CA",
+    "BUILDKIT_TLS_CERT",
+    "BUILDKIT_TLS_KEY",
+    "BUILDKIT_TLS_SERVERNAME",
+    "BUILDKIT_INFO",
+    "DOCKER_CONFIG",
+    "DOCKER_HOST",
+    "DEBUG",
+];
+
+/// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
+pub const PREFIXES: &[&str] = &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_"];
+
+/// oci-build-task params kiln knows but cannot honour yet: setting one is an error rather
+/// than a build that silently differs from what the pipeline asked for.
+pub const NOT_YET: &[(&str, &str)] = &[
+    ("IMAGE_ARG_", "image tarballs as build args are not supported yet; push the image and use BUILD_ARG_"),
+    ("BUILDKIT_SSH", "SSH agent forwarding is not supported yet"),
+];
+
+/// oci-build-task params that configure the `buildkitd` it starts; kiln needs `BUILDKIT_HOST`
+/// for now, so these belong in that daemon's own configuration.
+pub const DAEMON_ONLY: &[&str] = &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG"];
+
 /// A build as the params describe it.
 #[derive(Debug, Clone)]
 pub struct BuildParams {
@@ -20,8 +64,24 @@ pub struct BuildParams {
     pub secrets: HashMap<String, SecretSource>,
     pub unpack_rootfs: bool,
     pub output_oci: bool,
+    /// `BUILDKIT_ADD_HOSTS`: `host=ip` entries for `/etc/hosts` in RUN steps.
+    pub add_hosts: Option<String>,
+    /// `NO_CACHE`: build every step again.
+    pub no_cache: bool,
+    /// `CACHE_FROM` / `CACHE_TO`: caches to import and export (registry, inline, …).
+    pub cache_from: Vec<CacheEntry>,
+    pub cache_to: Vec<CacheEntry>,
+    /// `ATTEST_SBOM` / `ATTEST_PROVENANCE`, as the frontend's `attest:*` options.
+    pub attest: BTreeMap<String, String>,
     /// Where outputs go: `image/` in the task's working directory.
     pub output: PathBuf,
+}
+
+/// One cache to import or export, as buildx's `--cache-from`/`--cache-to` take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub kind: String,
+    pub attrs: BTreeMap<String, String>,
 }
 
 /// A param that cannot be used, naming it.
@@ -39,8 +99,13 @@ fn err(name: &str, why: impl Into<String>) -> ParamError {
 impl BuildParams {
     /// Reads the params from `vars` (the process environment in `build`).
     pub fn from_env(vars: &[(String, String)]) -> Result<Self, ParamError> {
-        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+        let get = |k: &str| vars.iter().rfind(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
         let flag = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
+        for (name, _) in vars {
+            if let Some((_, why)) = NOT_YET.iter().find(|(n, _)| name.starts_with(n)) {
+                return Err(err(name, *why));
+            }
+        }
         let context = PathBuf::from(get("CONTEXT").unwrap_or_else(|| ".".into()));
         if !context.is_dir() {
             return Err(err("CONTEXT", format!("{} is not a directory", context.display())));
@@ -100,6 +165,27 @@ impl BuildParams {
                 return Err(err("ADDITIONAL_TARGETS", format!("{t:?} is not a stage name")));
             }
         }
+        let add_hosts = get("BUILDKIT_ADD_HOSTS");
+        if let Some(hosts) = &add_hosts {
+            for entry in hosts.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let ok = entry.split_once(['=', ':']).is_some_and(|(h, ip)| !h.is_empty() && !ip.is_empty());
+                if !ok {
+                    return Err(err("BUILDKIT_ADD_HOSTS", format!("{entry:?} is not host=ip")));
+                }
+            }
+        }
+        let mut attest = BTreeMap::new();
+        for (param, kind, default) in [("ATTEST_SBOM", "sbom", ""), ("ATTEST_PROVENANCE", "provenance", "mode=min")] {
+            match get(param).as_deref() {
+                None | Some("false" | "0") => {}
+                Some("true" | "1") => {
+                    attest.insert(format!("attest:{kind}"), default.to_string());
+                }
+                Some(opts) => {
+                    attest.insert(format!("attest:{kind}"), opts.to_string());
+                }
+            }
+        }
         Ok(BuildParams {
             context,
             dockerfile,
@@ -111,6 +197,11 @@ impl BuildParams {
             secrets,
             unpack_rootfs: flag("UNPACK_ROOTFS"),
             output_oci: flag("OUTPUT_OCI"),
+            add_hosts,
+            no_cache: flag("NO_CACHE"),
+            cache_from: parse_caches("CACHE_FROM", get("CACHE_FROM").as_deref())?,
+            cache_to: parse_caches("CACHE_TO", get("CACHE_TO").as_deref())?,
+            attest,
             output: PathBuf::from("image"),
         })
     }
@@ -132,13 +223,93 @@ impl BuildParams {
         if !self.platforms.is_empty() {
             attrs.insert("platform".to_string(), self.platforms.join(","));
         }
+        if let Some(hosts) = &self.add_hosts {
+            attrs.insert("add-hosts".to_string(), hosts.clone());
+        }
+        if self.no_cache {
+            attrs.insert("no-cache".to_string(), String::new());
+        }
+        attrs.extend(self.attest.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if !self.cache_from.is_empty() {
+            // The frontend solves with the imports it is told of here, as buildctl tells it;
+            // the Solve request's own list only makes the daemon fetch them.
+            let imports: Vec<serde_json::Value> =
+                self.cache_from.iter().map(|c| serde_json::json!({ "Type": c.kind, "Attrs": c.attrs })).collect();
+            attrs.insert("cache-imports".to_string(), serde_json::Value::from(imports).to_string());
+        }
         attrs
     }
 }
 
-/// `KEY=value` lines (blank lines and `#` comments skipped).
+/// `CACHE_FROM`/`CACHE_TO`: entries separated by whitespace, each `type=registry,ref=…[,k=v]`
+/// as buildx takes them, or a bare image reference meaning a registry cache there.
+fn parse_caches(param: &str, value: Option<&str>) -> Result<Vec<CacheEntry>, ParamError> {
+    let mut out = Vec::new();
+    for entry in value.unwrap_or_default().split_whitespace() {
+        let mut attrs = BTreeMap::new();
+        if !entry.contains('=') {
+            attrs.insert("ref".to_string(), entry.to_string());
+            out.push(CacheEntry { kind: "registry".into(), attrs });
+            continue;
+        }
+        for field in entry.split(',') {
+            let (k, v) =
+                field.split_once('=').ok_or_else(|| err(param, format!("{field:?} in {entry:?} is not key=value")))?;
+            attrs.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let kind = attrs.remove("type").unwrap_or_else(|| "registry".into());
+        match kind.as_str() {
+            "local" => {
+                return Err(err(param, "type=local caches need a session content store, which kiln has not yet"));
+            }
+            "registry" if !attrs.contains_key("ref") => {
+                return Err(err(param, format!("{entry:?}: a registry cache needs ref=<image reference>")));
+            }
+            _ => {}
+        }
+        out.push(CacheEntry { kind, attrs });
+    }
+    Ok(out)
+}
+
+/// Warnings for environment names that look like a misspelt param (`BUILD_ARGS_FOO`,
+/// `IMAGE_PLATFORMS`, `BUILDKIT_SECRETS_X`): the build goes on, but a param the user meant
+/// to set would otherwise be dropped without a word.
+pub fn typo_warnings(vars: &[(String, String)]) -> Vec<String> {
+    let known = |name: &str| {
+        NAMES.contains(&name)
+            || DAEMON_ONLY.contains(&name)
+            || PREFIXES.iter().any(|p| name.starts_with(p))
+            || NOT_YET.iter().any(|(p, _)| name.starts_with(p))
+    };
+    let mut warnings = Vec::new();
+    for (name, _) in vars {
+        if known(name) {
+            continue;
+        }
+        let close_name = NAMES.iter().filter(|n| n.len() >= 6).find(|n| strsim::osa_distance(name, n) <= 2);
+        let close_prefix = PREFIXES.iter().find(|p| {
+            // The name cut after as many underscores as the prefix has.
+            let parts = p.matches('_').count();
+            let cut: usize = name.split_inclusive('_').take(parts).map(str::len).sum();
+            name.matches('_').count() >= parts && cut < name.len() && strsim::osa_distance(&name[..cut], p) <= 1
+        });
+        if let Some(meant) = close_name {
+            warnings.push(format!("{name} is not a param build reads; did you mean {meant}?"));
+        } else if let Some(prefix) = close_prefix {
+            warnings.push(format!("{name} is not a param build reads; did you mean {prefix}…?"));
+        }
+    }
+    warnings
+}
+
+/// `KEY=value` lines (blank lines and `#` comments skipped), or a YAML map of scalars when
+/// the file name ends in `.yml`/`.yaml`.
 fn read_pairs(param: &str, path: &Path) -> Result<Vec<(String, String)>, ParamError> {
     let text = std::fs::read_to_string(path).map_err(|e| err(param, format!("reading {}: {e}", path.display())))?;
+    if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+        return yaml_pairs(param, path, &text);
+    }
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -151,4 +322,88 @@ fn read_pairs(param: &str, path: &Path) -> Result<Vec<(String, String)>, ParamEr
         out.push((k.trim().to_string(), v.to_string()));
     }
     Ok(out)
+}
+
+fn yaml_pairs(param: &str, path: &Path, text: &str) -> Result<Vec<(String, String)>, ParamError> {
+    use serde_yaml_ng::Value;
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| err(param, format!("{}: {e}", path.display())))?;
+    let map = match value {
+        Value::Mapping(map) => map,
+        Value::Null => return Ok(Vec::new()),
+        _ => return Err(err(param, format!("{}: expected a map of NAME: value", path.display()))),
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let Value::String(key) = k else {
+            return Err(err(param, format!("{}: keys must be strings", path.display())));
+        };
+        let value = match v {
+            Value::String(s) => s,
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Null => String::new(),
+            _ => return Err(err(param, format!("{}: {key}: expected a string, number or bool", path.display()))),
+        };
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn typos_are_warned_about_and_known_names_are_not() {
+        let warnings = typo_warnings(&vars(&[
+            ("BUILD_ARGS_FOO", "x"),
+            ("IMAGE_PLATFORMS", "linux/amd64"),
+            ("BUILDKIT_SECRETS_npm", "/x"),
+            ("DOCKER_FILE", "Dockerfile"),
+            ("LABLE_x", "y"),
+            ("BUILD_ARG_FOO", "x"),
+            ("BUILD_ARGS_FILE", "args"),
+            ("PATH", "/bin"),
+            ("HOME", "/root"),
+            ("BUILD_ID", "12"),
+            ("BUILD_TEAM_NAME", "main"),
+            ("REGISTRY_MIRRORS", "m"),
+        ]));
+        let named: Vec<&str> = warnings.iter().map(|w| w.split(' ').next().unwrap()).collect();
+        assert_eq!(named, ["BUILD_ARGS_FOO", "IMAGE_PLATFORMS", "BUILDKIT_SECRETS_npm", "DOCKER_FILE", "LABLE_x"]);
+        assert!(warnings[0].contains("did you mean BUILD_ARG_"), "{warnings:?}");
+        assert!(warnings[1].contains("did you mean IMAGE_PLATFORM?"), "{warnings:?}");
+    }
+
+    #[test]
+    fn caches_parse_as_buildx_writes_them() {
+        let c = parse_caches("CACHE_TO", Some("type=registry,ref=r/c:1,mode=max reg/other:cache")).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].kind, "registry");
+        assert_eq!(c[0].attrs["mode"], "max");
+        assert_eq!(c[1].attrs["ref"], "reg/other:cache");
+        let e = parse_caches("CACHE_FROM", Some("type=registry,mode=max")).unwrap_err();
+        assert!(e.to_string().starts_with("CACHE_FROM: "), "{e}");
+        assert!(parse_caches("CACHE_TO", Some("type=local,dest=x")).is_err());
+        assert!(parse_caches("CACHE_TO", Some("type=registry,junk")).is_err());
+    }
+
+    #[test]
+    fn yaml_args_take_scalars_and_refuse_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("args.yml");
+        std::fs::write(&good, "A: one\nB: 2\nC: true\n").unwrap();
+        let pairs = read_pairs("BUILD_ARGS_FILE", &good).unwrap();
+        assert_eq!(pairs, vec![("A".into(), "one".into()), ("B".into(), "2".into()), ("C".into(), "true".into())]);
+        let bad = dir.path().join("args.yaml");
+        std::fs::write(&bad, "A: [1, 2]\n").unwrap();
+        let e = read_pairs("BUILD_ARGS_FILE", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("BUILD_ARGS_FILE: ") && e.contains("args.yaml") && e.contains("A:"), "{e}");
+        std::fs::write(&bad, "- a\n- b\n").unwrap();
+        assert!(read_pairs("BUILD_ARGS_FILE", &bad).is_err());
+    }
 }

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use kiln_proto::moby::buildkit::v1::control_client::ControlClient;
-use kiln_proto::moby::buildkit::v1::{Exporter, SolveRequest, StatusRequest};
+use kiln_proto::moby::buildkit::v1::{CacheOptions, CacheOptionsEntry, Exporter, SolveRequest, StatusRequest};
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
+use crate::params::CacheEntry;
 use crate::progress::PlainProgress;
 use crate::session::{Session, SessionSpec, random_id};
 
@@ -16,6 +17,21 @@ pub struct Solve {
     pub frontend_attrs: HashMap<String, String>,
     pub exporter: Exporter,
     pub session: SessionSpec,
+    /// Caches to import before and export after the build.
+    pub cache: CacheOptions,
+}
+
+/// `CACHE_FROM`/`CACHE_TO` as the Solve request carries them.
+pub fn cache_options(from: &[CacheEntry], to: &[CacheEntry]) -> CacheOptions {
+    let entry = |c: &CacheEntry| CacheOptionsEntry {
+        r#type: c.kind.clone(),
+        attrs: c.attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    CacheOptions {
+        imports: from.iter().map(entry).collect(),
+        exports: to.iter().map(entry).collect(),
+        ..Default::default()
+    }
 }
 
 /// Why a build failed.
@@ -54,6 +70,7 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
         exporter_deprecated: request.exporter.r#type.clone(),
         exporter_attrs_deprecated: request.exporter.attrs.clone(),
         exporters: vec![request.exporter],
+        cache: Some(request.cache),
         ..Default::default()
     };
     let result = control.solve(solve).await;

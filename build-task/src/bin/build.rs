@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use kiln_build_task::params::BuildParams;
+use kiln_build_task::cli;
+use kiln_build_task::params::{self, BuildParams};
 use kiln_build_task::session::SessionSpec;
 use kiln_build_task::solve::{self, Solve};
 use kiln_build_task::{info, transport};
@@ -21,36 +22,50 @@ build: builds a Dockerfile with BuildKit, as concourse/oci-build-task does.
 
 Settings come from the environment, under oci-build-task's names:
   CONTEXT (default .), DOCKERFILE (default $CONTEXT/Dockerfile), BUILD_ARG_<name>,
-  BUILD_ARGS_FILE, LABEL_<name>, LABELS_FILE, TARGET, TARGET_FILE, ADDITIONAL_TARGETS,
-  IMAGE_PLATFORM, OUTPUT_OCI, UNPACK_ROOTFS, BUILDKIT_SECRET_<id>=<path>,
-  BUILDKIT_SECRETTEXT_<id>=<value>; DOCKER_CONFIG for registry credentials.
+  BUILD_ARGS_FILE (KEY=value lines, or YAML if it ends in .yml/.yaml), LABEL_<name>,
+  LABELS_FILE, TARGET, TARGET_FILE, ADDITIONAL_TARGETS, IMAGE_PLATFORM, OUTPUT_OCI,
+  UNPACK_ROOTFS, BUILDKIT_SECRET_<id>=<path>, BUILDKIT_SECRETTEXT_<id>=<value>,
+  BUILDKIT_ADD_HOSTS, NO_CACHE, CACHE_FROM, CACHE_TO, ATTEST_SBOM, ATTEST_PROVENANCE;
+  DOCKER_CONFIG for registry credentials.
 BuildKit is at BUILDKIT_HOST: unix:///path, tcp://host:port (BUILDKIT_TLS_CA, _CERT, _KEY,
 _SERVERNAME), docker+unix:///path/docker.sock or docker:// (a Docker engine's BuildKit).
 
 Writes image/image.tar (or image/image/ with OUTPUT_OCI) and image/digest.
 
+Flags set the same params and win over the environment:
+";
+
+const HELP_END: &str = "
   build --buildkit-info   print BuildKit's version and workers, and exit
   build --version | --help
 ";
 
+fn help() -> String {
+    let mut text = HELP.to_string();
+    for (flag, value, param) in cli::FLAGS {
+        text.push_str(&format!("  {:<28} {param}\n", format!("{flag} {value}")));
+    }
+    text + HELP_END
+}
+
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--help" | "-h") => {
-            print!("{HELP}");
+    let overrides = match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Command::Help) => {
+            print!("{}", help());
             return ExitCode::SUCCESS;
         }
-        Some("--version" | "-V") => {
+        Ok(cli::Command::Version) => {
             println!("build (kiln) {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Some(arg) if arg != "--buildkit-info" => {
-            eprintln!("build: unknown argument {arg:?}; settings come from the environment (see build --help)");
+        Ok(cli::Command::Info) => None,
+        Ok(cli::Command::Build(o)) => Some(o),
+        Err(e) => {
+            eprintln!("build: {e}");
             return ExitCode::from(2);
         }
-        _ => {}
-    }
-    let info_wanted = std::env::args().skip(1).any(|a| a == "--buildkit-info")
-        || std::env::var("BUILDKIT_INFO").is_ok_and(|v| v == "true" || v == "1");
+    };
+    let info_wanted = overrides.is_none() || std::env::var("BUILDKIT_INFO").is_ok_and(|v| v == "true" || v == "1");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -58,10 +73,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = if info_wanted {
-        runtime.block_on(buildkit_info()).map(|text| print!("{text}"))
-    } else {
-        runtime.block_on(build())
+    let result = match overrides {
+        Some(o) if !info_wanted => runtime.block_on(build(o)),
+        _ => runtime.block_on(buildkit_info()).map(|text| print!("{text}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,9 +103,22 @@ async fn buildkit_info() -> anyhow::Result<String> {
     Ok(daemon.to_string())
 }
 
-async fn build() -> anyhow::Result<()> {
-    let vars: Vec<(String, String)> = std::env::vars().collect();
-    let params = BuildParams::from_env(&vars)?;
+async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    for warning in params::typo_warnings(&vars) {
+        eprintln!("build: warning: {warning}");
+    }
+    for name in params::DAEMON_ONLY.iter().filter(|n| vars.iter().any(|(k, v)| k == *n && !v.is_empty())) {
+        eprintln!(
+            "build: warning: {name} configures a buildkitd that build starts itself, which kiln does not do yet; \
+             set it in the configuration of the BuildKit at BUILDKIT_HOST"
+        );
+    }
+    vars.extend(overrides.vars);
+    let mut params = BuildParams::from_env(&vars)?;
+    if let Some(output) = overrides.output {
+        params.output = output;
+    }
     // Several platforms make an index, which only the OCI exporter writes.
     let oci = params.output_oci || params.platforms.len() > 1;
     if params.unpack_rootfs && params.platforms.len() > 1 {
@@ -144,7 +171,8 @@ async fn build_into(
         Some(t) => frontend_attrs.insert("target".to_string(), t.to_string()),
         None => frontend_attrs.remove("target"),
     };
-    let request = Solve { frontend_attrs, exporter, session };
+    let cache = solve::cache_options(&params.cache_from, &params.cache_to);
+    let request = Solve { frontend_attrs, exporter, session, cache };
 
     let response = match solve::solve(channel.clone(), request).await {
         Ok(r) => r,

@@ -1,0 +1,153 @@
+//! `build`'s command line, for engineers running it by hand. Every flag is another way to
+//! set one of the task's params: flags become environment-style pairs that override the
+//! environment, so the task and the command line share one parser ([`crate::params`]).
+
+use std::path::PathBuf;
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Version,
+    /// Print BuildKit's version and workers.
+    Info,
+    Build(Overrides),
+}
+
+/// Params given as flags, and where the image goes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `(NAME, value)` pairs, later ones winning, as if they were set in the environment.
+    pub vars: Vec<(String, String)>,
+    /// `--output DIR`: instead of `image/` in the working directory.
+    pub output: Option<PathBuf>,
+}
+
+/// A command line `build` cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("unknown argument {0:?} (see build --help)")]
+    Unknown(String),
+    #[error("{0} needs a value (see build --help)")]
+    MissingValue(String),
+    #[error("{flag}: {value:?} is not NAME=value")]
+    NotPair { flag: String, value: String },
+}
+
+/// The flags and the param each sets, for `--help` and the parser alike.
+pub const FLAGS: &[(&str, &str, &str)] = &[
+    ("--context", "DIR", "CONTEXT"),
+    ("--file", "PATH", "DOCKERFILE"),
+    ("--build-arg", "NAME=VALUE", "BUILD_ARG_<NAME>"),
+    ("--label", "NAME=VALUE", "LABEL_<NAME>"),
+    ("--secret", "ID=PATH", "BUILDKIT_SECRET_<ID>"),
+    ("--target", "STAGE", "TARGET"),
+    ("--platform", "LIST", "IMAGE_PLATFORM"),
+    ("--cache-from", "ENTRY", "CACHE_FROM"),
+    ("--cache-to", "ENTRY", "CACHE_TO"),
+    ("--output", "DIR", "(image/ in the working directory)"),
+    ("--oci", "", "OUTPUT_OCI=true"),
+    ("--unpack-rootfs", "", "UNPACK_ROOTFS=true"),
+    ("--no-cache", "", "NO_CACHE=true"),
+];
+
+/// Parses `args` (without the program name). `--flag value` and `--flag=value` both work.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
+    let mut out = Overrides::default();
+    let mut args = args.into_iter();
+    let mut info = false;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--version" | "-V" => return Ok(Command::Version),
+            "--buildkit-info" if inline.is_none() => info = true,
+            "--oci" if inline.is_none() => out.vars.push(("OUTPUT_OCI".into(), "true".into())),
+            "--unpack-rootfs" if inline.is_none() => out.vars.push(("UNPACK_ROOTFS".into(), "true".into())),
+            "--no-cache" if inline.is_none() => out.vars.push(("NO_CACHE".into(), "true".into())),
+            _ => {
+                let Some((_, _, param)) = FLAGS.iter().find(|(f, value, _)| *f == flag && !value.is_empty()) else {
+                    return Err(CliError::Unknown(arg));
+                };
+                let value = match inline {
+                    Some(v) => v,
+                    None => args.next().ok_or_else(|| CliError::MissingValue(flag.clone()))?,
+                };
+                match flag.as_str() {
+                    "--output" => out.output = Some(PathBuf::from(value)),
+                    "--build-arg" | "--label" | "--secret" => {
+                        let (name, v) = value
+                            .split_once('=')
+                            .filter(|(n, _)| !n.is_empty())
+                            .ok_or_else(|| CliError::NotPair { flag: flag.clone(), value: value.clone() })?;
+                        let prefix = param.trim_end_matches(|c| c != '_');
+                        out.vars.push((format!("{prefix}{name}"), v.to_string()));
+                    }
+                    _ => out.vars.push((param.to_string(), value)),
+                }
+            }
+        }
+    }
+    Ok(if info { Command::Info } else { Command::Build(out) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Command, CliError> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_become_params() {
+        let Command::Build(o) = run(&[
+            "--context",
+            "app",
+            "--file=app/Dockerfile.prod",
+            "--build-arg",
+            "VERSION=1.2=3",
+            "--label=team=core",
+            "--secret",
+            "npm=/run/npmrc",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--output",
+            "out",
+            "--oci",
+        ])
+        .unwrap() else {
+            panic!("expected a build")
+        };
+        let names: Vec<(&str, &str)> = o.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("CONTEXT", "app"),
+                ("DOCKERFILE", "app/Dockerfile.prod"),
+                ("BUILD_ARG_VERSION", "1.2=3"),
+                ("LABEL_team", "core"),
+                ("BUILDKIT_SECRET_npm", "/run/npmrc"),
+                ("IMAGE_PLATFORM", "linux/amd64,linux/arm64"),
+                ("OUTPUT_OCI", "true"),
+            ]
+        );
+        assert_eq!(o.output, Some(PathBuf::from("out")));
+    }
+
+    #[test]
+    fn bad_command_lines_say_what_is_wrong() {
+        assert_eq!(
+            run(&["--frobnicate"]).unwrap_err().to_string(),
+            "unknown argument \"--frobnicate\" (see build --help)"
+        );
+        assert!(run(&["--context"]).unwrap_err().to_string().starts_with("--context needs a value"));
+        assert!(run(&["--build-arg", "novalue"]).unwrap_err().to_string().contains("not NAME=value"));
+        assert!(run(&["--oci=yes"]).is_err());
+        assert_eq!(run(&["--buildkit-info"]).unwrap(), Command::Info);
+        assert_eq!(run(&["-h"]).unwrap(), Command::Help);
+    }
+}
