@@ -2,7 +2,8 @@
 //! the `build` binary that Concourse tasks run.
 //!
 //! - [`transport`]: `BUILDKIT_HOST` (unix socket, TCP with TLS, a Docker engine) to a gRPC channel.
-//! - [`info`]: the daemon's version and workers.
+//! - [`info`]: the daemon's version and workers; [`daemon`]: the `buildkitd` `build` starts
+//!   itself when `BUILDKIT_HOST` is not set.
 //! - [`params`]: the task's params (oci-build-task's names) from the environment; [`cli`]
 //!   the same as flags, for running `build` by hand.
 //! - [`solve`]: one build, with [`progress`] printed as it happens.
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod cli;
 pub mod context;
+pub mod daemon;
 pub mod filesync;
 pub mod info;
 pub mod params;

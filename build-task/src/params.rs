@@ -46,9 +46,8 @@ pub const NOT_YET: &[(&str, &str)] = &[
     ("BUILDKIT_SSH", "SSH agent forwarding is not supported yet"),
 ];
 
-/// oci-build-task params that configure the `buildkitd` it starts; kiln needs `BUILDKIT_HOST`
-/// for now, so these belong in that daemon's own configuration.
-pub const DAEMON_ONLY: &[&str] = &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG"];
+/// Params for the `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set.
+pub const DAEMON_ONLY: &[&str] = &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG", "BUILDKIT_START_TIMEOUT"];
 
 /// A build as the params describe it.
 #[derive(Debug, Clone)]

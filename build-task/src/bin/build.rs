@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use kiln_build_task::cli;
+use kiln_build_task::daemon::{self, Buildkitd, DaemonConfig};
 use kiln_build_task::params::{self, BuildParams};
 use kiln_build_task::session::SessionSpec;
 use kiln_build_task::solve::{self, Solve};
@@ -29,6 +30,9 @@ Settings come from the environment, under oci-build-task's names:
   DOCKER_CONFIG for registry credentials.
 BuildKit is at BUILDKIT_HOST: unix:///path, tcp://host:port (BUILDKIT_TLS_CA, _CERT, _KEY,
 _SERVERNAME), docker+unix:///path/docker.sock or docker:// (a Docker engine's BuildKit).
+Without BUILDKIT_HOST, build starts buildkitd from PATH (under rootlesskit when not root),
+configured by REGISTRY_MIRRORS and BUILDKIT_EXTRA_CONFIG (TOML), waits up to
+BUILDKIT_START_TIMEOUT seconds (60) for it, and stops it when done.
 
 Writes image/image.tar (or image/image/ with OUTPUT_OCI) and image/digest.
 
@@ -86,21 +90,75 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect() -> anyhow::Result<(String, tonic::transport::Channel)> {
-    let host = std::env::var("BUILDKIT_HOST").ok().filter(|h| !h.is_empty());
-    let host = host.unwrap_or_else(|| transport::DEFAULT_HOST.to_string());
-    let address = transport::parse(&host, std::env::var("DOCKER_HOST").ok().as_deref())?;
-    let tls = transport::TlsFiles::from_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-    let channel = transport::connect(&host, &address, tls.as_ref()).await?;
-    Ok((host, channel))
+/// BuildKit: at `BUILDKIT_HOST`; else a `buildkitd` started here (as oci-build-task does),
+/// which the caller must stop; else the default socket, if something listens there.
+async fn buildkit() -> anyhow::Result<(tonic::transport::Channel, Option<Buildkitd>)> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let tls = transport::TlsFiles::from_env(env);
+    if let Some(host) = env("BUILDKIT_HOST") {
+        let address = transport::parse(&host, env("DOCKER_HOST").as_deref())?;
+        return Ok((transport::connect(&host, &address, tls.as_ref()).await?, None));
+    }
+    let default_socket = transport::DEFAULT_HOST.trim_start_matches("unix://");
+    if daemon::which("buildkitd").is_none() && Path::new(default_socket).exists() {
+        let address = transport::parse(transport::DEFAULT_HOST, None)?;
+        return Ok((transport::connect(transport::DEFAULT_HOST, &address, None).await?, None));
+    }
+    let start_timeout = match env("BUILDKIT_START_TIMEOUT") {
+        Some(s) => {
+            s.parse::<u64>().map_err(|_| anyhow::anyhow!("BUILDKIT_START_TIMEOUT: {s:?} is not a number of seconds"))?
+        }
+        None => 60,
+    };
+    let config = DaemonConfig {
+        dir: std::env::temp_dir().join(format!("kiln-buildkitd-{}", std::process::id())),
+        mirrors: env("REGISTRY_MIRRORS")
+            .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default(),
+        extra_config: env("BUILDKIT_EXTRA_CONFIG"),
+        debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
+        start_timeout: std::time::Duration::from_secs(start_timeout),
+    };
+    let daemon = Buildkitd::start(&config).await?;
+    let address = transport::parse(&daemon.host, None)?;
+    match transport::connect(&daemon.host, &address, None).await {
+        Ok(channel) => Ok((channel, Some(daemon))),
+        Err(e) => {
+            daemon.stop().await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Runs `work` with BuildKit, stopping a daemon started for it afterwards, also when the
+/// build is interrupted (Ctrl-C, or SIGTERM when Concourse aborts the build).
+async fn with_buildkit<T, F, Fut>(work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    use tokio::signal::unix::{SignalKind, signal};
+    let (channel, daemon) = buildkit().await?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let result = tokio::select! {
+        r = work(channel) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+    };
+    if let Some(daemon) = daemon {
+        daemon.stop().await;
+    }
+    result
 }
 
 async fn buildkit_info() -> anyhow::Result<String> {
-    let (host, channel) = connect().await?;
-    let daemon = info::query(channel)
-        .await
-        .map_err(|s| anyhow::anyhow!("BuildKit at BUILDKIT_HOST={host} answered {:?}: {}", s.code(), s.message()))?;
-    Ok(daemon.to_string())
+    with_buildkit(|channel| async move {
+        let daemon = info::query(channel)
+            .await
+            .map_err(|s| anyhow::anyhow!("BuildKit answered {:?}: {}", s.code(), s.message()))?;
+        Ok(daemon.to_string())
+    })
+    .await
 }
 
 async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
@@ -108,11 +166,14 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
     for warning in params::typo_warnings(&vars) {
         eprintln!("build: warning: {warning}");
     }
+    let host_set = vars.iter().any(|(k, v)| k == "BUILDKIT_HOST" && !v.is_empty());
     for name in params::DAEMON_ONLY.iter().filter(|n| vars.iter().any(|(k, v)| k == *n && !v.is_empty())) {
-        eprintln!(
-            "build: warning: {name} configures a buildkitd that build starts itself, which kiln does not do yet; \
-             set it in the configuration of the BuildKit at BUILDKIT_HOST"
-        );
+        if host_set {
+            eprintln!(
+                "build: warning: {name} configures the buildkitd build starts when BUILDKIT_HOST is not set; \
+                 set it in the configuration of the BuildKit at BUILDKIT_HOST instead"
+            );
+        }
     }
     vars.extend(overrides.vars);
     let mut params = BuildParams::from_env(&vars)?;
@@ -124,19 +185,35 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
     if params.unpack_rootfs && params.platforms.len() > 1 {
         anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
     }
-    let (_, channel) = connect().await?;
-    // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
-    for target in &params.additional_targets {
-        let dir = PathBuf::from(target);
-        if !dir.is_dir() {
-            eprintln!("build: ADDITIONAL_TARGETS: not building {target}: the task has no output folder named {target}");
-            continue;
+    let outputs: Vec<PathBuf> =
+        params.additional_targets.iter().map(PathBuf::from).chain([params.output.clone()]).collect();
+    let result = with_buildkit(|channel| async move {
+        // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
+        for target in &params.additional_targets {
+            let dir = PathBuf::from(target);
+            if !dir.is_dir() {
+                eprintln!(
+                    "build: ADDITIONAL_TARGETS: not building {target}: the task has no output folder named {target}"
+                );
+                continue;
+            }
+            eprintln!("building additional target {target} into {target}/");
+            build_into(&channel, &params, Some(target), &dir, oci, false).await?;
         }
-        eprintln!("building additional target {target} into {target}/");
-        build_into(&channel, &params, Some(target), &dir, oci, false).await?;
+        build_into(&channel, &params, params.target.as_deref(), &params.output, oci, params.unpack_rootfs).await
+    })
+    .await;
+    if result.is_err() {
+        // An interrupted export leaves its partial tarball; nothing else is written until done.
+        for dir in outputs {
+            let _ = std::fs::remove_file(dir.join(PARTIAL));
+        }
     }
-    build_into(&channel, &params, params.target.as_deref(), &params.output, oci, params.unpack_rootfs).await
+    result
 }
+
+/// Where the exporter's tarball is written until it is complete.
+const PARTIAL: &str = ".image.tar.partial";
 
 /// Builds `target` into `output` (`image.tar` or the `image/` layout, and `digest`).
 async fn build_into(
@@ -149,7 +226,7 @@ async fn build_into(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let image_tar = output.join("image.tar");
-    let partial = output.join(".image.tar.partial");
+    let partial = output.join(PARTIAL);
 
     let context = std::fs::canonicalize(&params.context).context("CONTEXT")?;
     let dockerfile_dir = std::fs::canonicalize(&params.dockerfile)
