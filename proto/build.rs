@@ -9,6 +9,7 @@ const FILES: &[&str] = &[
     "ssh.proto",
     "health.proto",
     "errdefs.proto",
+    "content.proto",
     "google/rpc/status.proto",
 ];
 

@@ -8,14 +8,18 @@
 //!   the same as flags, for running `build` by hand.
 //! - [`solve`]: one build, with [`progress`] printed as it happens.
 //! - [`session`]: the session BuildKit calls back into, serving [`filesync`] (context in,
-//!   image out), [`auth`] and [`secrets`]; [`context`] and [`patterns`] decide what is sent.
+//!   image out), [`auth`] and [`secrets`]; [`context`] and [`patterns`] decide what is sent;
+//!   [`content`] stores serve [`image_args`] and [`local_cache`]s.
 
 pub mod auth;
 pub mod cli;
+pub mod content;
 pub mod context;
 pub mod daemon;
 pub mod filesync;
+pub mod image_args;
 pub mod info;
+pub mod local_cache;
 pub mod params;
 pub mod patterns;
 pub mod progress;

@@ -37,14 +37,11 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
-pub const PREFIXES: &[&str] = &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_"];
+pub const PREFIXES: &[&str] = &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_", "IMAGE_ARG_"];
 
 /// oci-build-task params kiln knows but cannot honour yet: setting one is an error rather
 /// than a build that silently differs from what the pipeline asked for.
-pub const NOT_YET: &[(&str, &str)] = &[
-    ("IMAGE_ARG_", "image tarballs as build args are not supported yet; push the image and use BUILD_ARG_"),
-    ("BUILDKIT_SSH", "SSH agent forwarding is not supported yet"),
-];
+pub const NOT_YET: &[(&str, &str)] = &[("BUILDKIT_SSH", "SSH agent forwarding is not supported yet")];
 
 /// Params for the `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set.
 pub const DAEMON_ONLY: &[&str] = &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG", "BUILDKIT_START_TIMEOUT"];
@@ -72,6 +69,12 @@ pub struct BuildParams {
     pub cache_to: Vec<CacheEntry>,
     /// `ATTEST_SBOM` / `ATTEST_PROVENANCE`, as the frontend's `attest:*` options.
     pub attest: BTreeMap<String, String>,
+    /// `IMAGE_ARG_<NAME>=path`: images on disk (docker-save or OCI tarball, OCI layout) that
+    /// `FROM ${NAME}` uses without asking a registry.
+    pub image_args: BTreeMap<String, PathBuf>,
+    /// The task's `cache` folder, when it has one: BuildKit's cache is imported from and
+    /// exported to it, as oci-build-task does.
+    pub cache_dir: Option<PathBuf>,
     /// Where outputs go: `image/` in the task's working directory.
     pub output: PathBuf,
 }
@@ -123,6 +126,7 @@ impl BuildParams {
             labels.extend(read_pairs("LABELS_FILE", Path::new(&file))?);
         }
         let mut secrets = HashMap::new();
+        let mut image_args = BTreeMap::new();
         for (name, value) in vars {
             if let Some(arg) = name.strip_prefix("BUILD_ARG_") {
                 build_args.insert(arg.to_string(), value.clone());
@@ -130,6 +134,12 @@ impl BuildParams {
                 labels.insert(label.to_string(), value.clone());
             } else if let Some(id) = name.strip_prefix("BUILDKIT_SECRETTEXT_") {
                 secrets.insert(id.to_string(), SecretSource::Text(value.clone()));
+            } else if let Some(arg) = name.strip_prefix("IMAGE_ARG_") {
+                let path = PathBuf::from(value);
+                if !path.exists() {
+                    return Err(err(name, format!("{} does not exist", path.display())));
+                }
+                image_args.insert(arg.to_string(), path);
             } else if let Some(id) = name.strip_prefix("BUILDKIT_SECRET_") {
                 let path = PathBuf::from(value);
                 if !path.is_file() {
@@ -201,6 +211,8 @@ impl BuildParams {
             cache_from: parse_caches("CACHE_FROM", get("CACHE_FROM").as_deref())?,
             cache_to: parse_caches("CACHE_TO", get("CACHE_TO").as_deref())?,
             attest,
+            image_args,
+            cache_dir: Some(PathBuf::from("cache")).filter(|c| c.is_dir()),
             output: PathBuf::from("image"),
         })
     }
@@ -258,8 +270,9 @@ fn parse_caches(param: &str, value: Option<&str>) -> Result<Vec<CacheEntry>, Par
         }
         let kind = attrs.remove("type").unwrap_or_else(|| "registry".into());
         match kind.as_str() {
-            "local" => {
-                return Err(err(param, "type=local caches need a session content store, which kiln has not yet"));
+            "local" if !attrs.contains_key(if param == "CACHE_TO" { "dest" } else { "src" }) => {
+                let key = if param == "CACHE_TO" { "dest" } else { "src" };
+                return Err(err(param, format!("{entry:?}: a local cache needs {key}=<folder>")));
             }
             "registry" if !attrs.contains_key("ref") => {
                 return Err(err(param, format!("{entry:?}: a registry cache needs ref=<image reference>")));
@@ -387,7 +400,8 @@ mod tests {
         assert_eq!(c[1].attrs["ref"], "reg/other:cache");
         let e = parse_caches("CACHE_FROM", Some("type=registry,mode=max")).unwrap_err();
         assert!(e.to_string().starts_with("CACHE_FROM: "), "{e}");
-        assert!(parse_caches("CACHE_TO", Some("type=local,dest=x")).is_err());
+        assert!(parse_caches("CACHE_TO", Some("type=local,dest=x")).is_ok());
+        assert!(parse_caches("CACHE_TO", Some("type=local,src=x")).is_err());
         assert!(parse_caches("CACHE_TO", Some("type=registry,junk")).is_err());
     }
 

@@ -24,11 +24,22 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::auth::AuthService;
+use crate::content::{ContentService, Store};
 use crate::filesync::{FileSendService, FileSyncService};
 use crate::secrets::{SecretSource, SecretsService};
+use kiln_proto::containerd::services::content::v1::content_server::ContentServer;
 
 /// The gRPC methods kiln serves, announced in `X-Docker-Expose-Session-Grpc-Method`.
 const METHODS: &[&str] = &[
+    "/containerd.services.content.v1.Content/Info",
+    "/containerd.services.content.v1.Content/Update",
+    "/containerd.services.content.v1.Content/List",
+    "/containerd.services.content.v1.Content/Delete",
+    "/containerd.services.content.v1.Content/Read",
+    "/containerd.services.content.v1.Content/Status",
+    "/containerd.services.content.v1.Content/ListStatuses",
+    "/containerd.services.content.v1.Content/Write",
+    "/containerd.services.content.v1.Content/Abort",
     "/grpc.health.v1.Health/Check",
     "/moby.filesync.v1.FileSync/DiffCopy",
     "/moby.filesync.v1.FileSync/TarStream",
@@ -54,6 +65,8 @@ pub struct SessionSpec {
     pub docker_config: Option<PathBuf>,
     /// Stable across builds of the same context, so BuildKit can reuse what it received before.
     pub shared_key: String,
+    /// Content stores by the id BuildKit asks for (`oci:<name>`, `local:<dir>`).
+    pub content: HashMap<String, std::sync::Arc<Store>>,
 }
 
 /// A running session; BuildKit refers to it by `id`.
@@ -102,7 +115,8 @@ impl Session {
             .add_service(FileSyncServer::new(FileSyncService::new(spec.dirs)))
             .add_service(FileSendServer::new(FileSendService::new(spec.outputs)))
             .add_service(AuthServer::new(AuthService::new(spec.credentials, spec.docker_config)))
-            .add_service(SecretsServer::new(SecretsService::new(spec.secrets)));
+            .add_service(SecretsServer::new(SecretsService::new(spec.secrets)))
+            .add_service(ContentServer::new(ContentService::new(spec.content)));
         let service = hyper_util::service::TowerToHyperService::new(routes);
         let server = tokio::spawn(async move {
             let serve = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

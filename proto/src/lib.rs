@@ -9,6 +9,8 @@
 //! - [`moby::buildkit::secrets::v1`], [`moby::sshforward::v1`]: build secrets and SSH agents.
 //! - [`fsutil::types`]: the file transfer packets of FileSync.
 //! - [`grpc::health::v1`]: the health check BuildKit calls on a session.
+//! - [`containerd::services::content::v1`]: containerd's content store, served over a session
+//!   for `oci-layout://` contexts and local caches.
 //! - [`pb`], [`errdefs`], [`google::rpc`]: LLB pieces, typed error details and gRPC status.
 
 #![allow(clippy::all, missing_docs)]
@@ -35,6 +37,16 @@ pub mod moby {
     pub mod sshforward {
         pub mod v1 {
             tonic::include_proto!("moby.sshforward.v1");
+        }
+    }
+}
+
+pub mod containerd {
+    pub mod services {
+        pub mod content {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.content.v1");
+            }
         }
     }
 }

@@ -95,9 +95,8 @@ fn params_kiln_cannot_honour_are_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
     write(work.path(), &[("Dockerfile", &from_busybox(env))]);
     for (name, value, says) in [
-        ("IMAGE_ARG_BASE", "base/image.tar", "IMAGE_ARG_BASE: image tarballs as build args are not supported yet"),
         ("BUILDKIT_SSH", "default", "BUILDKIT_SSH: SSH agent forwarding is not supported yet"),
-        ("CACHE_TO", "type=local,dest=cache", "CACHE_TO: type=local caches need a session content store"),
+        ("CACHE_TO", "type=local,src=cache", "CACHE_TO: \"type=local,src=cache\": a local cache needs dest=<folder>"),
         ("BUILD_ARGS_FILE", "missing.yml", "BUILD_ARGS_FILE: reading missing.yml"),
         ("BUILDKIT_ADD_HOSTS", "nohost", "BUILDKIT_ADD_HOSTS: \"nohost\" is not host=ip"),
     ] {

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use kiln_build_task::cli;
 use kiln_build_task::daemon::{self, Buildkitd, DaemonConfig};
+use kiln_build_task::image_args;
+use kiln_build_task::local_cache::LocalCaches;
 use kiln_build_task::params::{self, BuildParams};
 use kiln_build_task::session::SessionSpec;
 use kiln_build_task::solve::{self, Solve};
@@ -26,8 +28,9 @@ Settings come from the environment, under oci-build-task's names:
   BUILD_ARGS_FILE (KEY=value lines, or YAML if it ends in .yml/.yaml), LABEL_<name>,
   LABELS_FILE, TARGET, TARGET_FILE, ADDITIONAL_TARGETS, IMAGE_PLATFORM, OUTPUT_OCI,
   UNPACK_ROOTFS, BUILDKIT_SECRET_<id>=<path>, BUILDKIT_SECRETTEXT_<id>=<value>,
-  BUILDKIT_ADD_HOSTS, NO_CACHE, CACHE_FROM, CACHE_TO, ATTEST_SBOM, ATTEST_PROVENANCE;
-  DOCKER_CONFIG for registry credentials.
+  IMAGE_ARG_<name>=<image tarball or OCI layout>, BUILDKIT_ADD_HOSTS, NO_CACHE, CACHE_FROM,
+  CACHE_TO, ATTEST_SBOM, ATTEST_PROVENANCE; DOCKER_CONFIG for registry credentials.
+  A ./cache folder, when there is one, holds BuildKit's cache between builds.
 BuildKit is at BUILDKIT_HOST: unix:///path, tcp://host:port (BUILDKIT_TLS_CA, _CERT, _KEY,
 _SERVERNAME), docker+unix:///path/docker.sock or docker:// (a Docker engine's BuildKit).
 Without BUILDKIT_HOST, build starts buildkitd from PATH (under rootlesskit when not root),
@@ -185,6 +188,15 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
     if params.unpack_rootfs && params.platforms.len() > 1 {
         anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
     }
+    let caches = LocalCaches::prepare(&mut params)?;
+    let mut content = caches.stores.clone();
+    let mut extra_attrs = HashMap::new();
+    for (name, path) in &params.image_args {
+        let arg = image_args::load(name, path)?;
+        content.insert(arg.store_id, arg.store);
+        extra_attrs.extend(arg.frontend_attrs);
+    }
+    let prepared = Prepared { content, extra_attrs, caches };
     let outputs: Vec<PathBuf> =
         params.additional_targets.iter().map(PathBuf::from).chain([params.output.clone()]).collect();
     let result = with_buildkit(|channel| async move {
@@ -198,9 +210,10 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
                 continue;
             }
             eprintln!("building additional target {target} into {target}/");
-            build_into(&channel, &params, Some(target), &dir, oci, false).await?;
+            build_into(&channel, &params, &prepared, Some(target), &dir, oci, false).await?;
         }
-        build_into(&channel, &params, params.target.as_deref(), &params.output, oci, params.unpack_rootfs).await
+        build_into(&channel, &params, &prepared, params.target.as_deref(), &params.output, oci, params.unpack_rootfs)
+            .await
     })
     .await;
     if result.is_err() {
@@ -212,6 +225,14 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
     result
 }
 
+/// What every build of one run shares: content stores for the session, frontend options
+/// for image args, and the local caches to record after an export.
+struct Prepared {
+    content: HashMap<String, std::sync::Arc<kiln_build_task::content::Store>>,
+    extra_attrs: HashMap<String, String>,
+    caches: LocalCaches,
+}
+
 /// Where the exporter's tarball is written until it is complete.
 const PARTIAL: &str = ".image.tar.partial";
 
@@ -219,6 +240,7 @@ const PARTIAL: &str = ".image.tar.partial";
 async fn build_into(
     channel: &tonic::transport::Channel,
     params: &BuildParams,
+    prepared: &Prepared,
     target: Option<&str>,
     output: &Path,
     oci: bool,
@@ -241,9 +263,11 @@ async fn build_into(
         credentials: HashMap::new(),
         docker_config: kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()),
         shared_key: shared_key(&context),
+        content: prepared.content.clone(),
     };
     let exporter = Exporter { r#type: if oci { "oci" } else { "docker" }.into(), attrs: HashMap::new() };
     let mut frontend_attrs = params.frontend_attrs();
+    frontend_attrs.extend(prepared.extra_attrs.clone());
     match target {
         Some(t) => frontend_attrs.insert("target".to_string(), t.to_string()),
         None => frontend_attrs.remove("target"),
@@ -258,6 +282,7 @@ async fn build_into(
             return Err(e.into());
         }
     };
+    prepared.caches.finish(&response)?;
     let digest =
         response.get("containerimage.digest").cloned().context("BuildKit's answer has no containerimage.digest")?;
     let image = if params.output_oci {

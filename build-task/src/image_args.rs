@@ -1,0 +1,65 @@
+//! `IMAGE_ARG_<NAME>=path`: an image on disk (docker-save tarball, OCI archive, OCI layout,
+//! such as the resource's `in` writes) that `FROM ${NAME}` builds on without any registry
+//! request. The image is served from the session's content store and handed to the
+//! Dockerfile frontend as an `oci-layout://` named context, so it works with a BuildKit on
+//! another machine too.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_image::archive::{self, BlobLocation};
+
+use crate::content::{Blob, Store};
+
+/// One image arg ready for the session and the frontend.
+pub struct ImageArg {
+    /// The session store id BuildKit asks for (`oci:<name>`).
+    pub store_id: String,
+    pub store: Arc<Store>,
+    /// Frontend options: the build arg, and the named context it resolves to.
+    pub frontend_attrs: HashMap<String, String>,
+}
+
+/// Why an image arg cannot be used, naming the param.
+#[derive(Debug, thiserror::Error)]
+#[error("IMAGE_ARG_{name}: {why}")]
+pub struct ImageArgError {
+    name: String,
+    why: String,
+}
+
+/// Reads the image at `path` (every blob is hashed and checked while loading) for the build
+/// arg `name`.
+pub fn load(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
+    let fail = |why: String| ImageArgError { name: name.into(), why };
+    // A name that is a valid image reference path, distinct from any real image.
+    let slug: String = name
+        .to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    if slug.is_empty() {
+        return Err(fail("the name needs a letter or digit".into()));
+    }
+    let image = archive::load(path).map_err(|e| fail(e.to_string()))?;
+    let mut blobs = HashMap::new();
+    for (desc, location) in image.blobs {
+        let blob = match location {
+            BlobLocation::File { path, offset, len } => Blob::File { path, offset, len },
+            BlobLocation::Memory(bytes) => Blob::Memory(Arc::new(bytes)),
+        };
+        blobs.insert(desc.digest, blob);
+    }
+    for doc in image.children.into_iter().chain([image.top.clone()]) {
+        blobs.insert(doc.digest, Blob::Memory(Arc::new(doc.bytes)));
+    }
+    let store_name = format!("kiln-image-arg-{slug}");
+    let context_name = format!("image-arg/{slug}");
+    let frontend_attrs = HashMap::from([
+        (format!("build-arg:{name}"), context_name.clone()),
+        (format!("context:{context_name}"), format!("oci-layout://{store_name}@{}", image.top.digest)),
+    ]);
+    Ok(ImageArg { store_id: format!("oci:{store_name}"), store: Arc::new(Store::from_blobs(blobs)), frontend_attrs })
+}

@@ -1,0 +1,107 @@
+//! Local caches: BuildKit's cache kept in a folder on the client (an OCI layout), imported
+//! from and exported to through the session's content store, as buildctl does with
+//! `type=local`. The task's `cache` folder is one, as in oci-build-task.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::content::{Store, tag_in_index, tagged_in_index};
+use crate::params::{BuildParams, CacheEntry};
+
+/// The tag the cache's manifest gets in the folder's `index.json`.
+const DEFAULT_TAG: &str = "latest";
+
+/// The content stores BuildKit will ask for, and the folders to tag after an export.
+#[derive(Debug, Default)]
+pub struct LocalCaches {
+    pub stores: HashMap<String, Arc<Store>>,
+    exports: Vec<(PathBuf, String)>,
+}
+
+/// Why a local cache cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cache folder {}: {source}", path.display())]
+pub struct LocalCacheError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+impl LocalCaches {
+    /// Turns the task's cache folder into an import (when it holds a cache) and an export,
+    /// and gives every local cache an absolute folder and a store. Imports of folders with
+    /// no cache yet are dropped with a note, as buildctl does.
+    pub fn prepare(params: &mut BuildParams) -> Result<Self, LocalCacheError> {
+        if let Some(dir) = &params.cache_dir {
+            let dir = dir.display().to_string();
+            let entry = |k: &str, extra: &[(&str, &str)]| CacheEntry {
+                kind: "local".into(),
+                attrs: [(k, dir.as_str())].iter().chain(extra).map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            };
+            params.cache_from.push(entry("src", &[]));
+            params.cache_to.push(entry("dest", &[("mode", "max")]));
+        }
+        let mut caches = LocalCaches::default();
+        for entry in params.cache_to.iter_mut().filter(|e| e.kind == "local") {
+            let dir = caches.open(entry, "dest")?;
+            let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
+            caches.exports.push((dir, tag));
+        }
+        let mut imports = Vec::new();
+        for mut entry in std::mem::take(&mut params.cache_from) {
+            if entry.kind == "local" && !entry.attrs.contains_key("digest") {
+                let dir = PathBuf::from(&entry.attrs["src"]);
+                let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
+                match tagged_in_index(&dir, &tag).and_then(|d| d["digest"].as_str().map(String::from)) {
+                    Some(digest) => {
+                        entry.attrs.insert("digest".into(), digest);
+                    }
+                    None => {
+                        eprintln!("build: no cache in {} yet: nothing to import", dir.display());
+                        continue;
+                    }
+                }
+            }
+            if entry.kind == "local" {
+                caches.open(&mut entry, "src")?;
+            }
+            imports.push(entry);
+        }
+        params.cache_from = imports;
+        Ok(caches)
+    }
+
+    /// Makes the entry's folder absolute and gives it a store, `local:<folder>` as BuildKit
+    /// names it from the same attribute.
+    fn open(&mut self, entry: &mut CacheEntry, key: &str) -> Result<PathBuf, LocalCacheError> {
+        let given = PathBuf::from(&entry.attrs[key]);
+        let fail = |source| LocalCacheError { path: given.clone(), source };
+        std::fs::create_dir_all(&given).map_err(fail)?;
+        let dir = std::fs::canonicalize(&given).map_err(fail)?;
+        let id = format!("local:{}", dir.display());
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.stores.entry(id) {
+            slot.insert(Arc::new(Store::layout(&dir).map_err(fail)?));
+        }
+        entry.attrs.insert(key.into(), dir.display().to_string());
+        Ok(dir)
+    }
+
+    /// After the build: records the exported cache's manifest in each export folder's
+    /// `index.json` (BuildKit returns it as `cache.manifest`), and removes unfinished writes.
+    pub fn finish(&self, response: &HashMap<String, String>) -> Result<(), LocalCacheError> {
+        for store in self.stores.values() {
+            store.abort_all();
+        }
+        for (dir, _) in &self.exports {
+            let _ = std::fs::remove_dir(dir.join(".kiln-ingest"));
+        }
+        let Some(desc) = response.get("cache.manifest") else { return Ok(()) };
+        let desc: serde_json::Value = serde_json::from_str(desc)
+            .map_err(|e| LocalCacheError { path: PathBuf::from("cache.manifest"), source: std::io::Error::other(e) })?;
+        for (dir, tag) in &self.exports {
+            tag_in_index(dir, tag, &desc).map_err(|source| LocalCacheError { path: dir.clone(), source })?;
+            eprintln!("build: cache exported to {}", dir.display());
+        }
+        Ok(())
+    }
+}
