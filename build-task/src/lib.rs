@@ -9,7 +9,8 @@
 //! - [`solve`]: one build, with [`progress`] printed as it happens.
 //! - [`session`]: the session BuildKit calls back into, serving [`filesync`] (context in,
 //!   image out), [`auth`] and [`secrets`]; [`context`] and [`patterns`] decide what is sent;
-//!   [`content`] stores serve [`image_args`] and [`local_cache`]s.
+//!   [`content`] stores serve [`image_args`] and [`local_cache`]s; [`ssh`] agents serve
+//!   `RUN --mount=type=ssh`.
 
 pub mod auth;
 pub mod cli;
@@ -26,4 +27,5 @@ pub mod progress;
 pub mod secrets;
 pub mod session;
 pub mod solve;
+pub mod ssh;
 pub mod transport;

@@ -20,6 +20,8 @@ pub const NAMES: &[&str] = &[
     "OUTPUT_OCI",
     "UNPACK_ROOTFS",
     "BUILDKIT_ADD_HOSTS",
+    "BUILDKIT_SSH",
+    "SSH_AUTH_SOCK",
     "NO_CACHE",
     "CACHE_FROM",
     "CACHE_TO",
@@ -38,10 +40,6 @@ pub const NAMES: &[&str] = &[
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
 pub const PREFIXES: &[&str] = &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_", "IMAGE_ARG_"];
-
-/// oci-build-task params kiln knows but cannot honour yet: setting one is an error rather
-/// than a build that silently differs from what the pipeline asked for.
-pub const NOT_YET: &[(&str, &str)] = &[("BUILDKIT_SSH", "SSH agent forwarding is not supported yet")];
 
 /// Params for the `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set.
 pub const DAEMON_ONLY: &[&str] = &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG", "BUILDKIT_START_TIMEOUT"];
@@ -72,6 +70,9 @@ pub struct BuildParams {
     /// `IMAGE_ARG_<NAME>=path`: images on disk (docker-save or OCI tarball, OCI layout) that
     /// `FROM ${NAME}` uses without asking a registry.
     pub image_args: BTreeMap<String, PathBuf>,
+    /// `BUILDKIT_SSH`: agent sockets or private key files, by the id `RUN --mount=type=ssh`
+    /// names (`default` when it names none).
+    pub ssh: BTreeMap<String, Vec<PathBuf>>,
     /// The task's `cache` folder, when it has one: BuildKit's cache is imported from and
     /// exported to it, as oci-build-task does.
     pub cache_dir: Option<PathBuf>,
@@ -103,11 +104,6 @@ impl BuildParams {
     pub fn from_env(vars: &[(String, String)]) -> Result<Self, ParamError> {
         let get = |k: &str| vars.iter().rfind(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
         let flag = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
-        for (name, _) in vars {
-            if let Some((_, why)) = NOT_YET.iter().find(|(n, _)| name.starts_with(n)) {
-                return Err(err(name, *why));
-            }
-        }
         let context = PathBuf::from(get("CONTEXT").unwrap_or_else(|| ".".into()));
         if !context.is_dir() {
             return Err(err("CONTEXT", format!("{} is not a directory", context.display())));
@@ -212,6 +208,7 @@ impl BuildParams {
             cache_to: parse_caches("CACHE_TO", get("CACHE_TO").as_deref())?,
             attest,
             image_args,
+            ssh: parse_ssh(get("BUILDKIT_SSH").as_deref(), get("SSH_AUTH_SOCK"))?,
             cache_dir: Some(PathBuf::from("cache")).filter(|c| c.is_dir()),
             output: PathBuf::from("image"),
         })
@@ -252,6 +249,31 @@ impl BuildParams {
     }
 }
 
+/// `BUILDKIT_SSH`: entries separated by whitespace, each `id[=path[,path…]]` as buildctl's
+/// `--ssh` takes them; an id without paths means the agent at `SSH_AUTH_SOCK`.
+fn parse_ssh(value: Option<&str>, auth_sock: Option<String>) -> Result<BTreeMap<String, Vec<PathBuf>>, ParamError> {
+    let mut out = BTreeMap::new();
+    for entry in value.unwrap_or_default().split_whitespace() {
+        let (id, paths) = entry.split_once('=').unwrap_or((entry, ""));
+        if id.is_empty() {
+            return Err(err("BUILDKIT_SSH", format!("{entry:?} has no id")));
+        }
+        let paths: Vec<PathBuf> = if paths.is_empty() {
+            let sock = auth_sock.clone().ok_or_else(|| {
+                err("BUILDKIT_SSH", format!("{id}: no paths given and SSH_AUTH_SOCK is not set (no agent to forward)"))
+            })?;
+            vec![PathBuf::from(sock)]
+        } else {
+            paths.split(',').map(PathBuf::from).collect()
+        };
+        if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+            return Err(err("BUILDKIT_SSH", format!("{id}: {} does not exist", missing.display())));
+        }
+        out.insert(id.to_string(), paths);
+    }
+    Ok(out)
+}
+
 /// `CACHE_FROM`/`CACHE_TO`: entries separated by whitespace, each `type=registry,ref=…[,k=v]`
 /// as buildx takes them, or a bare image reference meaning a registry cache there.
 fn parse_caches(param: &str, value: Option<&str>) -> Result<Vec<CacheEntry>, ParamError> {
@@ -289,10 +311,7 @@ fn parse_caches(param: &str, value: Option<&str>) -> Result<Vec<CacheEntry>, Par
 /// to set would otherwise be dropped without a word.
 pub fn typo_warnings(vars: &[(String, String)]) -> Vec<String> {
     let known = |name: &str| {
-        NAMES.contains(&name)
-            || DAEMON_ONLY.contains(&name)
-            || PREFIXES.iter().any(|p| name.starts_with(p))
-            || NOT_YET.iter().any(|(p, _)| name.starts_with(p))
+        NAMES.contains(&name) || DAEMON_ONLY.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
     };
     let mut warnings = Vec::new();
     for (name, _) in vars {

@@ -27,10 +27,14 @@ use crate::auth::AuthService;
 use crate::content::{ContentService, Store};
 use crate::filesync::{FileSendService, FileSyncService};
 use crate::secrets::{SecretSource, SecretsService};
+use crate::ssh::{Agent, SshService};
 use kiln_proto::containerd::services::content::v1::content_server::ContentServer;
+use kiln_proto::moby::sshforward::v1::ssh_server::SshServer;
 
 /// The gRPC methods kiln serves, announced in `X-Docker-Expose-Session-Grpc-Method`.
 const METHODS: &[&str] = &[
+    "/moby.sshforward.v1.SSH/CheckAgent",
+    "/moby.sshforward.v1.SSH/ForwardAgent",
     "/containerd.services.content.v1.Content/Info",
     "/containerd.services.content.v1.Content/Update",
     "/containerd.services.content.v1.Content/List",
@@ -67,6 +71,8 @@ pub struct SessionSpec {
     pub shared_key: String,
     /// Content stores by the id BuildKit asks for (`oci:<name>`, `local:<dir>`).
     pub content: HashMap<String, std::sync::Arc<Store>>,
+    /// SSH agents by id, for `RUN --mount=type=ssh`.
+    pub ssh: HashMap<String, Agent>,
 }
 
 /// A running session; BuildKit refers to it by `id`.
@@ -116,7 +122,8 @@ impl Session {
             .add_service(FileSendServer::new(FileSendService::new(spec.outputs)))
             .add_service(AuthServer::new(AuthService::new(spec.credentials, spec.docker_config)))
             .add_service(SecretsServer::new(SecretsService::new(spec.secrets)))
-            .add_service(ContentServer::new(ContentService::new(spec.content)));
+            .add_service(ContentServer::new(ContentService::new(spec.content)))
+            .add_service(SshServer::new(SshService::new(spec.ssh)));
         let service = hyper_util::service::TowerToHyperService::new(routes);
         let server = tokio::spawn(async move {
             let serve = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

@@ -95,7 +95,6 @@ fn params_kiln_cannot_honour_are_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
     write(work.path(), &[("Dockerfile", &from_busybox(env))]);
     for (name, value, says) in [
-        ("BUILDKIT_SSH", "default", "BUILDKIT_SSH: SSH agent forwarding is not supported yet"),
         ("CACHE_TO", "type=local,src=cache", "CACHE_TO: \"type=local,src=cache\": a local cache needs dest=<folder>"),
         ("BUILD_ARGS_FILE", "missing.yml", "BUILD_ARGS_FILE: reading missing.yml"),
         ("BUILDKIT_ADD_HOSTS", "nohost", "BUILDKIT_ADD_HOSTS: \"nohost\" is not host=ip"),

@@ -28,7 +28,8 @@ Settings come from the environment, under oci-build-task's names:
   BUILD_ARGS_FILE (KEY=value lines, or YAML if it ends in .yml/.yaml), LABEL_<name>,
   LABELS_FILE, TARGET, TARGET_FILE, ADDITIONAL_TARGETS, IMAGE_PLATFORM, OUTPUT_OCI,
   UNPACK_ROOTFS, BUILDKIT_SECRET_<id>=<path>, BUILDKIT_SECRETTEXT_<id>=<value>,
-  IMAGE_ARG_<name>=<image tarball or OCI layout>, BUILDKIT_ADD_HOSTS, NO_CACHE, CACHE_FROM,
+  IMAGE_ARG_<name>=<image tarball or OCI layout>, BUILDKIT_SSH (default or id=socket|keys),
+  BUILDKIT_ADD_HOSTS, NO_CACHE, CACHE_FROM,
   CACHE_TO, ATTEST_SBOM, ATTEST_PROVENANCE; DOCKER_CONFIG for registry credentials.
   A ./cache folder, when there is one, holds BuildKit's cache between builds.
 BuildKit is at BUILDKIT_HOST: unix:///path, tcp://host:port (BUILDKIT_TLS_CA, _CERT, _KEY,
@@ -196,7 +197,8 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
         content.insert(arg.store_id, arg.store);
         extra_attrs.extend(arg.frontend_attrs);
     }
-    let prepared = Prepared { content, extra_attrs, caches };
+    let ssh = kiln_build_task::ssh::load(&params.ssh)?;
+    let prepared = Prepared { content, extra_attrs, caches, ssh };
     let outputs: Vec<PathBuf> =
         params.additional_targets.iter().map(PathBuf::from).chain([params.output.clone()]).collect();
     let result = with_buildkit(|channel| async move {
@@ -231,6 +233,7 @@ struct Prepared {
     content: HashMap<String, std::sync::Arc<kiln_build_task::content::Store>>,
     extra_attrs: HashMap<String, String>,
     caches: LocalCaches,
+    ssh: HashMap<String, kiln_build_task::ssh::Agent>,
 }
 
 /// Where the exporter's tarball is written until it is complete.
@@ -264,6 +267,7 @@ async fn build_into(
         docker_config: kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()),
         shared_key: shared_key(&context),
         content: prepared.content.clone(),
+        ssh: prepared.ssh.clone(),
     };
     let exporter = Exporter { r#type: if oci { "oci" } else { "docker" }.into(), attrs: HashMap::new() };
     let mut frontend_attrs = params.frontend_attrs();
