@@ -82,7 +82,11 @@ impl FileSync for FileSyncService {
             .get(&name)
             .cloned()
             .ok_or_else(|| Status::not_found(format!("no access allowed to dir {name:?}")))?;
-        let includes = PatternList::new(&header_values(md, "include-patterns")).map_err(Status::invalid_argument)?;
+        // Follow paths (the Dockerfile, .dockerignore) narrow what is sent as includes do,
+        // and a followed symlink brings its target along.
+        let mut include_patterns = header_values(md, "include-patterns");
+        include_patterns.extend(follow(&root, &header_values(md, "followpaths")));
+        let includes = PatternList::new(&include_patterns).map_err(Status::invalid_argument)?;
         let excludes = PatternList::new(&header_values(md, "exclude-patterns")).map_err(Status::invalid_argument)?;
         let entries = tokio::task::spawn_blocking(move || context::walk(&root, &includes, &excludes))
             .await
@@ -90,7 +94,7 @@ impl FileSync for FileSyncService {
             .map_err(|e| Status::internal(format!("reading {name}: {e}")))?;
         let incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(send_files(entries, incoming, tx));
+        tokio::spawn(send_files(name, entries, incoming, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -99,9 +103,41 @@ impl FileSync for FileSyncService {
     }
 }
 
+/// `paths` and, for each that is a symlink inside `root`, what it points at (relative to
+/// `root`, followed a few levels).
+fn follow(root: &std::path::Path, paths: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in paths {
+        let mut rel = path.trim_start_matches('/').to_string();
+        out.push(rel.clone());
+        for _ in 0..8 {
+            let Ok(target) = std::fs::read_link(root.join(&rel)) else { break };
+            let joined = if target.is_absolute() {
+                target
+            } else {
+                std::path::Path::new(&rel).parent().unwrap_or(std::path::Path::new("")).join(target)
+            };
+            let mut parts: Vec<String> = Vec::new();
+            for c in joined.components() {
+                match c {
+                    std::path::Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+                    std::path::Component::ParentDir => {
+                        parts.pop();
+                    }
+                    _ => {}
+                }
+            }
+            rel = parts.join("/");
+            out.push(rel.clone());
+        }
+    }
+    out
+}
+
 /// fsutil's sender: every STAT in walk order, an empty STAT to end the listing, then the
 /// content of each file the receiver asks for (DATA chunks and an empty DATA), until FIN.
 async fn send_files(
+    name: String,
     entries: Vec<ContextEntry>,
     mut incoming: Streaming<Packet>,
     tx: mpsc::Sender<Result<Packet, Status>>,
@@ -116,6 +152,7 @@ async fn send_files(
     if tx.send(Ok(packet(PacketType::PacketStat))).await.is_err() {
         return;
     }
+    let (mut files, mut bytes) = (0u64, 0u64);
     while let Some(message) = incoming.next().await {
         let Ok(p) = message else { return };
         match PacketType::try_from(p.r#type) {
@@ -124,12 +161,18 @@ async fn send_files(
                     let _ = tx.send(Err(Status::invalid_argument(format!("invalid file id {}", p.id)))).await;
                     return;
                 };
-                if let Err(e) = send_data(entry, p.id, &tx).await {
-                    let _ = tx.send(Err(Status::internal(format!("reading {}: {e}", entry.path.display())))).await;
-                    return;
+                match send_data(entry, p.id, &tx).await {
+                    Ok(n) => (files, bytes) = (files + 1, bytes + n),
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(format!("reading {}: {e}", entry.path.display())))).await;
+                        return;
+                    }
                 }
             }
             Ok(PacketType::PacketFin) => {
+                // BuildKit asks only for files it has not seen unchanged before: this says how
+                // much of the folder actually crossed the wire.
+                eprintln!("build: {name}: sent {files} of {} entries, {bytes} bytes", entries.len());
                 let _ = tx.send(Ok(packet(PacketType::PacketFin))).await;
                 return;
             }
@@ -139,15 +182,18 @@ async fn send_files(
     }
 }
 
-async fn send_data(entry: &ContextEntry, id: u32, tx: &mpsc::Sender<Result<Packet, Status>>) -> std::io::Result<()> {
+/// Sends one file's content; returns how many bytes went.
+async fn send_data(entry: &ContextEntry, id: u32, tx: &mpsc::Sender<Result<Packet, Status>>) -> std::io::Result<u64> {
     let mut file = tokio::fs::File::open(&entry.path).await?;
     let mut buf = vec![0u8; 32 << 10];
+    let mut sent = 0;
     loop {
         let n = file.read(&mut buf).await?;
         let data = buf[..n].to_vec();
+        sent += n as u64;
         let p = Packet { r#type: PacketType::PacketData as i32, stat: None, id, data };
         if tx.send(Ok(p)).await.is_err() || n == 0 {
-            return Ok(());
+            return Ok(sent);
         }
     }
 }
@@ -201,6 +247,16 @@ impl FileSend for FileSendService {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn followed_symlinks_bring_their_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+        std::fs::write(dir.path().join("docker/real.Dockerfile"), "FROM scratch\n").unwrap();
+        std::os::unix::fs::symlink("docker/real.Dockerfile", dir.path().join("Dockerfile")).unwrap();
+        let paths = super::follow(dir.path(), &["Dockerfile".into(), "/.dockerignore".into()]);
+        assert_eq!(paths, ["Dockerfile", "docker/real.Dockerfile", ".dockerignore"]);
+    }
+
     #[test]
     fn unescaping() {
         assert_eq!(super::unescape("a%2Fb+c"), "a/b c");

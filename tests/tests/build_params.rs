@@ -145,3 +145,27 @@ fn flags_set_context_file_args_and_output() {
     bad.failure();
     assert!(bad.stderr.contains("--build-arg: \"WHO\" is not NAME=value"), "{}", bad.stderr);
 }
+
+#[test]
+fn only_what_buildkit_asks_for_crosses_the_wire() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, String)> =
+        (0..50).map(|i| (format!("ctx/src/f{i:02}"), format!("file {i}\n"))).collect();
+    files.push(("ctx/Dockerfile".into(), format!("{}COPY . /src\n", from_busybox(env))));
+    files.push(("ctx/.dockerignore".into(), "src/f49\n".into()));
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    write(work.path(), &files);
+    let first = build(env, work.path(), &[], &[("CONTEXT", "ctx")]);
+    first.success();
+    // The Dockerfile and .dockerignore loads follow one path each, not the whole folder.
+    assert!(first.stderr.contains("build: dockerfile: sent 1 of 1 entries"), "{}", first.stderr);
+    assert!(first.stderr.contains("build: context: sent 1 of 1 entries, 8 bytes"), "{}", first.stderr);
+
+    std::fs::write(work.path().join("ctx/src/f07"), "changed!\n").unwrap();
+    let second = build(env, work.path(), &[], &[("CONTEXT", "ctx")]);
+    second.success();
+    let sent: Vec<&str> = second.stderr.lines().filter(|l| l.starts_with("build: context: sent")).collect();
+    // .dockerignore, then the context: 49 files, the Dockerfile, .dockerignore and src/.
+    assert_eq!(sent.last(), Some(&"build: context: sent 1 of 52 entries, 9 bytes"), "{}", second.stderr);
+}
