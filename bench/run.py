@@ -9,6 +9,7 @@ times, because the machine is shared and noisy.
     bench/run.py                 # the full run: a ~500 MB, 5-layer image, 5 pairs
     bench/run.py --quick         # ~50 MB and 3 pairs, to try the instrument
     bench/run.py --only in-rootfs,out-push
+    bench/run.py --only build-cold,build-one-change
 
 Writes bench/results/latest.json and bench/results/latest.md.
 """
@@ -56,7 +57,83 @@ def measure(cmd, stdin=None, cwd=None):
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd!r} failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
     # For a shell pipeline, ru_maxrss is the largest single process's, which is what we want.
+    LAST_STDERR[0] = err.decode(errors="replace")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+
+
+LAST_STDERR = [""]
+
+
+def make_context(ctx, files, total, seed=7):
+    """A build context of `files` files totalling about `total` bytes, 100 to a folder, with
+    sizes spread from empty to twice the mean; the same every time for the same arguments."""
+    rng = random.Random(seed)
+    mean = total // files
+    for i in range(files):
+        d = ctx / f"d{i // 100:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:05d}").write_bytes(rng.randbytes(rng.randint(0, 2 * mean)))
+
+
+def build_cases(results, want, n, quick, work, env):
+    """Context transfer: kiln's build vs `docker buildx build` on the same engine."""
+    files, total = (2_000, 20 << 20) if quick else (20_000, 200 << 20)
+    docker = str(ROOT / ".dev" / "tools" / "engine" / "usr" / "bin" / "docker")
+    denv = dict(os.environ, DOCKER_HOST=f"unix://{env['docker']['socket']}",
+                DOCKER_CONFIG=str(ROOT / ".dev" / "docker" / "cli"))
+    kenv = dict(os.environ, BUILDKIT_HOST=f"docker+unix://{env['docker']['socket']}", CONTEXT="ctx")
+    plain = env["registries"]["plain"]["addr"]
+    root = work / "build"
+    ctx = root / "ctx"
+    print(f"making a build context: {files} files, {total >> 20} MiB", flush=True)
+    make_context(ctx, files, total)
+    # The RUN needs every file (a bind mount of the whole context) but makes a tiny image,
+    # so the exports are alike and small and the transfer is what differs.
+    (ctx / "Dockerfile").write_text(f"FROM {plain}/library/busybox:latest\n"
+                                    "RUN --mount=type=bind,target=/ctx find /ctx -type f | wc -l > /count\n")
+    kiln = lambda: measure([str(RELEASE / "kiln-build")], cwd=root)
+    buildx = lambda: measure([docker, "buildx", "build", "--builder", "default", "-q", "-o",
+                              f"type=docker,dest={root}/buildx.tar", "ctx"], cwd=root)
+
+    def with_env(fn, e):
+        def run():
+            saved = dict(os.environ)
+            os.environ.clear()
+            os.environ.update(e)
+            try:
+                return fn()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+        return run
+    prune = lambda: sh(docker, "builder", "prune", "-af", env=denv, stdout=subprocess.DEVNULL)
+    if want("build-cold"):
+        print("build, cold (engine cache pruned): kiln build  vs  docker buildx build", flush=True)
+        results["cases"]["build-cold"] = pairs("build-cold", with_env(kiln, kenv), with_env(buildx, denv), n,
+                                               setup=prune)
+    if want("build-one-change"):
+        print("build, one file changed: kiln build  vs  docker buildx build", flush=True)
+        changed = ctx / "d000" / "f00000"
+        sent = []
+
+        def change():
+            changed.write_bytes(os.urandom(4096))
+
+        def kiln_counted():
+            m = with_env(kiln, kenv)()
+            line = [l for l in LAST_STDERR[0].splitlines() if l.startswith("build: context: sent ")]
+            sent.append(line[-1] if line else "(no transfer line)")
+            return m
+        with_env(kiln, kenv)()
+        with_env(buildx, denv)()
+        results["cases"]["build-one-change"] = pairs("build-one-change", kiln_counted, with_env(buildx, denv), n,
+                                                     setup=change)
+        # Only the changed file's bytes may cross the wire.
+        ok = all(s.endswith(" 4096 bytes") and " sent 1 of " in s for s in sent[1:])
+        results["cases"]["build-one-change"]["kiln_sent"] = sent
+        print(f"  kiln sent: {sent[-1]} ({'only the changed file' if ok else 'MORE THAN THE CHANGED FILE'})")
+        if not ok:
+            raise RuntimeError(f"kiln sent more than the changed file: {sent}")
 
 
 def make_layer(path, size, seed, text_like):
@@ -153,7 +230,7 @@ def main():
     want = lambda c: not only or c in only
 
     sh(str(ROOT / "scripts" / "dev-env"), "up", stdout=subprocess.DEVNULL)
-    sh("cargo", "build", "-q", "--release", "-p", "kiln-resource", cwd=ROOT)
+    sh("cargo", "build", "-q", "--release", "-p", "kiln-resource", "-p", "kiln-build-task", cwd=ROOT)
     env = json.loads((ROOT / ".dev" / "env.json").read_text())
     plain = env["registries"]["plain"]["addr"]
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
@@ -236,6 +313,7 @@ def main():
                 lambda: measure([str(RELEASE / "in"), str(out_dir)], stdin=get_req("rootfs")),
                 lambda: measure(f"for b in {blobs}; do gzip -dc $b | sha256sum >/dev/null; done"),
                 n, setup=fresh)
+        build_cases(results, want, n, args.quick, work, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
