@@ -143,18 +143,38 @@ async fn send_files(
     tx: mpsc::Sender<Result<Packet, Status>>,
 ) {
     let packet = |kind: PacketType| Packet { r#type: kind as i32, stat: None, id: 0, data: Vec::new() };
-    for entry in &entries {
-        let p = Packet { stat: Some(entry.stat.clone()), ..packet(PacketType::PacketStat) };
-        if tx.send(Ok(p)).await.is_err() {
-            return;
+    // The listing goes out while requests come in: BuildKit asks for files before it has
+    // the whole list, and stops reading if its requests are not read (HTTP/2 flow control),
+    // so sending every STAT first deadlocks on large folders.
+    let entries = Arc::new(entries);
+    let listing = {
+        let (entries, tx) = (entries.clone(), tx.clone());
+        tokio::spawn(async move {
+            for entry in entries.iter() {
+                let p = Packet { stat: Some(entry.stat.clone()), ..packet(PacketType::PacketStat) };
+                if tx.send(Ok(p)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(packet(PacketType::PacketStat))).await;
+        })
+    };
+    let _stop_listing = AbortOnDrop(listing);
+    // Requests are read as soon as they arrive and queued here (at most one per entry):
+    // left unread in HTTP/2's buffers while files go out, thousands of tiny REQ frames
+    // exhaust its small-frame budget and it drops the connection.
+    let (requests, mut queued) = mpsc::unbounded_channel::<Packet>();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(p)) = incoming.next().await {
+            let last = matches!(PacketType::try_from(p.r#type), Ok(PacketType::PacketFin | PacketType::PacketErr));
+            if requests.send(p).is_err() || last {
+                return;
+            }
         }
-    }
-    if tx.send(Ok(packet(PacketType::PacketStat))).await.is_err() {
-        return;
-    }
+    });
+    let _stop_reader = AbortOnDrop(reader);
     let (mut files, mut bytes) = (0u64, 0u64);
-    while let Some(message) = incoming.next().await {
-        let Ok(p) = message else { return };
+    while let Some(p) = queued.recv().await {
         match PacketType::try_from(p.r#type) {
             Ok(PacketType::PacketReq) => {
                 let Some(entry) = entries.get(p.id as usize).filter(|e| e.has_data()) else {
@@ -179,6 +199,15 @@ async fn send_files(
             Ok(PacketType::PacketErr) => return,
             _ => {}
         }
+    }
+}
+
+/// Aborts a task when dropped, so the listing stops when the transfer ends early.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

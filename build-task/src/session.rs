@@ -99,21 +99,35 @@ impl Session {
         let mut from_daemon = control.session(request).await?.into_inner();
 
         // Bytes between the stream and an in-memory pipe the HTTP/2 server reads and writes.
-        let (server_end, mut pump_end) = tokio::io::duplex(256 << 10);
+        let (server_end, pump_end) = tokio::io::duplex(256 << 10);
         let sender = to_daemon.clone();
-        let pump = async move {
-            let mut buf = vec![0u8; 32 << 10];
-            loop {
-                tokio::select! {
-                    incoming = from_daemon.next() => match incoming {
-                        Some(Ok(m)) => if pump_end.write_all(&m.data).await.is_err() { break },
-                        _ => break,
-                    },
-                    read = pump_end.read(&mut buf) => match read {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => if sender.send(BytesMessage { data: buf[..n].to_vec() }).await.is_err() { break },
-                    },
+        // Two independent directions: a pump that waited on one while the other filled up
+        // would stop both (the server blocks writing while the pump blocks writing to it).
+        let (mut pipe_read, mut pipe_write) = tokio::io::split(pump_end);
+        let inbound = async move {
+            while let Some(Ok(m)) = from_daemon.next().await {
+                if pipe_write.write_all(&m.data).await.is_err() {
+                    break;
                 }
+            }
+        };
+        let outbound = async move {
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match pipe_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if sender.send(BytesMessage { data: buf[..n].to_vec() }).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        let pump = async move {
+            tokio::select! {
+                _ = inbound => {},
+                _ = outbound => {},
             }
         };
 

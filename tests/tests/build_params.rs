@@ -3,6 +3,7 @@
 //! and the command-line flags that set the same params.
 
 use std::path::Path;
+use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
 use kiln_tests::harness::{DevEnv, Outcome, command, run};
@@ -168,4 +169,33 @@ fn only_what_buildkit_asks_for_crosses_the_wire() {
     let sent: Vec<&str> = second.stderr.lines().filter(|l| l.starts_with("build: context: sent")).collect();
     // .dockerignore, then the context: 49 files, the Dockerfile, .dockerignore and src/.
     assert_eq!(sent.last(), Some(&"build: context: sent 1 of 52 entries, 9 bytes"), "{}", second.stderr);
+}
+
+#[test]
+fn a_context_of_thousands_of_files_arrives_whole() {
+    // Thousands of tiny file requests once overran HTTP/2's small-frame budget on the session
+    // and the build hung; `timeout` turns a hang into a failure.
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    for i in 0..6000 {
+        let dir = work.path().join(format!("ctx/d{:02}", i / 100));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i:04}")), format!("{i}\n")).unwrap();
+    }
+    let dockerfile =
+        format!("{}RUN --mount=type=bind,target=/ctx find /ctx -type f | wc -l > /count\n", from_busybox(env));
+    write(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
+    let mut cmd = Command::new("timeout");
+    cmd.arg("120")
+        .arg(kiln_tests::harness::bin("kiln-build"))
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()))
+        .env("CONTEXT", "ctx")
+        .env("UNPACK_ROOTFS", "true");
+    let out = run(cmd, b"");
+    out.success();
+    assert!(out.stderr.contains("build: context: sent 6001 of 6061 entries"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(work.path().join("image/rootfs/count")).unwrap().trim(), "6001");
 }
