@@ -57,7 +57,8 @@ pub struct LoadedImage {
     /// For an index: the manifests (and nested indexes) it lists, each after everything it
     /// refers to, so pushing them in this order, then `top`, never names a missing manifest.
     pub children: Vec<Document>,
-    /// Every config and layer, once each, with where to read it. All were hashed and match.
+    /// Every config and layer, once each, with where to read it. All were hashed and match,
+    /// unless loaded with [`Verify::OnRead`].
     pub blobs: Vec<(Descriptor, BlobLocation)>,
     /// Image names the input records (docker save's `RepoTags`, `io.containerd.image.name`
     /// annotations), as written there (`registry/repo:tag`): where its blobs may already be.
@@ -85,15 +86,31 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> ArchiveError + '_ {
 /// OCI tarball (`index.json` inside) is read as a layout even if it also has a docker
 /// `manifest.json` (Docker 25+ writes both).
 pub fn load(path: &Path) -> Result<LoadedImage, ArchiveError> {
+    load_with(path, Verify::Now)
+}
+
+/// When the blobs of an OCI image are checked against their digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// While loading: every blob is read and hashed here.
+    Now,
+    /// By whoever reads a blob later (`out` hashes what it uploads, and reads nothing the
+    /// registry already has). Manifests and indexes are still checked here, and docker-save
+    /// layers and configs always are, since their digests must be computed.
+    OnRead,
+}
+
+/// [`load`], choosing when OCI blobs are verified.
+pub fn load_with(path: &Path, verify: Verify) -> Result<LoadedImage, ArchiveError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if meta.is_dir() {
         let store = Store::Layout(path.to_path_buf());
-        return load_oci(path, &store);
+        return load_oci(path, &store, verify);
     }
     let entries = scan_tar(path)?;
     let store = Store::Tar { path: path.to_path_buf(), entries };
     if store.has("index.json") {
-        load_oci(path, &store)
+        load_oci(path, &store, verify)
     } else if store.has("manifest.json") {
         load_docker_save(path, &store)
     } else {
@@ -234,7 +251,7 @@ fn scan_tar(path: &Path) -> Result<HashMap<String, (u64, u64)>, ArchiveError> {
     Ok(entries)
 }
 
-fn load_oci(origin: &Path, store: &Store) -> Result<LoadedImage, ArchiveError> {
+fn load_oci(origin: &Path, store: &Store, verify: Verify) -> Result<LoadedImage, ArchiveError> {
     if matches!(store, Store::Layout(_)) && !store.has("oci-layout") {
         return Err(invalid(origin, "not an OCI image layout: there is no oci-layout file"));
     }
@@ -293,7 +310,9 @@ fn load_oci(origin: &Path, store: &Store) -> Result<LoadedImage, ArchiveError> {
         // Several: index.json itself is the index pushed.
         many => add_children(origin, store, many, &mut loaded, 0)?,
     }
-    verify_blobs(origin, &loaded.blobs)?;
+    if verify == Verify::Now {
+        verify_blobs(origin, &loaded.blobs)?;
+    }
     Ok(loaded)
 }
 

@@ -2,6 +2,7 @@
 //! from another repository of the same registry, and uploaded.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
@@ -10,9 +11,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::client::{Access, Call, Client, RegistryError, header_str};
 
-/// Uploads of up to this size go in one `PUT`; larger ones in `PATCH` chunks of this size.
-/// It also bounds the memory one upload holds.
-pub const UPLOAD_CHUNK: u64 = 8 << 20;
 /// Whole uploads are started over this many times when the registry or network fails mid-way.
 const UPLOAD_ATTEMPTS: u32 = 3;
 
@@ -34,24 +32,6 @@ impl BlobData {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    async fn read(&self, start: u64, len: u64) -> Result<Bytes, RegistryError> {
-        match self {
-            BlobData::Bytes(b) => Ok(b.slice(start as usize..(start + len) as usize)),
-            BlobData::File { path, offset, .. } => {
-                use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-                let local = |e: std::io::Error| RegistryError::Local {
-                    what: path.display().to_string(),
-                    detail: e.to_string(),
-                };
-                let mut file = tokio::fs::File::open(path).await.map_err(local)?;
-                file.seek(std::io::SeekFrom::Start(offset + start)).await.map_err(local)?;
-                let mut buf = vec![0; len as usize];
-                file.read_exact(&mut buf).await.map_err(local)?;
-                Ok(Bytes::from(buf))
-            }
-        }
     }
 }
 
@@ -168,8 +148,9 @@ impl Client {
         Ok(false)
     }
 
-    /// Uploads a blob and checks the registry stored it under `digest`. Small blobs go in
-    /// one request, large ones in chunks of [`UPLOAD_CHUNK`]; a failed upload starts over.
+    /// Uploads a blob and checks the registry stored it under `digest`: bytes in memory in
+    /// one request, a file range streamed in one `PATCH` and hashed on the way (a damaged
+    /// file fails before the upload is committed); a failed upload starts over.
     pub async fn push_blob(&self, digest: &str, data: &BlobData) -> Result<(), RegistryError> {
         let mut attempt = 1;
         loop {
@@ -189,27 +170,46 @@ impl Client {
         let resp = self.expect_success(self.execute(&start).await?, &what).await?;
         let mut location = self.next_location(&resp, &what)?;
 
-        let len = data.len();
-        if len > UPLOAD_CHUNK {
-            let mut offset = 0;
-            while offset < len {
-                let n = UPLOAD_CHUNK.min(len - offset);
-                let chunk = data.read(offset, n).await?;
-                let patch = Call::new(Method::PATCH, location.clone(), Access::Push, &what)
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(reqwest::header::CONTENT_RANGE, &format!("{offset}-{}", offset + n - 1))
-                    .body(chunk);
-                let resp = self.expect_success(self.execute(&patch).await?, &what).await?;
-                location = self.next_location(&resp, &what)?;
-                offset += n;
+        let separator = |l: &str| if l.contains('?') { '&' } else { '?' };
+        let put = match data {
+            // Small and in memory (configs): one PUT with the bytes.
+            BlobData::Bytes(bytes) => Call::new(
+                Method::PUT,
+                format!("{location}{}digest={digest}", separator(&location)),
+                Access::Push,
+                &what,
+            )
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(bytes.clone()),
+            // From a file: one PATCH streaming the range (hashed on the way, memory stays at a
+            // few chunks whatever the size), then a PUT naming the digest.
+            BlobData::File { path, offset, len } => {
+                if *len > 0 {
+                    let hasher = Arc::new(Mutex::new(Sha256::new()));
+                    let patch = Call::new(Method::PATCH, location.clone(), Access::Push, &what)
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(reqwest::header::CONTENT_RANGE, &format!("0-{}", len - 1))
+                        .file_body(path, *offset, *len, hasher.clone());
+                    let resp = self.expect_success(self.execute(&patch).await?, &what).await?;
+                    location = self.next_location(&resp, &what)?;
+                    let sent =
+                        format!("sha256:{}", hex::encode(hasher.lock().expect("hasher lock").clone().finalize()));
+                    if sent != digest {
+                        return Err(RegistryError::Local {
+                            what: format!("{} ({len} bytes at {offset})", path.display()),
+                            detail: format!("its content has digest {sent}, not {digest}: the image is damaged"),
+                        });
+                    }
+                }
+                Call::new(
+                    Method::PUT,
+                    format!("{location}{}digest={digest}", separator(&location)),
+                    Access::Push,
+                    &what,
+                )
+                .header(CONTENT_TYPE, "application/octet-stream")
             }
-        }
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let mut put = Call::new(Method::PUT, format!("{location}{separator}digest={digest}"), Access::Push, &what)
-            .header(CONTENT_TYPE, "application/octet-stream");
-        if len <= UPLOAD_CHUNK {
-            put = put.body(data.read(0, len).await?);
-        }
+        };
         let resp = self.expect_success(self.execute(&put).await?, &what).await?;
         if let Some(stored) = header_str(resp.headers(), "docker-content-digest")
             && stored != digest

@@ -6,11 +6,13 @@
 //! [`crate::blobs`], [`crate::tags`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
+
+use sha2::{Digest as _, Sha256};
 
 use crate::auth::{Challenge, Credentials, TokenResponse};
 use crate::reference::Repository;
@@ -66,13 +68,14 @@ pub(crate) enum Access {
     PushMountFrom(String),
 }
 
-/// One request to the registry. Bodies are in memory so a request can be retried.
+/// One request to the registry. A body is bytes in memory or a range of a file, which is
+/// read again for each attempt, so any request can be retried.
 pub(crate) struct Call {
     pub method: Method,
     /// A path (`/v2/...`) or an absolute URL the registry gave us (upload locations).
     pub target: String,
     pub headers: HeaderMap,
-    pub body: Option<bytes::Bytes>,
+    pub body: Option<Body>,
     pub access: Access,
     /// What this is, for messages: "manifest app:1.0".
     pub what: String,
@@ -91,9 +94,48 @@ impl Call {
     }
 
     pub fn body(mut self, body: bytes::Bytes) -> Self {
-        self.body = Some(body);
+        self.body = Some(Body::Bytes(body));
         self
     }
+
+    /// Streams `len` bytes of `path` from `offset`, hashing them into `hasher` (reset at the
+    /// start of every attempt) as they go.
+    pub fn file_body(mut self, path: &std::path::Path, offset: u64, len: u64, hasher: Arc<Mutex<Sha256>>) -> Self {
+        self.body = Some(Body::File { path: path.to_path_buf(), offset, len, hasher });
+        self
+    }
+}
+
+/// What a request sends.
+pub(crate) enum Body {
+    Bytes(bytes::Bytes),
+    File { path: std::path::PathBuf, offset: u64, len: u64, hasher: Arc<Mutex<Sha256>> },
+}
+
+/// Bytes read from a file per chunk of a streamed body.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// A file range as a request body: read as it is sent, hashed on the way.
+async fn file_stream(
+    path: &std::path::Path,
+    offset: u64,
+    len: u64,
+    hasher: &Arc<Mutex<Sha256>>,
+) -> Result<reqwest::Body, RegistryError> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    use tokio_stream::StreamExt as _;
+    let local = |e: std::io::Error| RegistryError::Local { what: path.display().to_string(), detail: e.to_string() };
+    let mut file = tokio::fs::File::open(path).await.map_err(local)?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(local)?;
+    *hasher.lock().expect("hasher lock") = Sha256::new();
+    let hasher = hasher.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), STREAM_CHUNK).map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            hasher.lock().expect("hasher lock").update(bytes);
+        }
+        chunk
+    });
+    Ok(reqwest::Body::wrap_stream(stream))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,10 +269,16 @@ impl Client {
         if let Some(auth) = authorization {
             req = req.header(AUTHORIZATION, auth);
         }
-        if let Some(body) = &call.body {
-            req = req.body(body.clone());
-        } else if matches!(call.method, Method::PUT | Method::POST | Method::PATCH) {
-            req = req.header(reqwest::header::CONTENT_LENGTH, "0");
+        match &call.body {
+            Some(Body::Bytes(body)) => req = req.body(body.clone()),
+            Some(Body::File { path, offset, len, hasher }) => {
+                let body = file_stream(path, *offset, *len, hasher).await.map_err(Failure::Registry)?;
+                req = req.header(reqwest::header::CONTENT_LENGTH, len.to_string()).body(body);
+            }
+            None if matches!(call.method, Method::PUT | Method::POST | Method::PATCH) => {
+                req = req.header(reqwest::header::CONTENT_LENGTH, "0");
+            }
+            None => {}
         }
         req.send().await.map_err(Failure::Transport)
     }

@@ -15,6 +15,6 @@ pub mod reference;
 mod tags;
 
 pub use auth::{Challenge, Credentials};
-pub use blobs::{BlobData, BlobStream, UPLOAD_CHUNK};
+pub use blobs::{BlobData, BlobStream};
 pub use client::{Client, ClientConfig, Descriptor, RegistryError, error_chain};
 pub use reference::{ReferenceError, Repository};

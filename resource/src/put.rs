@@ -62,7 +62,10 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
     eprintln!("reading {}", path.display());
     let loaded = {
         let path = path.clone();
-        tokio::task::spawn_blocking(move || archive::load(&path)).await.context("reading the image")??
+        // Blobs are hashed as they are uploaded; what the registry has is not read at all.
+        tokio::task::spawn_blocking(move || archive::load_with(&path, archive::Verify::OnRead))
+            .await
+            .context("reading the image")??
     };
     eprintln!("pushing {} to {} as {}", loaded.top.digest, client.repository(), tags.join(", "));
     push(&client, &loaded, &tags).await?;
@@ -194,6 +197,19 @@ enum Outcome {
 
 async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
+    // The repository already holds this exact image (a registry only accepts a manifest whose
+    // blobs and children it has): only the tags remain to be set.
+    if client.head_manifest(&image.top.digest).await.context("checking for the image")?.is_some() {
+        put_tags(client, image, tags).await?;
+        eprintln!(
+            "{} was already in {}; tagged {} in {:.1}s, no blobs read or sent",
+            image.top.digest,
+            client.repository(),
+            tags.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
     let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
     let mut uploads = JoinSet::new();
@@ -237,12 +253,7 @@ async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> any
         client.put_manifest(&child.digest, &child.media_type, &child.bytes).await?;
         eprintln!("  manifest {} pushed", short(&child.digest));
     }
-    for tag in tags {
-        let pushed = client.put_manifest(tag, &image.top.media_type, &image.top.bytes).await?;
-        if pushed.digest != image.top.digest {
-            bail!("the registry stored {tag} as {}, not {}", pushed.digest, image.top.digest);
-        }
-    }
+    put_tags(client, image, tags).await?;
     eprintln!(
         "pushed {} as {} in {:.1}s: {uploaded} blobs uploaded ({}), {mounted} mounted, {present} already there",
         image.top.digest,
@@ -250,6 +261,17 @@ async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> any
         started.elapsed().as_secs_f64(),
         human(bytes),
     );
+    Ok(())
+}
+
+/// Points every tag at the image, checking the registry stored the digest we computed.
+async fn put_tags(client: &Client, image: &LoadedImage, tags: &[String]) -> anyhow::Result<()> {
+    for tag in tags {
+        let pushed = client.put_manifest(tag, &image.top.media_type, &image.top.bytes).await?;
+        if pushed.digest != image.top.digest {
+            bail!("the registry stored {tag} as {}, not {}", pushed.digest, image.top.digest);
+        }
+    }
     Ok(())
 }
 

@@ -92,10 +92,14 @@ fn docker_save_layers_go_as_they_are_and_read_back() {
     let dest = format!("oci:{}:x", copy.path().display());
     skopeo(&["copy", "--quiet", &format!("--src-{}", &cert_dir[2..]), &image, &dest]);
 
-    // A second push finds everything there and uploads nothing.
+    // A second push finds the image there and only tags it.
     let again = put(env, reg, &repo, dir.path(), json!({ "image": "image.tar", "version": "1.0.1" }));
     assert_eq!(again.success().json()["version"]["digest"], json!(digest));
-    assert!(again.stderr.contains(": 0 blobs uploaded (0 B), 0 mounted, 2 already there"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("tagged 1.0.1 in") && again.stderr.contains("no blobs read or sent"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
@@ -173,8 +177,8 @@ fn in_then_out_round_trips_the_digest() {
         if format == "oci-layout" {
             assert_eq!(response["version"]["digest"], json!(digest), "the whole index comes back");
         }
-        // Everything was already there.
-        assert!(out.stderr.contains(": 0 blobs uploaded"), "{}", out.stderr);
+        // The image was already there: only the tag is new.
+        assert!(out.stderr.contains("no blobs read or sent"), "{}", out.stderr);
     }
 }
 
@@ -264,4 +268,34 @@ fn bad_input_is_refused_clearly() {
         .output()
         .unwrap();
     assert!(!listed.status.success() || String::from_utf8_lossy(&listed.stdout).contains("\"Tags\": []"));
+}
+
+#[test]
+fn a_damaged_layer_fails_the_push_before_any_tag() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let dir = tempfile::tempdir().unwrap();
+    export(env, "amd64", "oci", &dir.path().join("layout"), false);
+    // Flip one byte in the middle of the largest blob (the layer).
+    let blobs = dir.path().join("layout/blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+
+    let repo = unique_repo("out-damaged");
+    let out = put(env, reg, &repo, dir.path(), json!({ "image": "layout", "version": "1.0.0" }));
+    out.failure();
+    assert!(out.stderr.contains("the image is damaged"), "{}", out.stderr);
+    assert!(out.stderr.contains(&*layer.file_name().unwrap().to_string_lossy()), "{}", out.stderr);
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:1.0.0", reg.repo(&repo))])
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success(), "the tag was pushed anyway");
 }
