@@ -10,6 +10,7 @@ times, because the machine is shared and noisy.
     bench/run.py --quick         # ~50 MB and 3 pairs, to try the instrument
     bench/run.py --only in-rootfs,out-push
     bench/run.py --only build-cold,build-one-change
+    bench/run.py --smoke --out DIR  # tiny inputs, one pair, debug binaries: the test suite's check
 
 Writes bench/results/latest.json and bench/results/latest.md.
 """
@@ -75,9 +76,79 @@ def make_context(ctx, files, total, seed=7):
         (d / f"f{i:05d}").write_bytes(rng.randbytes(rng.randint(0, 2 * mean)))
 
 
+def check_case(results, want, work, env, tags):
+    """`check` in semver mode over a repository of `tags` versions, with the cursor at the
+    newest: how many HTTP requests kiln makes, counted in the registry's own access log."""
+    if not want("check-requests"):
+        return
+    import http.client
+    plain = env["registries"]["plain"]["addr"]
+    repo = f"bench/tags-{os.getpid()}"
+    print(f"check, semver, {tags} tags, cursor at the newest: requests in the registry log", flush=True)
+    # One tiny image, tagged `tags` times by PUTting its manifest (no blobs needed beyond it).
+    layout = work / "tags-layout"
+    subprocess.run([sys.executable, __file__, "--make-image", str(layout), "1024"], check=True, capture_output=True)
+    versions = [f"{1 + i // 100}.{(i // 10) % 10}.{i % 10}" for i in range(tags)]
+    sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{plain}/{repo}:{versions[0]}")
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    manifest = (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+    host, port = plain.split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    for v in versions[1:]:
+        conn.request("PUT", f"/v2/{repo}/manifests/{v}", body=manifest,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        r = conn.getresponse()
+        r.read()
+        if r.status != 201:
+            raise RuntimeError(f"tagging {v}: {r.status}")
+    newest = versions[-1]
+    log = ROOT / ".dev" / "logs" / "registry-plain.log"
+    start = log.stat().st_size
+    request = json.dumps({"source": {"repository": f"{plain}/{repo}", "semver_constraint": ">= 0.0.0"},
+                          "version": {"tag": newest, "digest": digest}})
+    out = subprocess.run([str(RELEASE / "check")], input=request, capture_output=True, text=True, check=True)
+    time.sleep(0.5)  # the registry writes its log line after answering
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = [l for l in f.read().decode(errors="replace").splitlines() if '"kiln/' in l and " HTTP/1.1\" " in l]
+    emitted = json.loads(out.stdout)
+    results["cases"]["check-requests"] = {"tags": tags, "requests": len(lines), "versions": emitted,
+                                          "request_lines": [l.split('"')[1] for l in lines]}
+    print(f"  {len(lines)} requests: " + ", ".join(l.split('"')[1] for l in lines), flush=True)
+
+
+def big_layer_case(results, want, work, env, size):
+    """Peak RSS of `in` (rootfs) and `out` for an image of one `size`-byte layer: memory must
+    not grow with the layer."""
+    if not want("rss-1g"):
+        return
+    plain = env["registries"]["plain"]["addr"]
+    print(f"in and out of one {size >> 20} MiB layer: peak RSS", flush=True)
+    layout = work / "big-layout"
+    made = subprocess.run([sys.executable, __file__, "--make-image", str(layout), str(size), "1"], check=True,
+                          capture_output=True, text=True)
+    digest, _ = json.loads(made.stdout)
+    repo = f"{plain}/bench/big-{os.getpid()}"
+    archive = work / "big-push" / "image.tar"
+    archive.parent.mkdir()
+    sh("skopeo", "copy", "-q", f"oci:{layout}:bench", f"oci-archive:{archive}")
+    shutil.rmtree(layout)
+    push = measure([str(RELEASE / "out"), str(archive.parent)],
+                   stdin=json.dumps({"source": {"repository": repo}, "params": {"image": "image.tar", "version": "1.0.0"}}))
+    dest = work / "big-in"
+    dest.mkdir()
+    fetch = measure([str(RELEASE / "in"), str(dest)],
+                    stdin=json.dumps({"source": {"repository": repo}, "version": {"tag": "1.0.0", "digest": digest}}))
+    shutil.rmtree(dest, ignore_errors=True)
+    results["cases"]["rss-1g"] = {"layer_bytes": size, "out": push, "in": fetch}
+    print(f"  out {push['wall']:.1f}s {push['rss_mib']:.0f} MiB; in {fetch['wall']:.1f}s {fetch['rss_mib']:.0f} MiB",
+          flush=True)
+
+
 def build_cases(results, want, n, quick, work, env):
     """Context transfer: kiln's build vs `docker buildx build` on the same engine."""
-    files, total = (2_000, 20 << 20) if quick else (20_000, 200 << 20)
+    files, total = {"smoke": (200, 2 << 20), True: (2_000, 20 << 20), False: (20_000, 200 << 20)}[quick]
     docker = str(ROOT / ".dev" / "tools" / "engine" / "usr" / "bin" / "docker")
     denv = dict(os.environ, DOCKER_HOST=f"unix://{env['docker']['socket']}",
                 DOCKER_CONFIG=str(ROOT / ".dev" / "docker" / "cli"))
@@ -217,20 +288,28 @@ def pairs(case, kiln, peer, n, setup=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", help="where results go (default bench/results)")
     ap.add_argument("--pairs", type=int)
     ap.add_argument("--only", default="")
-    ap.add_argument("--make-image", nargs=2, metavar=("LAYOUT", "BYTES"), help=argparse.SUPPRESS)
+    ap.add_argument("--make-image", nargs="+", metavar="LAYOUT BYTES [LAYERS]", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make_image:
-        print(json.dumps(make_image(Path(args.make_image[0]), int(args.make_image[1]))))
+        layers = int(args.make_image[2]) if len(args.make_image) > 2 else 5
+        print(json.dumps(make_image(Path(args.make_image[0]), int(args.make_image[1]), layers)))
         return 0
-    size = (50 if args.quick else 500) << 20
-    n = args.pairs or (3 if args.quick else 5)
+    global RELEASE
+    if args.smoke:
+        # The suite's check that the instrument still works: its debug binaries, no release build.
+        RELEASE = ROOT / "target" / "debug"
+    size = (4 if args.smoke else 50 if args.quick else 500) << 20
+    n = args.pairs or (1 if args.smoke else 3 if args.quick else 5)
     only = set(filter(None, args.only.split(",")))
     want = lambda c: not only or c in only
 
     sh(str(ROOT / "scripts" / "dev-env"), "up", stdout=subprocess.DEVNULL)
-    sh("cargo", "build", "-q", "--release", "-p", "kiln-resource", "-p", "kiln-build-task", cwd=ROOT)
+    if not args.smoke:
+        sh("cargo", "build", "-q", "--release", "-p", "kiln-resource", "-p", "kiln-build-task", cwd=ROOT)
     env = json.loads((ROOT / ".dev" / "env.json").read_text())
     plain = env["registries"]["plain"]["addr"]
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
@@ -313,17 +392,26 @@ def main():
                 lambda: measure([str(RELEASE / "in"), str(out_dir)], stdin=get_req("rootfs")),
                 lambda: measure(f"for b in {blobs}; do gzip -dc $b | sha256sum >/dev/null; done"),
                 n, setup=fresh)
-        build_cases(results, want, n, args.quick, work, env)
+        build_cases(results, want, n, "smoke" if args.smoke else args.quick, work, env)
+        check_case(results, want, work, env, 50 if args.smoke else 1000)
+        big_layer_case(results, want, work, env, (8 << 20) if args.smoke else (1 << 30))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
+    out = Path(args.out) if args.out else ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
     lines = [f"# Benchmark ({size >> 20} MiB image, {n} pairs, median of pairs)", "",
              "| case | kiln wall | peer wall | ratio kiln/peer | kiln CPU | peer CPU | kiln RSS | peer RSS |",
              "|---|---|---|---|---|---|---|---|"]
     for case, r in results["cases"].items():
+        if "requests" in r:
+            lines.append(f"| {case} ({r['tags']} tags) | {r['requests']} HTTP requests | | | | | | |")
+            continue
+        if "layer_bytes" in r:
+            lines.append(f"| {case}: out / in of one {r['layer_bytes'] >> 20} MiB layer | {r['out']['wall']:.1f}s /"
+                         f" {r['in']['wall']:.1f}s | | | | | {r['out']['rss_mib']:.0f} / {r['in']['rss_mib']:.0f} MiB | |")
+            continue
         k, p = r["kiln"], r["peer"]
         lines.append(f"| {case} | {k['wall']:.2f}s | {p['wall']:.2f}s | **{r['ratio_median']:.2f}** | {k['cpu']:.2f}s |"
                      f" {p['cpu']:.2f}s | {k['rss_mib']:.0f} MiB | {p['rss_mib']:.0f} MiB |")
