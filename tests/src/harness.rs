@@ -452,3 +452,44 @@ pub fn plain_tags(env: &DevEnv, repo: &str) -> Vec<String> {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("tags of {repo} ({e}): {body}"));
     list["tags"].as_array().map(|t| t.iter().filter_map(|t| t.as_str().map(String::from)).collect()).unwrap_or_default()
 }
+
+/// Runs `build` (the task binary) in `workdir`, where it writes `image/`, with command-line
+/// `args` and environment `vars`, against the dev engine's BuildKit.
+pub fn build_task(env: &DevEnv, workdir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Outcome {
+    let mut cmd = command("kiln-build");
+    cmd.current_dir(workdir).args(args).env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    run(cmd, b"")
+}
+
+/// Writes each `(path under dir, text)`, creating folders.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("a file has a folder")).expect("creating a folder");
+        std::fs::write(path, text).expect("writing a file");
+    }
+}
+
+/// The first line of a Dockerfile built on the dev registry's busybox.
+pub fn from_busybox(env: &DevEnv) -> String {
+    format!("FROM {}/library/busybox:latest\n", env.registries.plain.addr)
+}
+
+/// The step of `build`'s plain progress output whose text contains `needle`.
+pub fn progress_step<'a>(stderr: &'a str, needle: &str) -> &'a str {
+    stderr.split("\n\n").find(|s| s.contains(needle)).unwrap_or_else(|| panic!("no step {needle:?} in:\n{stderr}"))
+}
+
+/// Empties the dev engine's whole build cache. It pulls files from under any build running
+/// at the same moment, so only tests alone in their test binary may call it.
+pub fn prune_build_cache(env: &DevEnv) {
+    let prune = Command::new(env.docker.bin_dir.join("docker"))
+        .env("DOCKER_HOST", format!("unix://{}", env.docker.socket.display()))
+        .args(["builder", "prune", "-af"])
+        .output()
+        .expect("running docker builder prune");
+    assert!(prune.status.success(), "docker builder prune: {}", String::from_utf8_lossy(&prune.stderr));
+}

@@ -5,30 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, command, resource, run, source, unique_repo};
+use kiln_tests::harness::{build_task, command, from_busybox, resource, run, source, unique_repo, write_files};
 use serde_json::{Value, json};
-
-/// Runs `build` in `workdir` (where it writes `image/`) with `env`, via the engine's BuildKit.
-fn build(env: &DevEnv, workdir: &Path, vars: &[(&str, &str)]) -> Outcome {
-    let mut cmd = command("kiln-build");
-    cmd.current_dir(workdir).env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()));
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    run(cmd, b"")
-}
-
-fn write(dir: &Path, files: &[(&str, &str)]) {
-    for (name, text) in files {
-        let path = dir.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-}
-
-fn from_busybox(env: &DevEnv) -> String {
-    format!("FROM {}/library/busybox:latest\n", env.registries.plain.addr)
-}
 
 fn inspect(tar: &Path) -> Value {
     let out = Command::new("skopeo").arg("inspect").arg(format!("docker-archive:{}", tar.display())).output().unwrap();
@@ -41,9 +19,10 @@ fn the_example_builds_and_out_pushes_the_same_digest() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
     let context = kiln_tests::harness::workspace().join("examples/hello");
-    let out = build(
+    let out = build_task(
         env,
         work.path(),
+        &[],
         &[
             ("CONTEXT", context.to_str().unwrap()),
             ("BUILD_ARG_REGISTRY", &env.registries.plain.addr),
@@ -86,7 +65,7 @@ fn dockerignore_dockerfile_elsewhere_target_and_args_file() {
         from_busybox(env).replace('\n', " AS first\n"),
         from_busybox(env).trim_end().to_string() + " "
     );
-    write(
+    write_files(
         &ctx,
         &[
             ("keep.txt", "kept"),
@@ -95,10 +74,11 @@ fn dockerignore_dockerfile_elsewhere_target_and_args_file() {
             (".dockerignore", "ignored.txt\n**/*.log\n"),
         ],
     );
-    write(work.path(), &[("elsewhere/Build.dockerfile", &dockerfile), ("args", "# comment\nWHO=from-file\n")]);
-    let out = build(
+    write_files(work.path(), &[("elsewhere/Build.dockerfile", &dockerfile), ("args", "# comment\nWHO=from-file\n")]);
+    let out = build_task(
         env,
         work.path(),
+        &[],
         &[
             ("CONTEXT", ctx.to_str().unwrap()),
             ("DOCKERFILE", work.path().join("elsewhere/Build.dockerfile").to_str().unwrap()),
@@ -121,7 +101,7 @@ fn secrets_reach_run_and_nothing_else() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
     let value = "s3cr3t-value-that-must-not-leak";
-    write(
+    write_files(
         work.path(),
         &[
             (
@@ -134,9 +114,10 @@ fn secrets_reach_run_and_nothing_else() {
             ("secret-file", "file-secret-value"),
         ],
     );
-    let out = build(
+    let out = build_task(
         env,
         work.path(),
+        &[],
         &[
             ("CONTEXT", "ctx"),
             ("BUILDKIT_SECRETTEXT_token", value),
@@ -158,8 +139,11 @@ fn secrets_reach_run_and_nothing_else() {
 fn failures_name_the_line_and_leave_no_image() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
-    write(work.path(), &[("ctx/Dockerfile", &format!("{}RUN echo about to fail && exit 3\n", from_busybox(env)))]);
-    let out = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    write_files(
+        work.path(),
+        &[("ctx/Dockerfile", &format!("{}RUN echo about to fail && exit 3\n", from_busybox(env)))],
+    );
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
     out.failure();
     let last = out.stderr.trim().lines().last().unwrap();
     assert!(last.starts_with("build: Dockerfile:2: RUN echo about to fail"), "{last}");
@@ -168,15 +152,15 @@ fn failures_name_the_line_and_leave_no_image() {
     let left: Vec<_> = std::fs::read_dir(work.path().join("image")).unwrap().collect();
     assert!(left.is_empty(), "a failed build leaves no image files: {left:?}");
 
-    write(work.path(), &[("ctx/Dockerfile", &format!("{}RUNN echo x\n", from_busybox(env)))]);
-    let out = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    write_files(work.path(), &[("ctx/Dockerfile", &format!("{}RUNN echo x\n", from_busybox(env)))]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
     out.failure();
     assert!(out.stderr.contains("line 2") && out.stderr.contains("RUNN"), "{}", out.stderr);
 
-    let out = build(env, work.path(), &[("CONTEXT", "missing")]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "missing")]);
     out.failure();
     assert!(out.stderr.contains("CONTEXT: missing is not a directory"), "{}", out.stderr);
-    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("BUILDKIT_SECRET_x", "/no/such/file")]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("BUILDKIT_SECRET_x", "/no/such/file")]);
     out.failure();
     assert!(out.stderr.contains("BUILDKIT_SECRET_x"), "{}", out.stderr);
 }
@@ -186,13 +170,13 @@ fn second_build_is_cached_and_works_over_a_unix_socket() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
     let marker = unique_repo("cache").replace('/', "-");
-    write(work.path(), &[("ctx/Dockerfile", &format!("{}RUN echo {marker} > /marker\n", from_busybox(env)))]);
+    write_files(work.path(), &[("ctx/Dockerfile", &format!("{}RUN echo {marker} > /marker\n", from_busybox(env)))]);
     let host = format!("unix://{}", env.docker.buildkit_relay_socket.display());
     let mut first = command("kiln-build");
     first.current_dir(work.path()).env("BUILDKIT_HOST", &host).env("CONTEXT", "ctx");
     let first = run(first, b"");
     first.success();
-    let second = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    let second = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
     second.success();
     let run_step = second.stderr.split("\n\n").find(|s| s.contains(&format!("RUN echo {marker}"))).unwrap();
     assert!(run_step.contains("CACHED"), "{run_step}");
@@ -203,11 +187,11 @@ fn several_platforms_make_an_index_out_pushes_whole() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
     // COPY only: no emulation is needed for the arm64 image.
-    write(
+    write_files(
         work.path(),
         &[("ctx/Dockerfile", &format!("{}COPY hello.txt /hello.txt\n", from_busybox(env))), ("ctx/hello.txt", "hi")],
     );
-    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "linux/amd64,linux/arm64")]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "linux/amd64,linux/arm64")]);
     out.success();
     let digest = std::fs::read_to_string(work.path().join("image/digest")).unwrap();
     let reg = &env.registries.plain;
@@ -232,14 +216,15 @@ fn several_platforms_make_an_index_out_pushes_whole() {
     platforms.sort();
     assert_eq!(platforms, ["amd64", "arm64"], "{index}");
 
-    let out = build(
+    let out = build_task(
         env,
         work.path(),
+        &[],
         &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "linux/amd64,linux/arm64"), ("UNPACK_ROOTFS", "true")],
     );
     out.failure();
     assert!(out.stderr.contains("UNPACK_ROOTFS"), "{}", out.stderr);
-    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "amd64")]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "amd64")]);
     out.failure();
     assert!(out.stderr.contains("IMAGE_PLATFORM"), "{}", out.stderr);
 }
@@ -248,11 +233,12 @@ fn several_platforms_make_an_index_out_pushes_whole() {
 fn output_oci_writes_a_layout() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
-    write(
+    write_files(
         work.path(),
         &[("ctx/Dockerfile", &format!("{}COPY hello.txt /hello.txt\n", from_busybox(env))), ("ctx/hello.txt", "hi")],
     );
-    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("OUTPUT_OCI", "true"), ("UNPACK_ROOTFS", "true")]);
+    let out =
+        build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("OUTPUT_OCI", "true"), ("UNPACK_ROOTFS", "true")]);
     out.success();
     let image = work.path().join("image");
     assert!(image.join("image/oci-layout").is_file() && image.join("image/index.json").is_file());
@@ -271,24 +257,24 @@ fn private_base_images_use_docker_config_credentials() {
     let repo = unique_repo("build-private");
     kiln_tests::harness::push_busybox(env, "amd64", reg, &repo, "base");
     let work = tempfile::tempdir().unwrap();
-    write(
+    write_files(
         work.path(),
         &[("ctx/Dockerfile", &format!("FROM {}:base\nRUN echo built on a private base\n", reg.repo(&repo)))],
     );
 
-    let out = build(env, work.path(), &[("CONTEXT", "ctx")]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
     out.failure();
     assert!(out.stderr.contains("Dockerfile:1") && out.stderr.contains("authorization"), "{}", out.stderr);
 
     use base64::Engine as _;
     let (user, password) = (reg.username.clone().unwrap(), reg.password.clone().unwrap());
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    write(
+    write_files(
         work.path(),
         &[("docker/config.json", &json!({ "auths": { reg.addr.clone(): { "auth": auth } } }).to_string())],
     );
     let config_dir = work.path().join("docker");
-    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("DOCKER_CONFIG", config_dir.to_str().unwrap())]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("DOCKER_CONFIG", config_dir.to_str().unwrap())]);
     out.success();
     assert!(!out.stderr.contains(&password), "the password was printed");
 }
@@ -303,9 +289,9 @@ fn additional_targets_go_to_their_own_outputs() {
         from.trim_end(),
         from.trim_end()
     );
-    write(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
+    write_files(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
     std::fs::create_dir(work.path().join("tools")).unwrap();
-    let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("ADDITIONAL_TARGETS", "tools,nowhere")]);
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("ADDITIONAL_TARGETS", "tools,nowhere")]);
     out.success();
     assert!(out.stderr.contains("not building nowhere"), "{}", out.stderr);
     assert!(!work.path().join("nowhere").exists());

@@ -7,19 +7,13 @@
 //! test binaries one after another.
 
 use std::path::Path;
-use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, command, run, unique_repo};
+use kiln_tests::harness::{DevEnv, Outcome, build_task, progress_step, prune_build_cache, unique_repo};
 use sha2::{Digest as _, Sha256};
 
 fn build(env: &DevEnv, workdir: &Path, output: &str) -> Outcome {
-    let mut cmd = command("kiln-build");
-    cmd.current_dir(workdir)
-        .args(["--output", output, "--unpack-rootfs"])
-        .env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()))
-        .env("CONTEXT", "ctx");
-    run(cmd, b"")
+    build_task(env, workdir, &["--output", output, "--unpack-rootfs"], &[("CONTEXT", "ctx")])
 }
 
 /// Every blob in the layout at `dir` is named by its SHA-256, and the index tags `latest`.
@@ -70,16 +64,11 @@ fn the_cache_folder_survives_a_pruned_engine() {
     assert!(first.stderr.contains("cache exported to"), "{}", first.stderr);
     assert_valid_layout(&work.path().join("cache"));
 
-    let prune = Command::new(env.docker.bin_dir.join("docker"))
-        .env("DOCKER_HOST", format!("unix://{}", env.docker.socket.display()))
-        .args(["builder", "prune", "-af"])
-        .output()
-        .unwrap();
-    assert!(prune.status.success(), "{}", String::from_utf8_lossy(&prune.stderr));
+    prune_build_cache(env);
 
     let second = build(env, work.path(), "second");
     second.success();
-    let step = second.stderr.split("\n\n").find(|s| s.contains(&format!("echo {marker}"))).unwrap();
+    let step = progress_step(&second.stderr, &format!("echo {marker}"));
     assert!(step.contains("CACHED"), "{}", second.stderr);
     assert_eq!(stamp("first"), stamp("second"));
     assert_valid_layout(&work.path().join("cache"));

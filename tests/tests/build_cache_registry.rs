@@ -4,25 +4,10 @@
 //! build running at the same moment; it is alone in its own test binary because cargo runs
 //! test binaries one after another.
 
-use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, command, run, unique_repo};
-
-fn build(env: &DevEnv, workdir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Outcome {
-    let mut cmd = command("kiln-build");
-    cmd.current_dir(workdir).args(args).env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()));
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    run(cmd, b"")
-}
-
-/// The step of the plain progress output whose name contains `needle`.
-fn step<'a>(stderr: &'a str, needle: &str) -> &'a str {
-    stderr.split("\n\n").find(|s| s.contains(needle)).unwrap_or_else(|| panic!("no step {needle:?} in:\n{stderr}"))
-}
+use kiln_tests::harness::{build_task, progress_step, prune_build_cache, unique_repo};
 
 #[test]
 fn a_registry_cache_survives_a_pruned_engine_and_no_cache_ignores_it() {
@@ -37,7 +22,7 @@ fn a_registry_cache_survives_a_pruned_engine_and_no_cache_ignores_it() {
     let cache_ref = format!("{}/{}:buildcache", env.registries.plain.addr, unique_repo("cache"));
     let stamp = |dir: &str| std::fs::read_to_string(work.path().join(dir).join("rootfs/stamp")).unwrap();
 
-    let first = build(
+    let first = build_task(
         env,
         work.path(),
         &["--output", "first", "--unpack-rootfs"],
@@ -52,30 +37,25 @@ fn a_registry_cache_survives_a_pruned_engine_and_no_cache_ignores_it() {
     assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
 
     // Forget everything the engine built, so only the registry can supply the step.
-    let prune = Command::new(env.docker.bin_dir.join("docker"))
-        .env("DOCKER_HOST", format!("unix://{}", env.docker.socket.display()))
-        .args(["builder", "prune", "-af"])
-        .output()
-        .unwrap();
-    assert!(prune.status.success(), "{}", String::from_utf8_lossy(&prune.stderr));
+    prune_build_cache(env);
 
-    let second = build(
+    let second = build_task(
         env,
         work.path(),
         &["--output", "second", "--unpack-rootfs", "--cache-from", &cache_ref],
         &[("CONTEXT", "ctx")],
     );
     second.success();
-    assert!(step(&second.stderr, &format!("echo {marker}")).contains("CACHED"), "{}", second.stderr);
+    assert!(progress_step(&second.stderr, &format!("echo {marker}")).contains("CACHED"), "{}", second.stderr);
     assert_eq!(stamp("first"), stamp("second"));
 
-    let third = build(
+    let third = build_task(
         env,
         work.path(),
         &["--output", "third", "--unpack-rootfs"],
         &[("CONTEXT", "ctx"), ("CACHE_FROM", &cache_ref), ("NO_CACHE", "true")],
     );
     third.success();
-    assert!(!step(&third.stderr, &format!("echo {marker}")).contains("CACHED"), "{}", third.stderr);
+    assert!(!progress_step(&third.stderr, &format!("echo {marker}")).contains("CACHED"), "{}", third.stderr);
     assert_ne!(stamp("first"), stamp("third"));
 }

@@ -6,17 +6,8 @@
 use std::path::Path;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, command, push_busybox, resource, run, source, unique_repo};
+use kiln_tests::harness::{DevEnv, Outcome, build_task, push_busybox, resource, source, unique_repo};
 use serde_json::json;
-
-fn build(env: &DevEnv, workdir: &Path, vars: &[(&str, &str)]) -> Outcome {
-    let mut cmd = command("kiln-build");
-    cmd.current_dir(workdir).env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()));
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    run(cmd, b"")
-}
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -33,7 +24,7 @@ fn base_image(env: &DevEnv, dir: &Path, marker: &str, oci: bool) {
     if oci {
         vars.push(("OUTPUT_OCI", "true"));
     }
-    build(env, dir, &vars).success();
+    build_task(env, dir, &[], &vars).success();
 }
 
 /// Builds FROM the image at `image` (given as IMAGE_ARG_BASE) and returns the rootfs' /copied.
@@ -43,7 +34,8 @@ fn build_on(env: &DevEnv, image: &Path) -> (Outcome, String) {
         &work.path().join("Dockerfile"),
         "ARG BASE\nFROM ${BASE}\nRUN cat /marker > /copied; ls /bin/busybox >> /copied\n",
     );
-    let out = build(env, work.path(), &[("IMAGE_ARG_BASE", image.to_str().unwrap()), ("UNPACK_ROOTFS", "true")]);
+    let out =
+        build_task(env, work.path(), &[], &[("IMAGE_ARG_BASE", image.to_str().unwrap()), ("UNPACK_ROOTFS", "true")]);
     let copied = std::fs::read_to_string(work.path().join("image/rootfs/copied")).unwrap_or_default();
     (out, copied)
 }
@@ -84,7 +76,8 @@ fn an_image_fetched_by_in_is_a_base() {
     let work = tempfile::tempdir().unwrap();
     write(&work.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN busybox --help > /help\n");
     let image = fetched.path().join("image.tar");
-    let out = build(env, work.path(), &[("IMAGE_ARG_BASE", image.to_str().unwrap()), ("UNPACK_ROOTFS", "true")]);
+    let out =
+        build_task(env, work.path(), &[], &[("IMAGE_ARG_BASE", image.to_str().unwrap()), ("UNPACK_ROOTFS", "true")]);
     out.success();
     assert!(std::fs::read_to_string(work.path().join("image/rootfs/help")).unwrap().contains("BusyBox"));
 }
@@ -94,11 +87,11 @@ fn a_missing_or_broken_image_arg_is_named() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
     write(&work.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\n");
-    let out = build(env, work.path(), &[("IMAGE_ARG_BASE", "nowhere/image.tar")]);
+    let out = build_task(env, work.path(), &[], &[("IMAGE_ARG_BASE", "nowhere/image.tar")]);
     out.failure();
     assert!(out.stderr.contains("IMAGE_ARG_BASE: nowhere/image.tar does not exist"), "{}", out.stderr);
     write(&work.path().join("broken.tar"), "not a tarball at all");
-    let out = build(env, work.path(), &[("IMAGE_ARG_BASE", "broken.tar")]);
+    let out = build_task(env, work.path(), &[], &[("IMAGE_ARG_BASE", "broken.tar")]);
     out.failure();
     assert!(out.stderr.contains("IMAGE_ARG_BASE: broken.tar"), "{}", out.stderr);
     assert!(!work.path().join("image").exists());

@@ -2,38 +2,16 @@
 //! extra hosts, typo warnings, provenance, params kiln refuses,
 //! and the command-line flags that set the same params.
 
-use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, command, run};
-
-fn build(env: &DevEnv, workdir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Outcome {
-    let mut cmd = command("kiln-build");
-    cmd.current_dir(workdir).args(args).env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()));
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    run(cmd, b"")
-}
-
-fn write(dir: &Path, files: &[(&str, &str)]) {
-    for (name, text) in files {
-        let path = dir.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-}
-
-fn from_busybox(env: &DevEnv) -> String {
-    format!("FROM {}/library/busybox:latest\n", env.registries.plain.addr)
-}
+use kiln_tests::harness::{build_task, from_busybox, run, write_files};
 
 #[test]
 fn yaml_args_extra_hosts_and_typo_warnings() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
-    write(
+    write_files(
         work.path(),
         &[
             (
@@ -43,7 +21,7 @@ fn yaml_args_extra_hosts_and_typo_warnings() {
             ("args.yaml", "A: one\nB: 2\n"),
         ],
     );
-    let out = build(
+    let out = build_task(
         env,
         work.path(),
         &[],
@@ -71,8 +49,8 @@ fn yaml_args_extra_hosts_and_typo_warnings() {
 fn provenance_is_attached_to_an_oci_index() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
-    write(work.path(), &[("ctx/Dockerfile", &format!("{}COPY . /src\n", from_busybox(env)))]);
-    let out = build(env, work.path(), &["--oci"], &[("CONTEXT", "ctx"), ("ATTEST_PROVENANCE", "mode=max")]);
+    write_files(work.path(), &[("ctx/Dockerfile", &format!("{}COPY . /src\n", from_busybox(env)))]);
+    let out = build_task(env, work.path(), &["--oci"], &[("CONTEXT", "ctx"), ("ATTEST_PROVENANCE", "mode=max")]);
     out.success();
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.path().join("image/image/index.json")).unwrap()).unwrap();
@@ -94,13 +72,13 @@ fn provenance_is_attached_to_an_oci_index() {
 fn params_kiln_cannot_honour_are_refused_by_name() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
-    write(work.path(), &[("Dockerfile", &from_busybox(env))]);
+    write_files(work.path(), &[("Dockerfile", &from_busybox(env))]);
     for (name, value, says) in [
         ("CACHE_TO", "type=local,src=cache", "CACHE_TO: \"type=local,src=cache\": a local cache needs dest=<folder>"),
         ("BUILD_ARGS_FILE", "missing.yml", "BUILD_ARGS_FILE: reading missing.yml"),
         ("BUILDKIT_ADD_HOSTS", "nohost", "BUILDKIT_ADD_HOSTS: \"nohost\" is not host=ip"),
     ] {
-        let out = build(env, work.path(), &[], &[(name, value)]);
+        let out = build_task(env, work.path(), &[], &[(name, value)]);
         out.failure();
         assert!(out.stderr.contains(says), "{name}: {}", out.stderr);
         assert!(!work.path().join("image").exists(), "{name} left image/ behind");
@@ -111,7 +89,7 @@ fn params_kiln_cannot_honour_are_refused_by_name() {
 fn flags_set_context_file_args_and_output() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
-    write(
+    write_files(
         work.path(),
         &[
             ("app/greeting.txt", "hello\n"),
@@ -122,7 +100,7 @@ fn flags_set_context_file_args_and_output() {
         ],
     );
     // The environment says one thing, the flags another: flags win.
-    let out = build(
+    let out = build_task(
         env,
         work.path(),
         &[
@@ -142,7 +120,7 @@ fn flags_set_context_file_args_and_output() {
     assert!(work.path().join("out/img/image.tar").is_file() && work.path().join("out/img/digest").is_file());
     assert!(!work.path().join("image").exists());
 
-    let bad = build(env, work.path(), &["--build-arg", "WHO"], &[]);
+    let bad = build_task(env, work.path(), &["--build-arg", "WHO"], &[]);
     bad.failure();
     assert!(bad.stderr.contains("--build-arg: \"WHO\" is not NAME=value"), "{}", bad.stderr);
 }
@@ -156,15 +134,15 @@ fn only_what_buildkit_asks_for_crosses_the_wire() {
     files.push(("ctx/Dockerfile".into(), format!("{}COPY . /src\n", from_busybox(env))));
     files.push(("ctx/.dockerignore".into(), "src/f49\n".into()));
     let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    write(work.path(), &files);
-    let first = build(env, work.path(), &[], &[("CONTEXT", "ctx")]);
+    write_files(work.path(), &files);
+    let first = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
     first.success();
     // The Dockerfile and .dockerignore loads follow one path each, not the whole folder.
     assert!(first.stderr.contains("build: dockerfile: sent 1 of 1 entries"), "{}", first.stderr);
     assert!(first.stderr.contains("build: context: sent 1 of 1 entries, 8 bytes"), "{}", first.stderr);
 
     std::fs::write(work.path().join("ctx/src/f07"), "changed!\n").unwrap();
-    let second = build(env, work.path(), &[], &[("CONTEXT", "ctx")]);
+    let second = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
     second.success();
     let sent: Vec<&str> = second.stderr.lines().filter(|l| l.starts_with("build: context: sent")).collect();
     // .dockerignore, then the context: 49 files, the Dockerfile, .dockerignore and src/.
@@ -184,7 +162,7 @@ fn a_context_of_thousands_of_files_arrives_whole() {
     }
     let dockerfile =
         format!("{}RUN --mount=type=bind,target=/ctx find /ctx -type f | wc -l > /count\n", from_busybox(env));
-    write(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
+    write_files(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
     let mut cmd = Command::new("timeout");
     cmd.arg("120")
         .arg(kiln_tests::harness::bin("kiln-build"))

@@ -7,16 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, command, run};
-
-fn build(env: &DevEnv, workdir: &Path, vars: &[(&str, &str)]) -> Outcome {
-    let mut cmd = command("kiln-build");
-    cmd.current_dir(workdir).env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()));
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    run(cmd, b"")
-}
+use kiln_tests::harness::{DevEnv, build_task};
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -77,7 +68,8 @@ fn key_files_are_served_by_kilns_own_agent() {
         let fingerprint = setup(env, work.path(), kind);
         let key = work.path().join("key");
         let ssh = format!("deploy={}", key.display());
-        let out = build(env, work.path(), &[("CONTEXT", "ctx"), ("BUILDKIT_SSH", &ssh), ("UNPACK_ROOTFS", "true")]);
+        let out =
+            build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("BUILDKIT_SSH", &ssh), ("UNPACK_ROOTFS", "true")]);
         out.success();
         let keys = std::fs::read_to_string(work.path().join("image/rootfs/keys")).unwrap();
         let listed = fingerprint.split_whitespace().nth(1).unwrap();
@@ -102,9 +94,10 @@ fn an_agent_socket_is_forwarded_read_only() {
     let pid = agent.split("SSH_AGENT_PID=").nth(1).and_then(|s| s.split(';').next()).unwrap().to_string();
     sh(Command::new("ssh-add").arg("-q").arg(work.path().join("key")).env("SSH_AUTH_SOCK", &socket));
 
-    let out = build(
+    let out = build_task(
         env,
         work.path(),
+        &[],
         &[
             ("CONTEXT", "ctx"),
             ("BUILDKIT_SSH", "deploy"),
@@ -135,7 +128,7 @@ fn bad_ssh_params_are_named() {
         ("deploy=missing", "BUILDKIT_SSH: deploy: missing does not exist"),
         ("deploy=not-a-key", "BUILDKIT_SSH: deploy: not-a-key is not an OpenSSH private key"),
     ] {
-        let out = build(env, work.path(), &[("BUILDKIT_SSH", value)]);
+        let out = build_task(env, work.path(), &[], &[("BUILDKIT_SSH", value)]);
         out.failure();
         assert!(out.stderr.contains(says), "{value}: {}", out.stderr);
     }
