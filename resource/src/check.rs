@@ -39,7 +39,7 @@ pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
             Err(e) => eprintln!("check: mirror {mirror} failed ({e:#}); asking {origin}"),
         }
     }
-    run(&req.source, &mode, origin, req.source.client_config(), req.version.as_ref()).await
+    run(&req.source, &mode, origin, req.source.client_config()?, req.version.as_ref()).await
 }
 
 /// What to look for, parsed before any request.

@@ -73,7 +73,7 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
     let platform = source::Platform::resolve(req.params.platform.as_ref().or(req.source.platform.as_ref()));
     let digest = &req.version.digest;
 
-    let origin = Arc::new(Client::new(repo, req.source.client_config())?);
+    let origin = Arc::new(Client::new(repo, req.source.client_config()?)?);
     let mut image = None;
     if let Some((mirror_repo, mirror_config)) = req.source.mirror()? {
         let mirror = Arc::new(Client::new(mirror_repo, mirror_config)?);

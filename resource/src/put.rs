@@ -56,7 +56,7 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
             "params.image is not set: give the path of the image to push, relative to the put's directory (e.g. image/image.tar)"
         );
     }
-    let client = Arc::new(Client::new(repo, req.source.client_config())?);
+    let client = Arc::new(Client::new(repo, req.source.client_config()?)?);
     let tags = tags(&req, &dir, &client).await?;
     let path = find_image(&dir, &req.params.image)?;
     eprintln!("reading {}", path.display());

@@ -129,6 +129,8 @@ pub enum SourceError {
     Unsupported(&'static str),
     #[error("source.{0} is set but source.{1} is not; set both or neither")]
     Incomplete(&'static str, &'static str),
+    #[error("no username and password in source, and Docker's configuration failed: {0}")]
+    DockerConfig(#[from] kiln_registry::docker_config::DockerConfigError),
 }
 
 impl Source {
@@ -177,13 +179,19 @@ impl Source {
         Ok(Some((repo, ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure })))
     }
 
-    /// The registry client settings this source asks for.
-    pub fn client_config(&self) -> ClientConfig {
-        ClientConfig {
-            credentials: credentials(&self.username, &self.password),
-            ca_certs: self.ca_certs.clone(),
-            insecure: self.insecure,
+    /// The registry client settings this source asks for. Without `username` and
+    /// `password`, credentials for the registry come from Docker's `config.json`
+    /// (`DOCKER_CONFIG` or `~/.docker`: `auths`, `credHelpers`, `credsStore`), the same
+    /// lookup the build task uses, when it has any.
+    pub fn client_config(&self) -> Result<ClientConfig, SourceError> {
+        let mut credentials = credentials(&self.username, &self.password);
+        if credentials.is_none()
+            && let Some(dir) = kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok())
+        {
+            let repo = Repository::parse(&self.repository)?;
+            credentials = kiln_registry::docker_config::credentials_for(&dir, repo.registry())?;
         }
+        Ok(ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure })
     }
 }
 
