@@ -32,6 +32,9 @@ const MAX_CONFIG: u64 = 16 << 20;
 pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
     let origin = req.source.validate()?;
     let mode = Mode::from_source(&req.source)?;
+    if let Some(digest) = req.version.as_ref().map(|v| v.digest.as_str()).filter(|d| !d.is_empty()) {
+        kiln_registry::reference::validate_digest(digest).context("version.digest")?;
+    }
     if let Some((mirror, config)) = req.source.mirror()? {
         match run(&req.source, &mode, mirror.clone(), config, req.version.as_ref()).await {
             Ok(versions) if !versions.is_empty() => return Ok(versions),
@@ -55,7 +58,12 @@ impl Mode {
             return Ok(Mode::Tag(tag.clone()));
         }
         if let Some(pattern) = source.tag_regex.as_deref().filter(|p| !p.is_empty()) {
-            let re = regex::Regex::new(pattern).context("source.tag_regex")?;
+            // regex's own message spans lines with a caret; one line is kinder to CI logs.
+            let re = regex::Regex::new(pattern).map_err(|e| {
+                let why =
+                    e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
+                anyhow::anyhow!("source.tag_regex: {pattern:?} is not a valid regular expression: {why}")
+            })?;
             return Ok(Mode::Regex(re));
         }
         let constraint = source

@@ -1,0 +1,117 @@
+//! Bad input to every binary: one line on stderr naming the field or file, a non-zero exit,
+//! nothing on stdout, no panic (even with `RUST_BACKTRACE=1`), and nothing left in the
+//! output folder. No test here reaches a network: every case fails before that (the one
+//! repository named is on a closed loopback port).
+
+use kiln_tests::harness::{Outcome, command, run};
+
+fn resource(bin: &str, dir: &std::path::Path, stdin: &str) -> Outcome {
+    let mut cmd = command(bin);
+    cmd.arg(dir).env("RUST_BACKTRACE", "1");
+    run(cmd, stdin.as_bytes())
+}
+
+fn assert_clear(what: &str, out: &Outcome, bin: &str, says: &str) {
+    out.failure();
+    let stderr = out.stderr.trim_end();
+    assert_eq!(stderr.lines().count(), 1, "{what}: not one line:\n{stderr}");
+    assert!(stderr.starts_with(&format!("{bin}: ")), "{what}: {stderr}");
+    assert!(stderr.contains(says), "{what}: wanted {says:?} in {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("stack backtrace"), "{what}: {stderr}");
+    assert!(out.stdout.is_empty(), "{what}: stdout {}", out.stdout);
+}
+
+const REPO: &str = "127.0.0.1:1/kiln/bad-input";
+
+#[test]
+fn every_resource_binary_refuses_bad_requests_in_one_line() {
+    let version = r#""version": {"tag": "1.0.0", "digest": "sha256:xyz"}"#;
+    let cases: &[(&[&str], String, &str)] = &[
+        (&["check", "in", "out"], String::new(), "stdin is empty"),
+        (&["check", "in", "out"], "{".into(), "invalid payload"),
+        (&["check", "in", "out"], "[]".into(), "invalid payload"),
+        (&["check", "in", "out"], r#"{"source": 5}"#.into(), "expected struct Source"),
+        (&["check", "in", "out"], r#"{"source": {"repository": 5}}"#.into(), "expected a string"),
+        (
+            &["check", "in", "out"],
+            format!(r#"{{"source": {{"repository": "{REPO}", "bogus": 1}}}}"#),
+            "unknown field \"bogus\"",
+        ),
+        (
+            &["check", "in", "out"],
+            format!(r#"{{"source": {{"repository": "{REPO}"}}, "extra": 1}}"#),
+            "unknown field \"extra\"",
+        ),
+        (&["check", "out"], r#"{"source": {"repository": "Bad Repo!!"}}"#.into(), "source.repository"),
+        (&["check", "in"], format!(r#"{{"source": {{"repository": "{REPO}"}}, {version}}}"#), "version.digest"),
+        (&["check"], format!(r#"{{"source": {{"repository": "{REPO}", "tag_regex": "("}}}}"#), "source.tag_regex"),
+        (
+            &["check"],
+            format!(r#"{{"source": {{"repository": "{REPO}", "semver_constraint": "1.2.3.4.5"}}}}"#),
+            "source.semver_constraint",
+        ),
+        (
+            &["check", "in", "out"],
+            format!(r#"{{"source": {{"repository": "{REPO}", "platform": {{"os": 5}}}}}}"#),
+            "expected a string",
+        ),
+        (
+            &["check", "out"],
+            format!(r#"{{"source": {{"repository": "{REPO}", "aws_region": "eu-west-1"}}}}"#),
+            "source.aws_region",
+        ),
+        (
+            &["out"],
+            format!(
+                r#"{{"source": {{"repository": "{REPO}"}}, "params": {{"image": "missing/*.tar", "version": "1.0.0"}}}}"#
+            ),
+            "params.image",
+        ),
+        (
+            &["out"],
+            format!(
+                r#"{{"source": {{"repository": "{REPO}"}}, "params": {{"image": "x", "version": "1.0.0", "additional_tags": "nope"}}}}"#
+            ),
+            "params.",
+        ),
+        (&["in"], format!(r#"{{"source": {{"repository": "{REPO}"}}, "version": {{"tag": "1"}}}}"#), "invalid payload"),
+    ];
+    for (bins, stdin, says) in cases {
+        for bin in *bins {
+            let dir = tempfile::tempdir().unwrap();
+            let out = resource(bin, dir.path(), stdin);
+            assert_clear(&format!("{bin} <<< {stdin}"), &out, bin, says);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{bin} <<< {stdin}: left files behind");
+        }
+    }
+}
+
+#[test]
+fn the_build_task_refuses_bad_params_in_one_line() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(work.path().join("args.yml"), "A: [1, 2]\n").unwrap();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("CONTEXT", "nowhere")], "CONTEXT: nowhere is not a directory"),
+        (&[("DOCKERFILE", "nope/Dockerfile")], "DOCKERFILE: nope/Dockerfile does not exist"),
+        (&[("BUILD_ARGS_FILE", "missing")], "BUILD_ARGS_FILE: reading missing"),
+        (&[("BUILD_ARGS_FILE", "args.yml")], "BUILD_ARGS_FILE: args.yml: A: expected a string"),
+        (&[("LABELS_FILE", "missing")], "LABELS_FILE: reading missing"),
+        (&[("BUILDKIT_SECRET_npm", "/nope")], "BUILDKIT_SECRET_npm: secret file /nope does not exist"),
+        (&[("IMAGE_PLATFORM", "linux")], "IMAGE_PLATFORM: \"linux\" is not os/arch[/variant]"),
+        (&[("IMAGE_ARG_BASE", "nope.tar")], "IMAGE_ARG_BASE: nope.tar does not exist"),
+        (&[("CACHE_TO", "type=registry")], "CACHE_TO: \"type=registry\": a registry cache needs ref="),
+        (&[("BUILDKIT_HOST", "ftp://x")], "BUILDKIT_HOST"),
+        (&[("ADDITIONAL_TARGETS", "../up")], "ADDITIONAL_TARGETS"),
+    ];
+    for (vars, says) in cases {
+        let mut cmd = command("kiln-build");
+        cmd.current_dir(work.path()).env("RUST_BACKTRACE", "1");
+        for (k, v) in *vars {
+            cmd.env(k, v);
+        }
+        let out = run(cmd, b"");
+        assert_clear(&format!("{vars:?}"), &out, "build", says);
+        assert!(!work.path().join("image").exists(), "{vars:?}: left image/ behind");
+    }
+}
