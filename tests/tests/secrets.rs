@@ -1,0 +1,87 @@
+//! Secrets never leave: registry passwords and bearer tokens are not in anything `check`,
+//! `in` and `out` print or write, with `debug: true` and on failure paths, against the
+//! htpasswd and token-auth registries. (The build task's secrets are checked in build.rs
+//! and build_ssh.rs: the values reach RUN and never the logs or the image.)
+
+use std::path::Path;
+
+use kiln_tests::dev_env_or_skip;
+use kiln_tests::harness::{DevEnv, Outcome, Registry, push_busybox, resource, source, unique_repo};
+use serde_json::{Value, json};
+
+/// Every byte under `dir`, file by file.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            out.extend(files(&path));
+        } else if meta.is_file() {
+            out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+/// Neither the password nor anything shaped like a JWT (a bearer token) appears anywhere.
+fn assert_no_secret(what: &str, out: &Outcome, dir: &Path, password: &str) {
+    for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(!text.contains(password), "{what}: the password is in {name}:\n{text}");
+        assert!(!text.contains("eyJ"), "{what}: a token-like string is in {name}:\n{text}");
+    }
+    for (name, bytes) in files(dir) {
+        let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!found(password.as_bytes()) && !found(b"eyJhbGci"), "{what}: a secret is in {name}");
+    }
+}
+
+fn cases(env: &DevEnv, reg: &Registry, name: &str) {
+    let password = reg.password.clone().unwrap();
+    let repo = unique_repo(name);
+    let digest = push_busybox(env, "amd64", reg, &repo, "1.0.0");
+    let mut good = source(env, reg, &repo);
+    good["debug"] = true.into();
+    let mut wrong = good.clone();
+    wrong["password"] = format!("{password}-wrong").into();
+    let version = json!({ "tag": "1.0.0", "digest": digest });
+
+    let requests: Vec<(&str, &str, Value)> = vec![
+        ("check", "good", json!({ "source": good })),
+        ("check", "wrong password", json!({ "source": wrong })),
+        ("in", "good", json!({ "source": good, "version": version })),
+        ("in", "wrong password", json!({ "source": wrong, "version": version })),
+    ];
+    for (bin, label, request) in requests {
+        let dir = tempfile::tempdir().unwrap();
+        let out = resource(bin, Some(dir.path()), &request);
+        if label == "good" {
+            out.success();
+        } else {
+            out.failure();
+        }
+        assert_no_secret(&format!("{name} {bin} ({label})"), &out, dir.path(), &password);
+    }
+
+    // out pushes what in fetched, as oci, and fails cleanly with the wrong password.
+    let dir = tempfile::tempdir().unwrap();
+    let fetched = json!({ "source": good, "version": version, "params": { "format": "oci" } });
+    resource("in", Some(dir.path()), &fetched).success();
+    for (label, src) in [("good", &good), ("wrong password", &wrong)] {
+        let request = json!({ "source": src, "params": { "image": "image.tar", "version": "2.0.0" } });
+        let out = resource("out", Some(dir.path()), &request);
+        if label == "good" {
+            out.success();
+        } else {
+            out.failure();
+        }
+        assert_no_secret(&format!("{name} out ({label})"), &out, dir.path(), &password);
+    }
+}
+
+#[test]
+fn passwords_and_tokens_stay_out_of_everything_printed_or_written() {
+    let env = dev_env_or_skip!();
+    cases(env, &env.registries.basic, "secrets-basic");
+    cases(env, &env.registries.token, "secrets-token");
+}
