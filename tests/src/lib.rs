@@ -7,6 +7,7 @@
 //!   `scripts/dev-env` starts through the `kiln-testenv` binary.
 
 pub mod certs;
+pub mod faultproxy;
 pub mod harness;
 pub mod images;
 pub mod relay;

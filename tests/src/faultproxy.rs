@@ -1,0 +1,153 @@
+//! A loopback HTTP proxy in front of a real registry that misbehaves on purpose, for the
+//! tests of how kiln survives flaky registries. Each rule matches a method and a path
+//! fragment and fires for its first `times` matches: an error status (with `Retry-After`
+//! for 429), a connection dropped before the answer, a body cut in the middle, or a body
+//! with one byte flipped. Everything else passes through unchanged (the `Host` header too,
+//! so the registry's upload locations point back at the proxy).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+
+/// What a rule does to the request it matches.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and no body (429 carries `Retry-After: 1`).
+    Status(u16),
+    /// Close the connection without answering.
+    Reset,
+    /// Forward, then send half of the body and break the connection.
+    Truncate,
+    /// Forward with one byte of the body flipped.
+    FlipByte,
+}
+
+/// Fires `fault` for the first `times` requests with `method` whose path contains `path`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub method: &'static str,
+    pub path: String,
+    pub times: usize,
+    pub fault: Fault,
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+struct State {
+    upstream: String,
+    rules: Mutex<Vec<Rule>>,
+    /// Every fault fired, as "METHOD path: fault".
+    fired: Mutex<Vec<String>>,
+    client: reqwest::Client,
+}
+
+/// A running proxy; it stops when dropped (with its thread's runtime).
+pub struct FaultProxy {
+    /// `127.0.0.1:PORT`, to use as the registry's address.
+    pub addr: String,
+    state: Arc<State>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`127.0.0.1:PORT`, plain HTTP) with these rules.
+    pub fn start(upstream: &str, rules: Vec<Rule>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let state = Arc::new(State {
+            upstream: upstream.to_string(),
+            rules: Mutex::new(rules),
+            fired: Mutex::new(Vec::new()),
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        });
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let serving = state.clone();
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { state.answer(req).await }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        FaultProxy { addr: addr.to_string(), state, _runtime: runtime }
+    }
+
+    /// The faults that fired so far.
+    pub fn fired(&self) -> Vec<String> {
+        self.state.fired.lock().unwrap().clone()
+    }
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(http_body_util::Empty::new().map_err(|e: Infallible| match e {}).boxed());
+    *resp.status_mut() = status;
+    resp
+}
+
+impl State {
+    fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
+        let mut rules = self.rules.lock().unwrap();
+        let rule = rules.iter_mut().find(|r| r.times > 0 && r.method == method && path.contains(&r.path))?;
+        rule.times -= 1;
+        self.fired.lock().unwrap().push(format!("{method} {path}: {:?}", rule.fault));
+        Some(rule.fault.clone())
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+        let method = req.method().to_string();
+        let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+        let fault = self.take_fault(&method, &path);
+        match fault {
+            Some(Fault::Status(code)) => {
+                let mut resp = empty(StatusCode::from_u16(code).unwrap());
+                if code == 429 {
+                    resp.headers_mut().insert("retry-after", "1".parse().unwrap());
+                }
+                return Ok(resp);
+            }
+            Some(Fault::Reset) => return Err(std::io::Error::other("connection dropped on purpose")),
+            _ => {}
+        }
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+        let url = format!("http://{}{path}", self.upstream);
+        let mut forward = self.client.request(parts.method.clone(), url).body(body);
+        for (name, value) in parts.headers.iter() {
+            forward = forward.header(name, value);
+        }
+        let upstream = forward.send().await.map_err(std::io::Error::other)?;
+        let status = upstream.status();
+        let headers = upstream.headers().clone();
+        let mut bytes = upstream.bytes().await.map_err(std::io::Error::other)?.to_vec();
+        let body: Body = match fault {
+            Some(Fault::FlipByte) if !bytes.is_empty() => {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0xff;
+                http_body_util::Full::new(Bytes::from(bytes)).map_err(|e: Infallible| match e {}).boxed()
+            }
+            Some(Fault::Truncate) => {
+                let half = Bytes::from(bytes[..bytes.len() / 2].to_vec());
+                let frames: Vec<Result<Frame<Bytes>, std::io::Error>> =
+                    vec![Ok(Frame::data(half)), Err(std::io::Error::other("body cut on purpose"))];
+                StreamBody::new(futures_util::stream::iter(frames)).boxed()
+            }
+            _ => http_body_util::Full::new(Bytes::from(bytes)).map_err(|e: Infallible| match e {}).boxed(),
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        for (name, value) in headers.iter() {
+            resp.headers_mut().append(name, value.clone());
+        }
+        Ok(resp)
+    }
+}

@@ -1,0 +1,112 @@
+//! Flaky registries: kiln's check, in and out through a proxy that misbehaves on purpose
+//! (tests/src/faultproxy.rs) in front of the dev environment's real plain registry.
+//! Transient faults are retried and end with the right digest; corrupt data is caught and
+//! fails clearly, leaving nothing that looks complete.
+
+use std::path::Path;
+
+use kiln_tests::dev_env_or_skip;
+use kiln_tests::faultproxy::{Fault, FaultProxy, Rule};
+use kiln_tests::harness::{DevEnv, Outcome, push_busybox, resource, skopeo_digest, unique_repo};
+use serde_json::json;
+
+fn rule(method: &'static str, path: &str, times: usize, fault: Fault) -> Rule {
+    Rule { method, path: path.to_string(), times, fault }
+}
+
+/// A busybox image in a fresh repository of the plain registry: (repo, digest).
+fn seeded(env: &DevEnv, name: &str) -> (String, String) {
+    let repo = unique_repo(name);
+    let digest = push_busybox(env, "amd64", &env.registries.plain, &repo, "1.0.0");
+    (repo, digest)
+}
+
+/// `in` (rootfs) of `repo:1.0.0` through `proxy` into `dest`.
+fn fetch(proxy: &FaultProxy, repo: &str, digest: &str, dest: &Path) -> Outcome {
+    let request = json!({
+        "source": { "repository": format!("{}/{repo}", proxy.addr) },
+        "version": { "tag": "1.0.0", "digest": digest },
+    });
+    resource("in", Some(dest), &request)
+}
+
+#[test]
+fn transient_faults_on_download_are_retried() {
+    let env = dev_env_or_skip!();
+    let upstream = &env.registries.plain.addr;
+    for (what, fault, times) in
+        [("503", Fault::Status(503), 2), ("reset", Fault::Reset, 1), ("429", Fault::Status(429), 1)]
+    {
+        let (repo, digest) = seeded(env, "faults-in");
+        let proxy = FaultProxy::start(upstream, vec![rule("GET", "/blobs/sha256:", times, fault)]);
+        let dest = tempfile::tempdir().unwrap();
+        let out = fetch(&proxy, &repo, &digest, dest.path());
+        out.success();
+        assert_eq!(proxy.fired().len(), times, "{what}: {:?}", proxy.fired());
+        assert_eq!(out.json()["version"]["digest"], json!(digest), "{what}");
+        assert!(dest.path().join("rootfs/bin/busybox").exists(), "{what}: {}", out.stderr);
+        assert!(out.stderr.contains("retry"), "{what}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn corrupt_or_cut_blobs_never_leave_a_complete_looking_rootfs() {
+    let env = dev_env_or_skip!();
+    let upstream = &env.registries.plain.addr;
+    // Every blob answer corrupted: it must fail, naming the digest problem.
+    let (repo, digest) = seeded(env, "faults-corrupt");
+    let proxy = FaultProxy::start(upstream, vec![rule("GET", "/blobs/sha256:", 1000, Fault::FlipByte)]);
+    let dest = tempfile::tempdir().unwrap();
+    let out = fetch(&proxy, &repo, &digest, dest.path());
+    out.failure();
+    assert!(out.stderr.contains("digest"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0, "a failed in left files behind");
+
+    // One body cut in the middle: the download is retried and ends with the right digest.
+    let (repo, digest) = seeded(env, "faults-cut");
+    let proxy = FaultProxy::start(upstream, vec![rule("GET", "/blobs/sha256:", 1, Fault::Truncate)]);
+    let dest = tempfile::tempdir().unwrap();
+    let out = fetch(&proxy, &repo, &digest, dest.path());
+    out.success();
+    assert_eq!(proxy.fired().len(), 1);
+    assert_eq!(out.json()["version"]["digest"], json!(digest));
+    assert!(dest.path().join("rootfs/bin/busybox").exists());
+}
+
+#[test]
+fn check_waits_out_a_429_and_out_restarts_a_failed_upload() {
+    let env = dev_env_or_skip!();
+    let upstream = &env.registries.plain.addr;
+    let (repo, digest) = seeded(env, "faults-check");
+    let proxy = FaultProxy::start(upstream, vec![rule("GET", "/tags/list", 1, Fault::Status(429))]);
+    let out = resource("check", None, &json!({ "source": { "repository": format!("{}/{repo}", proxy.addr) } }));
+    out.success();
+    assert_eq!(out.json()[0]["digest"], json!(digest));
+    assert_eq!(proxy.fired().len(), 1);
+
+    // out: the image fetched as oci, pushed to a new repository while the first upload
+    // PATCH answers 500 and the first manifest PUT answers 503.
+    let image = tempfile::tempdir().unwrap();
+    let direct = json!({
+        "source": { "repository": format!("{upstream}/{repo}") },
+        "version": { "tag": "1.0.0", "digest": digest },
+        "params": { "format": "oci" },
+    });
+    resource("in", Some(image.path()), &direct).success();
+    let target = unique_repo("faults-out");
+    let proxy = FaultProxy::start(
+        upstream,
+        vec![
+            rule("PATCH", "/blobs/uploads/", 1, Fault::Status(500)),
+            rule("PUT", "/manifests/", 1, Fault::Status(503)),
+        ],
+    );
+    let request = json!({
+        "source": { "repository": format!("{}/{target}", proxy.addr) },
+        "params": { "image": "image.tar", "version": "1.0.0" },
+    });
+    let out = resource("out", Some(image.path()), &request);
+    out.success();
+    assert_eq!(proxy.fired().len(), 2, "{:?}", proxy.fired());
+    assert_eq!(skopeo_digest(env, &env.registries.plain, &target, "1.0.0"), digest);
+}
