@@ -110,3 +110,99 @@ fn check_waits_out_a_429_and_out_restarts_a_failed_upload() {
     assert_eq!(proxy.fired().len(), 2, "{:?}", proxy.fired());
     assert_eq!(skopeo_digest(env, &env.registries.plain, &target, "1.0.0"), digest);
 }
+
+/// A small deterministic generator, so a failing seed can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// One to three random rules: any request kind, any fault, once or twice.
+fn random_rules(rng: &mut Lcg) -> Vec<Rule> {
+    let places: [(&'static str, &str); 6] = [
+        ("GET", "/blobs/sha256:"),
+        ("GET", "/manifests/"),
+        ("HEAD", "/manifests/"),
+        ("GET", "/tags/list"),
+        ("PATCH", "/blobs/uploads/"),
+        ("PUT", "/manifests/"),
+    ];
+    let faults = [
+        Fault::Status(500),
+        Fault::Status(502),
+        Fault::Status(503),
+        Fault::Status(429),
+        Fault::Reset,
+        Fault::Truncate,
+        Fault::FlipByte,
+    ];
+    (0..1 + rng.next(3))
+        .map(|_| {
+            let (method, path) = places[rng.next(places.len())];
+            rule(method, path, 1 + rng.next(2), faults[rng.next(faults.len())].clone())
+        })
+        .collect()
+}
+
+/// The outcome is either right or a clear failure: never a wrong digest, a panic, or an
+/// output folder that looks complete after a failure.
+fn assert_right_or_clear(what: &str, out: &Outcome, digest: &str, dir: Option<&Path>) -> bool {
+    assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+    if out.code == Some(0) {
+        let answer = out.json();
+        let got = answer.get("version").map(|v| v["digest"].clone()).unwrap_or_else(|| answer[0]["digest"].clone());
+        assert_eq!(got, json!(digest), "{what}: {}", out.stderr);
+    } else {
+        assert!(!out.stderr.trim().is_empty() && out.stdout.is_empty(), "{what}: {}", out.stderr);
+        if let Some(dir) = dir {
+            assert!(!dir.join("rootfs").exists(), "{what}: a failed in left rootfs/ behind");
+        }
+    }
+    out.code == Some(0)
+}
+
+#[test]
+fn twenty_seeded_random_fault_runs_of_each_step() {
+    let env = dev_env_or_skip!();
+    let upstream = &env.registries.plain.addr;
+    let (repo, digest) = seeded(env, "faults-random");
+    let image = tempfile::tempdir().unwrap();
+    let direct = json!({
+        "source": { "repository": format!("{upstream}/{repo}") },
+        "version": { "tag": "1.0.0", "digest": digest },
+        "params": { "format": "oci" },
+    });
+    resource("in", Some(image.path()), &direct).success();
+    let mut succeeded = 0;
+    for seed in 0..20u64 {
+        let mut rng = Lcg(seed);
+        let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
+        let src = json!({ "repository": format!("{}/{repo}", proxy.addr) });
+        let out = resource("check", None, &json!({ "source": src }));
+        succeeded +=
+            assert_right_or_clear(&format!("check seed {seed} {:?}", proxy.fired()), &out, &digest, None) as u32;
+
+        let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
+        let dest = tempfile::tempdir().unwrap();
+        let out = fetch(&proxy, &repo, &digest, dest.path());
+        let what = format!("in seed {seed} {:?}", proxy.fired());
+        succeeded += assert_right_or_clear(&what, &out, &digest, Some(dest.path())) as u32;
+
+        let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
+        let target = unique_repo("faults-random-out");
+        let request = json!({
+            "source": { "repository": format!("{}/{target}", proxy.addr) },
+            "params": { "image": "image.tar", "version": "1.0.0" },
+        });
+        let out = resource("out", Some(image.path()), &request);
+        if assert_right_or_clear(&format!("out seed {seed} {:?}", proxy.fired()), &out, &digest, None) {
+            succeeded += 1;
+            assert_eq!(skopeo_digest(env, &env.registries.plain, &target, "1.0.0"), digest, "out seed {seed}");
+        }
+    }
+    eprintln!("{succeeded} of 60 runs succeeded with the right digest; the others failed clearly");
+}
