@@ -21,6 +21,18 @@ fn seeded(env: &DevEnv, name: &str) -> (String, String) {
     (repo, digest)
 }
 
+/// `repo:1.0.0` fetched straight from the plain registry as `image.tar` (format oci), for out.
+fn oci_tarball(env: &DevEnv, repo: &str, digest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let request = json!({
+        "source": { "repository": format!("{}/{repo}", env.registries.plain.addr) },
+        "version": { "tag": "1.0.0", "digest": digest },
+        "params": { "format": "oci" },
+    });
+    resource("in", Some(dir.path()), &request).success();
+    dir
+}
+
 /// `in` (rootfs) of `repo:1.0.0` through `proxy` into `dest`.
 fn fetch(proxy: &FaultProxy, repo: &str, digest: &str, dest: &Path) -> Outcome {
     let request = json!({
@@ -86,13 +98,7 @@ fn check_waits_out_a_429_and_out_restarts_a_failed_upload() {
 
     // out: the image fetched as oci, pushed to a new repository while the first upload
     // PATCH answers 500 and the first manifest PUT answers 503.
-    let image = tempfile::tempdir().unwrap();
-    let direct = json!({
-        "source": { "repository": format!("{upstream}/{repo}") },
-        "version": { "tag": "1.0.0", "digest": digest },
-        "params": { "format": "oci" },
-    });
-    resource("in", Some(image.path()), &direct).success();
+    let image = oci_tarball(env, &repo, &digest);
     let target = unique_repo("faults-out");
     let proxy = FaultProxy::start(
         upstream,
@@ -170,13 +176,7 @@ fn twenty_seeded_random_fault_runs_of_each_step() {
     let env = dev_env_or_skip!();
     let upstream = &env.registries.plain.addr;
     let (repo, digest) = seeded(env, "faults-random");
-    let image = tempfile::tempdir().unwrap();
-    let direct = json!({
-        "source": { "repository": format!("{upstream}/{repo}") },
-        "version": { "tag": "1.0.0", "digest": digest },
-        "params": { "format": "oci" },
-    });
-    resource("in", Some(image.path()), &direct).success();
+    let image = oci_tarball(env, &repo, &digest);
     let mut succeeded = 0;
     for seed in 0..20u64 {
         let mut rng = Lcg(seed);
