@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
@@ -35,17 +35,27 @@ impl BlobData {
     }
 }
 
-/// A blob being downloaded: chunks as they arrive, its digest checked at the end.
-pub struct BlobStream {
+/// A download that breaks off is picked up again this many times, from where it stopped.
+const RESUMES: u32 = 5;
+
+/// A blob being downloaded: chunks as they arrive, its digest checked at the end. When the
+/// connection breaks or stalls mid-body, the rest is asked for again (`Range`), so a reader
+/// that already consumed the first part never sees a byte twice.
+pub struct BlobStream<'a> {
+    client: &'a Client,
     resp: reqwest::Response,
     hasher: Sha256,
     expected: String,
     what: String,
     registry: String,
     received: u64,
+    /// Bytes at the start of the current answer that were already delivered (a registry
+    /// that ignored `Range` and sent the whole blob again).
+    skip: u64,
+    resumes: u32,
 }
 
-impl BlobStream {
+impl BlobStream<'_> {
     /// The size the registry announced, if it did.
     pub fn content_length(&self) -> Option<u64> {
         self.resp.content_length()
@@ -53,29 +63,76 @@ impl BlobStream {
 
     /// The next chunk; `Ok(None)` at the end, once the digest has been verified.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RegistryError> {
-        match self.resp.chunk().await {
-            Ok(Some(chunk)) => {
-                self.hasher.update(&chunk);
-                self.received += chunk.len() as u64;
-                Ok(Some(chunk))
-            }
-            Ok(None) => {
-                let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
-                if actual != self.expected {
-                    return Err(RegistryError::DigestMismatch {
+        loop {
+            match self.resp.chunk().await {
+                Ok(Some(mut chunk)) => {
+                    if self.skip > 0 {
+                        let drop = self.skip.min(chunk.len() as u64);
+                        self.skip -= drop;
+                        chunk = chunk.slice(drop as usize..);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.hasher.update(&chunk);
+                    self.received += chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+                Ok(None) if self.skip > 0 => {
+                    return Err(RegistryError::Unreachable {
                         registry: self.registry.clone(),
-                        what: self.what.clone(),
-                        expected: self.expected.clone(),
-                        actual,
+                        detail: format!("{} ended before the {} bytes already received", self.what, self.received),
                     });
                 }
-                Ok(None)
+                Ok(None) => {
+                    let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+                    if actual != self.expected {
+                        return Err(RegistryError::DigestMismatch {
+                            registry: self.registry.clone(),
+                            what: self.what.clone(),
+                            expected: self.expected.clone(),
+                            actual,
+                        });
+                    }
+                    return Ok(None);
+                }
+                Err(e) => {
+                    let why =
+                        format!("{} broke off after {} bytes: {}", self.what, self.received, crate::error_chain(&e));
+                    if self.resumes >= RESUMES {
+                        return Err(RegistryError::Unreachable { registry: self.registry.clone(), detail: why });
+                    }
+                    self.resumes += 1;
+                    eprintln!("registry {}: {why}; resuming ({}/{RESUMES})", self.registry, self.resumes);
+                    self.resume().await?;
+                }
             }
-            Err(e) => Err(RegistryError::Unreachable {
-                registry: self.registry.clone(),
-                detail: format!("{} broke off after {} bytes: {}", self.what, self.received, crate::error_chain(&e)),
-            }),
         }
+    }
+
+    /// Asks for the rest of the blob from byte `received`.
+    async fn resume(&mut self) -> Result<(), RegistryError> {
+        let call = Call::new(Method::GET, self.client.blob_path(&self.expected), Access::Pull, self.what.clone())
+            .header(RANGE, &format!("bytes={}-", self.received));
+        let resp = self.client.execute(&call).await?;
+        let resp = self.client.expect_success(resp, &call.what).await?;
+        let start = format!("bytes {}-", self.received);
+        self.skip = match resp.status() {
+            StatusCode::PARTIAL_CONTENT
+                if header_str(resp.headers(), "content-range").is_some_and(|r| r.starts_with(&start)) =>
+            {
+                0
+            }
+            StatusCode::PARTIAL_CONTENT => {
+                return Err(RegistryError::Unreachable {
+                    registry: self.registry.clone(),
+                    detail: format!("{}: asked to resume at byte {}, got another range", self.what, self.received),
+                });
+            }
+            _ => self.received,
+        };
+        self.resp = resp;
+        Ok(())
     }
 }
 
@@ -96,19 +153,22 @@ impl Client {
     }
 
     /// Starts downloading a blob; read it with [`BlobStream::next_chunk`].
-    pub async fn get_blob(&self, digest: &str) -> Result<BlobStream, RegistryError> {
+    pub async fn get_blob(&self, digest: &str) -> Result<BlobStream<'_>, RegistryError> {
         crate::reference::validate_digest(digest)
             .map_err(|e| RegistryError::Local { what: format!("blob of {}", self.repo), detail: e.to_string() })?;
         let call = Call::new(Method::GET, self.blob_path(digest), Access::Pull, format!("blob {digest}"));
         let resp = self.execute(&call).await?;
         let resp = self.expect_success(resp, &call.what).await?;
         Ok(BlobStream {
+            client: self,
             resp,
             hasher: Sha256::new(),
             expected: digest.to_string(),
             what: call.what,
             registry: self.repo.registry().to_string(),
             received: 0,
+            skip: 0,
+            resumes: 0,
         })
     }
 
