@@ -26,7 +26,15 @@ pub struct ClientConfig {
     pub ca_certs: Vec<String>,
     /// Allow plain HTTP for this registry. TLS verification is never turned off.
     pub insecure: bool,
+    /// How long the registry may send nothing before the request counts as failed (and is
+    /// retried); `None` is [`DEFAULT_READ_TIMEOUT`]. hyper reads while it sends a body, so
+    /// this also catches a registry that stops taking an upload.
+    pub read_timeout: Option<Duration>,
 }
+
+/// Long enough for a slow registry to start streaming a large blob, short enough that a
+/// stalled one is noticed.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A manifest's or blob's address, type and size, as the registry reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +188,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120))
+            .read_timeout(config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .redirect(reqwest::redirect::Policy::limited(10));
         for (index, pem) in config.ca_certs.iter().enumerate() {
             let cert = reqwest::Certificate::from_pem(pem.as_bytes())

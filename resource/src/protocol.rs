@@ -53,7 +53,15 @@ pub fn parse_request<T: DeserializeOwned>(input: &[u8]) -> anyhow::Result<T> {
     if input.iter().all(u8::is_ascii_whitespace) {
         anyhow::bail!("invalid payload: stdin is empty; Concourse sends the request as JSON on stdin");
     }
-    serde_json::from_slice(input).map_err(|e| anyhow::anyhow!("invalid payload: {}", describe_json_error(&e)))
+    let mut json = serde_json::Deserializer::from_slice(input);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = describe_json_error(e.inner());
+        match path.as_str() {
+            "." | "" => anyhow::anyhow!("invalid payload: {detail}"),
+            _ => anyhow::anyhow!("invalid payload: {path}: {detail}"),
+        }
+    })
 }
 
 /// serde's wording, with field names quoted the way our users' tools expect.

@@ -42,6 +42,10 @@ pub struct Source {
     pub platform: Option<Platform>,
     #[serde(default)]
     pub debug: bool,
+    /// kiln's own: how long the registry may send nothing before a request is retried
+    /// (`30s`, `2m` or a number of seconds; 120 s when unset).
+    #[serde(default, deserialize_with = "duration")]
+    pub read_timeout: Option<std::time::Duration>,
     // Cloud registries and content trust: accepted so pipelines parse, refused when set
     // until they are implemented.
     #[serde(default)]
@@ -176,7 +180,15 @@ impl Source {
         }
         let repo = Repository::parse(&format!("{}/{}", mirror.host, origin.path())).map_err(SourceError::Mirror)?;
         let credentials = credentials(&mirror.username, &mirror.password);
-        Ok(Some((repo, ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure })))
+        Ok(Some((
+            repo,
+            ClientConfig {
+                credentials,
+                ca_certs: self.ca_certs.clone(),
+                insecure: self.insecure,
+                read_timeout: self.read_timeout,
+            },
+        )))
     }
 
     /// The registry client settings this source asks for. Without `username` and
@@ -191,7 +203,12 @@ impl Source {
             let repo = Repository::parse(&self.repository)?;
             credentials = kiln_registry::docker_config::credentials_for(&dir, repo.registry())?;
         }
-        Ok(ClientConfig { credentials, ca_certs: self.ca_certs.clone(), insecure: self.insecure })
+        Ok(ClientConfig {
+            credentials,
+            ca_certs: self.ca_certs.clone(),
+            insecure: self.insecure,
+            read_timeout: self.read_timeout,
+        })
     }
 }
 
@@ -202,6 +219,35 @@ fn credentials(username: &Option<String>, password: &Option<String>) -> Option<C
             Some(Credentials { username: username.clone(), password: password.clone() })
         }
         _ => None,
+    }
+}
+
+/// A duration as `90`, `"90"`, `"90s"`, `"2m"` or `"1h"`; zero is refused.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    let seconds = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Seconds(n)) => Some(n),
+        Some(Raw::Text(text)) => {
+            let text = text.trim();
+            let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+            let scale = match unit {
+                "" | "s" => Some(1),
+                "m" => Some(60),
+                "h" => Some(3600),
+                _ => None,
+            };
+            number.parse::<u64>().ok().zip(scale).map(|(n, scale)| n.saturating_mul(scale))
+        }
+    };
+    match seconds {
+        Some(n) if n > 0 => Ok(Some(std::time::Duration::from_secs(n))),
+        _ => Err(serde::de::Error::custom("expected a positive duration such as 30s, 2m or 1h")),
     }
 }
 

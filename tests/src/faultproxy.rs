@@ -1,8 +1,9 @@
 //! A loopback HTTP proxy in front of a real registry that misbehaves on purpose, for the
 //! tests of how kiln survives flaky registries. Each rule matches a method and a path
 //! fragment and fires for its first `times` matches: an error status (with `Retry-After`
-//! for 429), a connection dropped before the answer, a body cut in the middle, or a body
-//! with one byte flipped. Everything else passes through unchanged (the `Host` header too,
+//! for 429), a connection dropped before the answer, a body cut in the middle, a body
+//! with one byte flipped, a body that stops halfway with the connection left open, or no
+//! answer at all. Everything else passes through unchanged (the `Host` header too,
 //! so the registry's upload locations point back at the proxy).
 
 use std::convert::Infallible;
@@ -24,6 +25,10 @@ pub enum Fault {
     Truncate,
     /// Forward with one byte of the body flipped.
     FlipByte,
+    /// Forward, send half of the body, then send nothing more while the connection stays open.
+    Stall,
+    /// Accept the request and never answer it.
+    Hang,
 }
 
 /// Fires `fault` for the first `times` requests with `method` whose path contains `path`.
@@ -116,6 +121,7 @@ impl State {
                 return Ok(resp);
             }
             Some(Fault::Reset) => return Err(std::io::Error::other("connection dropped on purpose")),
+            Some(Fault::Hang) => std::future::pending::<()>().await,
             _ => {}
         }
         let (parts, body) = req.into_parts();
@@ -140,6 +146,11 @@ impl State {
                 let frames: Vec<Result<Frame<Bytes>, std::io::Error>> =
                     vec![Ok(Frame::data(half)), Err(std::io::Error::other("body cut on purpose"))];
                 StreamBody::new(futures_util::stream::iter(frames)).boxed()
+            }
+            Some(Fault::Stall) => {
+                let half = Bytes::from(bytes[..bytes.len() / 2].to_vec());
+                let first = futures_util::stream::iter([Ok(Frame::data(half))]);
+                StreamBody::new(futures_util::StreamExt::chain(first, futures_util::stream::pending())).boxed()
             }
             _ => http_body_util::Full::new(Bytes::from(bytes)).map_err(|e: Infallible| match e {}).boxed(),
         };

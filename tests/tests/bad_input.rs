@@ -31,7 +31,12 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
         (&["check", "in", "out"], "{".into(), "invalid payload"),
         (&["check", "in", "out"], "[]".into(), "invalid payload"),
         (&["check", "in", "out"], r#"{"source": 5}"#.into(), "expected struct Source"),
-        (&["check", "in", "out"], r#"{"source": {"repository": 5}}"#.into(), "expected a string"),
+        (&["check", "in", "out"], r#"{"source": {"repository": 5}}"#.into(), "source.repository: invalid type"),
+        (
+            &["check", "in", "out"],
+            format!(r#"{{"source": {{"repository": "{REPO}", "read_timeout": "5 fortnights"}}}}"#),
+            "source.read_timeout: expected a positive duration",
+        ),
         (
             &["check", "in", "out"],
             format!(r#"{{"source": {{"repository": "{REPO}", "bogus": 1}}}}"#),
@@ -53,7 +58,7 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
         (
             &["check", "in", "out"],
             format!(r#"{{"source": {{"repository": "{REPO}", "platform": {{"os": 5}}}}}}"#),
-            "expected a string",
+            "source.platform.os: invalid type",
         ),
         (
             &["check", "out"],

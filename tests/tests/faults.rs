@@ -8,6 +8,7 @@ use std::path::Path;
 use kiln_tests::dev_env_or_skip;
 use kiln_tests::faultproxy::{Fault, FaultProxy, Rule};
 use kiln_tests::harness::{DevEnv, Outcome, push_busybox, resource, skopeo_digest, unique_repo};
+use kiln_tests::images::{Compression, Layer, run_config, write_layout};
 use serde_json::json;
 
 fn rule(method: &'static str, path: &str, times: usize, fault: Fault) -> Rule {
@@ -33,10 +34,10 @@ fn oci_tarball(env: &DevEnv, repo: &str, digest: &str) -> tempfile::TempDir {
     dir
 }
 
-/// `in` (rootfs) of `repo:1.0.0` through `proxy` into `dest`.
+/// `in` (rootfs) of `repo:1.0.0` through `proxy` into `dest`; a stall counts after 2 s.
 fn fetch(proxy: &FaultProxy, repo: &str, digest: &str, dest: &Path) -> Outcome {
     let request = json!({
-        "source": { "repository": format!("{}/{repo}", proxy.addr) },
+        "source": { "repository": format!("{}/{repo}", proxy.addr), "read_timeout": "2s" },
         "version": { "tag": "1.0.0", "digest": digest },
     });
     resource("in", Some(dest), &request)
@@ -145,6 +146,8 @@ fn random_rules(rng: &mut Lcg) -> Vec<Rule> {
         Fault::Reset,
         Fault::Truncate,
         Fault::FlipByte,
+        Fault::Stall,
+        Fault::Hang,
     ];
     (0..1 + rng.next(3))
         .map(|_| {
@@ -181,7 +184,7 @@ fn twenty_seeded_random_fault_runs_of_each_step() {
     for seed in 0..20u64 {
         let mut rng = Lcg(seed);
         let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
-        let src = json!({ "repository": format!("{}/{repo}", proxy.addr) });
+        let src = json!({ "repository": format!("{}/{repo}", proxy.addr), "read_timeout": "2s" });
         let out = resource("check", None, &json!({ "source": src }));
         succeeded +=
             assert_right_or_clear(&format!("check seed {seed} {:?}", proxy.fired()), &out, &digest, None) as u32;
@@ -195,7 +198,7 @@ fn twenty_seeded_random_fault_runs_of_each_step() {
         let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
         let target = unique_repo("faults-random-out");
         let request = json!({
-            "source": { "repository": format!("{}/{target}", proxy.addr) },
+            "source": { "repository": format!("{}/{target}", proxy.addr), "read_timeout": "2s" },
             "params": { "image": "image.tar", "version": "1.0.0" },
         });
         let out = resource("out", Some(image.path()), &request);
@@ -205,4 +208,87 @@ fn twenty_seeded_random_fault_runs_of_each_step() {
         }
     }
     eprintln!("{succeeded} of 60 runs succeeded with the right digest; the others failed clearly");
+}
+
+#[test]
+fn a_stalled_registry_is_noticed_by_read_timeout_and_retried() {
+    let env = dev_env_or_skip!();
+    let upstream = &env.registries.plain.addr;
+    let (repo, digest) = seeded(env, "faults-stall");
+    let stalls = |rules: Vec<Rule>| FaultProxy::start(upstream, rules);
+
+    // check: the tag list never answers once.
+    let proxy = stalls(vec![rule("GET", "/tags/list", 1, Fault::Hang)]);
+    let src = json!({ "repository": format!("{}/{repo}", proxy.addr), "read_timeout": "2s" });
+    let out = resource("check", None, &json!({ "source": src }));
+    out.success();
+    assert_eq!(out.json()[0]["digest"], json!(digest));
+    assert_eq!(proxy.fired().len(), 1);
+
+    // in: a blob stops halfway with the connection left open, and a manifest never answers.
+    let proxy =
+        stalls(vec![rule("GET", "/blobs/sha256:", 1, Fault::Stall), rule("GET", "/manifests/", 1, Fault::Hang)]);
+    let dest = tempfile::tempdir().unwrap();
+    let request = json!({
+        "source": { "repository": format!("{}/{repo}", proxy.addr), "read_timeout": 2 },
+        "version": { "tag": "1.0.0", "digest": digest },
+    });
+    let out = resource("in", Some(dest.path()), &request);
+    out.success();
+    assert_eq!(proxy.fired().len(), 2, "{:?}", proxy.fired());
+    assert_eq!(out.json()["version"]["digest"], json!(digest));
+    assert!(dest.path().join("rootfs/bin/busybox").exists());
+    assert!(out.stderr.contains("retry"), "{}", out.stderr);
+    assert!(out.stderr.contains("resuming"), "the stalled blob was not resumed: {}", out.stderr);
+
+    // out: the layer upload and the manifest PUT each hang once.
+    let image = oci_tarball(env, &repo, &digest);
+    let target = unique_repo("faults-stall-out");
+    let proxy =
+        stalls(vec![rule("PATCH", "/blobs/uploads/", 1, Fault::Hang), rule("PUT", "/manifests/", 1, Fault::Hang)]);
+    let request = json!({
+        "source": { "repository": format!("{}/{target}", proxy.addr), "read_timeout": "2s" },
+        "params": { "image": "image.tar", "version": "1.0.0" },
+    });
+    let out = resource("out", Some(image.path()), &request);
+    out.success();
+    assert_eq!(proxy.fired().len(), 2, "{:?}", proxy.fired());
+    assert_eq!(skopeo_digest(env, &env.registries.plain, &target, "1.0.0"), digest);
+}
+
+#[test]
+fn an_upload_the_registry_stops_reading_is_noticed_and_restarted() {
+    let env = dev_env_or_skip!();
+    // A 24 MiB layer of noise: far more than the socket buffers hold, so the first PATCH
+    // blocks writing when the proxy stops reading it.
+    let work = tempfile::tempdir().unwrap();
+    let mut noise = vec![0u8; 24 << 20];
+    let mut rng = Lcg(7);
+    for chunk in noise.chunks_mut(4) {
+        chunk.copy_from_slice(&(rng.next(u32::MAX as usize) as u32).to_le_bytes()[..chunk.len()]);
+    }
+    let layer = Layer::new().file("noise", 0o644, &noise).bytes();
+    let layout = work.path().join("layout");
+    let digest =
+        write_layout(&layout, "1.0.0", &[(layer, Compression::None)], run_config(&["/noise"], None, &[], "")).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .args(["-cf", "image.tar", "."])
+        .current_dir(work.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let target = unique_repo("faults-stall-upload");
+    let proxy = FaultProxy::start(&env.registries.plain.addr, vec![rule("PATCH", "/blobs/uploads/", 1, Fault::Hang)]);
+    let request = json!({
+        "source": { "repository": format!("{}/{target}", proxy.addr), "read_timeout": "2s" },
+        "params": { "image": "image.tar", "version": "1.0.0" },
+    });
+    let out = resource("out", Some(work.path()), &request);
+    out.success();
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    assert_eq!(proxy.fired().len(), 1, "{:?}", proxy.fired());
+    assert_eq!(skopeo_digest(env, &env.registries.plain, &target, "1.0.0"), digest);
 }
