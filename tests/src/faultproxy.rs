@@ -2,8 +2,8 @@
 //! tests of how kiln survives flaky registries. Each rule matches a method and a path
 //! fragment and fires for its first `times` matches: an error status (with `Retry-After`
 //! for 429), a connection dropped before the answer, a body cut in the middle, a body
-//! with one byte flipped, a body that stops halfway with the connection left open, or no
-//! answer at all. Everything else passes through unchanged (the `Host` header too,
+//! with one byte flipped, a body that stops halfway with the connection left open, no
+//! answer at all, or both bodies passed through slowly (to kill the registry mid-transfer). Everything else passes through unchanged (the `Host` header too,
 //! so the registry's upload locations point back at the proxy).
 
 use std::convert::Infallible;
@@ -29,7 +29,13 @@ pub enum Fault {
     Stall,
     /// Accept the request and never answer it.
     Hang,
+    /// Stream the request and answer bodies through unbuffered, 64 KiB every 10 ms, so the
+    /// registry behind can be killed while a transfer is under way.
+    Throttle,
 }
+
+const THROTTLE_CHUNK: usize = 64 << 10;
+const THROTTLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Fires `fault` for the first `times` requests with `method` whose path contains `path`.
 #[derive(Debug, Clone)]
@@ -47,6 +53,8 @@ struct State {
     rules: Mutex<Vec<Rule>>,
     /// Every fault fired, as "METHOD path: fault".
     fired: Mutex<Vec<String>>,
+    /// Body bytes passed through throttled requests, both ways.
+    throttled: Arc<std::sync::atomic::AtomicU64>,
     client: reqwest::Client,
 }
 
@@ -66,6 +74,7 @@ impl FaultProxy {
             upstream: upstream.to_string(),
             rules: Mutex::new(rules),
             fired: Mutex::new(Vec::new()),
+            throttled: Default::default(),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         });
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -91,6 +100,44 @@ impl FaultProxy {
     pub fn fired(&self) -> Vec<String> {
         self.state.fired.lock().unwrap().clone()
     }
+
+    /// Body bytes passed through throttled requests so far, both ways.
+    pub fn throttled_bytes(&self) -> u64 {
+        self.state.throttled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// `body` re-chunked into 64 KiB pieces with a pause before each, counted into `counter`.
+fn throttle<S, E>(
+    body: S,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt as _;
+    body.map(|chunk| match chunk {
+        Ok(bytes) => {
+            let pieces: Vec<_> = (0..bytes.len())
+                .step_by(THROTTLE_CHUNK)
+                .map(|at| Ok(bytes.slice(at..(at + THROTTLE_CHUNK).min(bytes.len()))))
+                .collect();
+            futures_util::stream::iter(pieces)
+        }
+        Err(e) => futures_util::stream::iter(vec![Err(std::io::Error::other(e.to_string()))]),
+    })
+    .flatten()
+    .then(move |piece| {
+        let counter = counter.clone();
+        async move {
+            tokio::time::sleep(THROTTLE_PAUSE).await;
+            if let Ok(bytes) = &piece {
+                counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            piece
+        }
+    })
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
@@ -100,6 +147,26 @@ fn empty(status: StatusCode) -> Response<Body> {
 }
 
 impl State {
+    /// Forwards with both bodies streamed slowly and unbuffered; a registry that dies
+    /// mid-transfer breaks the client's connection as a direct one would.
+    async fn throttled(&self, req: Request<Incoming>, path: &str) -> Result<Response<Body>, std::io::Error> {
+        let (parts, body) = req.into_parts();
+        let url = format!("http://{}{path}", self.upstream);
+        let upload = throttle(body.into_data_stream(), self.throttled.clone());
+        let mut forward = self.client.request(parts.method.clone(), url).body(reqwest::Body::wrap_stream(upload));
+        for (name, value) in parts.headers.iter() {
+            forward = forward.header(name, value);
+        }
+        let upstream = forward.send().await.map_err(std::io::Error::other)?;
+        let (status, headers) = (upstream.status(), upstream.headers().clone());
+        let download = throttle(upstream.bytes_stream(), self.throttled.clone());
+        let mut resp =
+            Response::new(StreamBody::new(futures_util::StreamExt::map(download, |p| p.map(Frame::data))).boxed());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        Ok(resp)
+    }
+
     fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
         let mut rules = self.rules.lock().unwrap();
         let rule = rules.iter_mut().find(|r| r.times > 0 && r.method == method && path.contains(&r.path))?;
@@ -122,6 +189,7 @@ impl State {
             }
             Some(Fault::Reset) => return Err(std::io::Error::other("connection dropped on purpose")),
             Some(Fault::Hang) => std::future::pending::<()>().await,
+            Some(Fault::Throttle) => return self.throttled(req, &path).await,
             _ => {}
         }
         let (parts, body) = req.into_parts();

@@ -168,3 +168,32 @@ pub fn push_layout(env: &DevEnv, layout: &Path, tag: &str, registry: &Registry, 
     assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
     crate::harness::skopeo_digest(env, registry, repo, tag)
 }
+
+/// Writes `dir/image.tar`, an OCI archive of one image tagged `tag` whose one uncompressed
+/// layer is a file `/noise` of `size` pseudo-random bytes (from `seed`), and returns the
+/// manifest digest. Noise does not compress, so transfers are as large as `size`.
+pub fn noise_image_tar(dir: &Path, tag: &str, size: usize, seed: u64) -> String {
+    let mut noise = vec![0u8; size];
+    let mut state = seed | 1;
+    for chunk in noise.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    let layer = Layer::new().file("noise", 0o644, &noise).bytes();
+    let layout = tempfile::tempdir_in(dir).expect("temporary layout folder");
+    let digest =
+        write_layout(layout.path(), tag, &[(layer, Compression::None)], run_config(&["/noise"], None, &[], ""))
+            .expect("writing the layout");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(layout.path())
+        .arg("-cf")
+        .arg(dir.join("image.tar"))
+        .arg(".")
+        .status()
+        .expect("running tar");
+    assert!(status.success(), "tar of the noise layout failed");
+    digest
+}

@@ -5,11 +5,14 @@
 //!   [`images`] makes images layer by layer; [`tree`] compares unpacked trees.
 //! - [`certs`], [`token_issuer`], [`seed`], [`relay`]: pieces of the dev environment that
 //!   `scripts/dev-env` starts through the `kiln-testenv` binary.
+//! - [`faultproxy`] misbehaves in front of a real registry on purpose; [`registry`] is a
+//!   test's own registry process, to kill and start again.
 
 pub mod certs;
 pub mod faultproxy;
 pub mod harness;
 pub mod images;
+pub mod registry;
 pub mod relay;
 pub mod seed;
 pub mod token_issuer;

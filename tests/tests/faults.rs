@@ -8,7 +8,7 @@ use std::path::Path;
 use kiln_tests::dev_env_or_skip;
 use kiln_tests::faultproxy::{Fault, FaultProxy, Rule};
 use kiln_tests::harness::{DevEnv, Outcome, push_busybox, resource, skopeo_digest, unique_repo};
-use kiln_tests::images::{Compression, Layer, run_config, write_layout};
+use kiln_tests::images::noise_image_tar;
 use serde_json::json;
 
 fn rule(method: &'static str, path: &str, times: usize, fault: Fault) -> Rule {
@@ -262,24 +262,7 @@ fn an_upload_the_registry_stops_reading_is_noticed_and_restarted() {
     // A 24 MiB layer of noise: far more than the socket buffers hold, so the first PATCH
     // blocks writing when the proxy stops reading it.
     let work = tempfile::tempdir().unwrap();
-    let mut noise = vec![0u8; 24 << 20];
-    let mut rng = Lcg(7);
-    for chunk in noise.chunks_mut(4) {
-        chunk.copy_from_slice(&(rng.next(u32::MAX as usize) as u32).to_le_bytes()[..chunk.len()]);
-    }
-    let layer = Layer::new().file("noise", 0o644, &noise).bytes();
-    let layout = work.path().join("layout");
-    let digest =
-        write_layout(&layout, "1.0.0", &[(layer, Compression::None)], run_config(&["/noise"], None, &[], "")).unwrap();
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .args(["-cf", "image.tar", "."])
-        .current_dir(work.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-
+    let digest = noise_image_tar(work.path(), "1.0.0", 24 << 20, 7);
     let target = unique_repo("faults-stall-upload");
     let proxy = FaultProxy::start(&env.registries.plain.addr, vec![rule("PATCH", "/blobs/uploads/", 1, Fault::Hang)]);
     let request = json!({

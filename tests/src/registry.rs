@@ -1,0 +1,74 @@
+//! A registry of the test's own: Debian's `docker-registry` on a loopback port with its
+//! storage in a temporary folder, which the test may kill and start again (same port, same
+//! storage) to see how kiln survives a registry that dies mid-transfer.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct PrivateRegistry {
+    /// `127.0.0.1:PORT`, plain HTTP.
+    pub addr: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRegistry {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: kiln-private-registry\n",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).expect("writing the registry's config");
+        let mut registry = Self { addr: format!("127.0.0.1:{port}"), dir, child: None };
+        registry.restart();
+        registry
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same storage, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::File::create(self.log_path()).expect("registry log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry (installed by scripts/dev-env)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&self.addr).is_err() {
+            assert!(Instant::now() < deadline, "registry on {} did not start: {}", self.addr, self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// What it logged since it last started.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateRegistry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
