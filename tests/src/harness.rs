@@ -19,6 +19,8 @@ pub struct DevEnv {
     pub ca_cert: PathBuf,
     /// A folder holding `ca.crt`, in the form skopeo's `--cert-dir` wants.
     pub tool_cert_dir: PathBuf,
+    /// A stand-in service account JSON key: the token registry's password for `_json_key`.
+    pub json_key_file: PathBuf,
     pub registries: Registries,
     pub docker: Docker,
 }

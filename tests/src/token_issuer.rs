@@ -27,20 +27,20 @@ pub const SERVICE: &str = "kiln-dev-registry";
 struct Issuer {
     key: SigningKey,
     cert_der_b64: String,
-    username: String,
-    password: String,
+    /// Accepted usernames and passwords.
+    users: Vec<(String, String)>,
 }
 
-/// Serves tokens over HTTPS on `addr` until the process is stopped.
-pub async fn serve(addr: SocketAddr, cert_dir: &Path, username: String, password: String) -> anyhow::Result<()> {
+/// Serves tokens over HTTPS on `addr` until the process is stopped, to any of `users`
+/// (username, password) and, with nothing granted, to anonymous callers.
+pub async fn serve(addr: SocketAddr, cert_dir: &Path, users: Vec<(String, String)>) -> anyhow::Result<()> {
     let signer_pem = std::fs::read_to_string(cert_dir.join(certs::SIGNER_CERT))?;
     let signer_der = rustls_pemfile::certs(&mut signer_pem.as_bytes()).next().context("no signer certificate")??;
     let key_pem = std::fs::read_to_string(cert_dir.join(certs::SIGNER_KEY))?;
     let issuer = Arc::new(Issuer {
         key: SigningKey::from_pkcs8_pem(&key_pem).context("signer key")?,
         cert_der_b64: STANDARD.encode(signer_der.as_ref()),
-        username,
-        password,
+        users,
     });
 
     let tls = tls_acceptor(cert_dir)?;
@@ -87,7 +87,9 @@ impl Issuer {
             .and_then(|b| STANDARD.decode(b).ok())
             .and_then(|b| String::from_utf8(b).ok());
         let subject = match basic {
-            Some(pair) if pair == format!("{}:{}", self.username, self.password) => Some(self.username.clone()),
+            Some(pair) if self.users.iter().any(|(u, p)| pair == format!("{u}:{p}")) => {
+                pair.split_once(':').map(|(user, _)| user.to_string())
+            }
             Some(_) => return reply(StatusCode::UNAUTHORIZED, "{\"details\":\"wrong username or password\"}".into()),
             None => None,
         };

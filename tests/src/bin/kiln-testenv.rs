@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! kiln-testenv certs DIR                      CA, server and token-signer certificates
-//! kiln-testenv token-issuer ADDR CERT_DIR     serve tokens (user/password from KILN_TOKEN_USER/KILN_TOKEN_PASSWORD)
+//! kiln-testenv token-issuer ADDR CERT_DIR     serve tokens (user/password from KILN_TOKEN_USER/KILN_TOKEN_PASSWORD,
+//!                                               and _json_key with the file KILN_TOKEN_JSON_KEY)
 //! kiln-testenv seed-layout DIR BUSYBOX        OCI layout of library/busybox (index + amd64)
 //! kiln-testenv rootfs-layout DIR TAR TAG      OCI layout of one image made from a rootfs tarball
 //! kiln-testenv buildkit-relay SOCK DOCKER_SOCK  a unix socket joined to the engine's BuildKit
@@ -27,9 +28,16 @@ fn run() -> anyhow::Result<()> {
         ["token-issuer", addr, cert_dir] => {
             let user = std::env::var("KILN_TOKEN_USER").context("KILN_TOKEN_USER is not set")?;
             let password = std::env::var("KILN_TOKEN_PASSWORD").context("KILN_TOKEN_PASSWORD is not set")?;
+            let mut users = vec![(user, password)];
+            // Google's registries take a service account's whole JSON key as the password
+            // of the user `_json_key`.
+            if let Some(path) = std::env::var_os("KILN_TOKEN_JSON_KEY") {
+                let key = std::fs::read_to_string(&path).with_context(|| format!("KILN_TOKEN_JSON_KEY {path:?}"))?;
+                users.push(("_json_key".to_string(), key));
+            }
             let addr = addr.parse().with_context(|| format!("address {addr:?}"))?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(kiln_tests::token_issuer::serve(addr, &PathBuf::from(cert_dir), user, password))
+            runtime.block_on(kiln_tests::token_issuer::serve(addr, &PathBuf::from(cert_dir), users))
         }
         ["rootfs-layout", dir, tar, tag] => {
             kiln_tests::seed::write_rootfs_layout(&PathBuf::from(dir), &PathBuf::from(tar), tag)
