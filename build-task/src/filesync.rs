@@ -136,12 +136,16 @@ fn follow(root: &std::path::Path, paths: &[String]) -> Vec<String> {
 
 /// fsutil's sender: every STAT in walk order, an empty STAT to end the listing, then the
 /// content of each file the receiver asks for (DATA chunks and an empty DATA), until FIN.
-async fn send_files(
+/// `incoming` is what the receiver sends; whatever it holds, this ends (with FIN after a
+/// FIN, an error for a bad request, or nothing when `incoming` ends or errs).
+pub async fn send_files<S>(
     name: String,
     entries: Vec<ContextEntry>,
-    mut incoming: Streaming<Packet>,
+    mut incoming: S,
     tx: mpsc::Sender<Result<Packet, Status>>,
-) {
+) where
+    S: Stream<Item = Result<Packet, Status>> + Send + Unpin + 'static,
+{
     let packet = |kind: PacketType| Packet { r#type: kind as i32, stat: None, id: 0, data: Vec::new() };
     // The listing goes out while requests come in: BuildKit asks for files before it has
     // the whole list, and stops reading if its requests are not read (HTTP/2 flow control),
