@@ -4,8 +4,10 @@
 //! - [`Client`]: one repository on one registry: scheme discovery, basic and bearer-token
 //!   auth, retries; manifests, blobs and tags in their own modules.
 //! - [`docker_config`]: credentials from Docker's `config.json` and credential helpers.
+//! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
 
 mod auth;
+pub mod aws;
 mod blobs;
 mod client;
 pub mod docker_config;

@@ -30,11 +30,12 @@ const MAX_CONFIG: u64 = 16 << 20;
 
 /// Answers a check request.
 pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
-    let origin = req.source.validate()?;
+    req.source.validate()?;
     let mode = Mode::from_source(&req.source)?;
     if let Some(digest) = req.version.as_ref().map(|v| v.digest.as_str()).filter(|d| !d.is_empty()) {
         kiln_registry::reference::validate_digest(digest).context("version.digest")?;
     }
+    let (origin, config) = req.source.connect().await?;
     if let Some((mirror, config)) = req.source.mirror()? {
         match run(&req.source, &mode, mirror.clone(), config, req.version.as_ref()).await {
             Ok(versions) if !versions.is_empty() => return Ok(versions),
@@ -42,7 +43,7 @@ pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
             Err(e) => eprintln!("check: mirror {mirror} failed ({e:#}); asking {origin}"),
         }
     }
-    run(&req.source, &mode, origin, req.source.client_config()?, req.version.as_ref()).await
+    run(&req.source, &mode, origin, config, req.version.as_ref()).await
 }
 
 /// What to look for, parsed before any request.

@@ -65,7 +65,7 @@ impl Format {
 
 /// Runs `in` into `dest`.
 pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse> {
-    let repo = req.source.validate()?;
+    req.source.validate()?;
     kiln_registry::reference::validate_digest(&req.version.digest).context("version.digest")?;
     let format = Format::parse(req.params.format.as_deref())?;
     let label_regex = compile(req.source.label_regex.as_deref(), "source.label_regex")?;
@@ -73,7 +73,8 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
     let platform = source::Platform::resolve(req.params.platform.as_ref().or(req.source.platform.as_ref()));
     let digest = &req.version.digest;
 
-    let origin = Arc::new(Client::new(repo, req.source.client_config()?)?);
+    let (repo, config) = req.source.connect().await?;
+    let origin = Arc::new(Client::new(repo, config)?);
     let mut image = None;
     if let Some((mirror_repo, mirror_config)) = req.source.mirror()? {
         let mirror = Arc::new(Client::new(mirror_repo, mirror_config)?);

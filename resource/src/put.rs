@@ -50,15 +50,16 @@ pub struct PutParams {
 
 /// Runs `out` with the put's directory `dir`.
 pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> {
-    let repo = req.source.validate()?;
+    req.source.validate()?;
     if req.params.image.is_empty() {
         bail!(
             "params.image is not set: give the path of the image to push, relative to the put's directory (e.g. image/image.tar)"
         );
     }
-    let client = Arc::new(Client::new(repo, req.source.client_config()?)?);
-    let tags = tags(&req, &dir, &client).await?;
     let path = find_image(&dir, &req.params.image)?;
+    let (repo, config) = req.source.connect().await?;
+    let client = Arc::new(Client::new(repo, config)?);
+    let tags = tags(&req, &dir, &client).await?;
     eprintln!("reading {}", path.display());
     let loaded = {
         let path = path.clone();

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Deserializer};
 
+use kiln_registry::aws::{self, AwsCredentials, EcrSettings};
 use kiln_registry::{ClientConfig, Credentials, Repository};
 
 /// `source:` of a registry-image resource.
@@ -46,8 +47,8 @@ pub struct Source {
     /// (`30s`, `2m` or a number of seconds; 120 s when unset).
     #[serde(default, deserialize_with = "duration")]
     pub read_timeout: Option<std::time::Duration>,
-    // Cloud registries and content trust: accepted so pipelines parse, refused when set
-    // until they are implemented.
+    // Amazon ECR (kiln_registry::aws); Azure and Notary v1 content trust are accepted so
+    // pipelines parse, and refused when set.
     #[serde(default)]
     pub aws_access_key_id: Option<String>,
     #[serde(default)]
@@ -131,8 +132,14 @@ pub enum SourceError {
     Tag(kiln_registry::ReferenceError),
     #[error("source.{0} is not supported yet; authenticate with username and password instead")]
     Unsupported(&'static str),
+    #[error(
+        "source.content_trust (Notary v1) is not supported: registries are retiring Notary v1; sign and verify images with cosign instead"
+    )]
+    ContentTrust,
     #[error("source.{0} is set but source.{1} is not; set both or neither")]
     Incomplete(&'static str, &'static str),
+    #[error("ECR login (source.aws_region): {0}")]
+    Ecr(#[from] kiln_registry::aws::AwsError),
     #[error("no username and password in source, and Docker's configuration failed: {0}")]
     DockerConfig(#[from] kiln_registry::docker_config::DockerConfigError),
 }
@@ -141,20 +148,33 @@ impl Source {
     /// Checks the fields that need no network and refuses those not supported yet.
     pub fn validate(&self) -> Result<Repository, SourceError> {
         let unsupported = [
-            ("aws_region", self.aws_region.is_some()),
-            ("aws_access_key_id", self.aws_access_key_id.is_some()),
-            ("aws_secret_access_key", self.aws_secret_access_key.is_some()),
-            ("aws_session_token", self.aws_session_token.is_some()),
-            ("aws_ecr_registry_id", self.aws_ecr_registry_id.is_some()),
-            ("aws_role_arn", self.aws_role_arn.is_some()),
-            ("aws_role_arns", !self.aws_role_arns.is_empty()),
-            ("aws_account_id", self.aws_account_id.is_some()),
             ("azure_acr", self.azure_acr),
             ("azure_client_id", self.azure_client_id.is_some()),
             ("azure_tenant_id", self.azure_tenant_id.is_some()),
             ("azure_environment", self.azure_environment.is_some()),
-            ("content_trust", self.content_trust.is_some()),
         ];
+        if self.content_trust.is_some() {
+            return Err(SourceError::ContentTrust);
+        }
+        if self.aws_region.as_deref().is_none_or(str::is_empty) {
+            let aws = [
+                ("aws_access_key_id", self.aws_access_key_id.is_some()),
+                ("aws_secret_access_key", self.aws_secret_access_key.is_some()),
+                ("aws_session_token", self.aws_session_token.is_some()),
+                ("aws_ecr_registry_id", self.aws_ecr_registry_id.is_some()),
+                ("aws_role_arn", self.aws_role_arn.is_some()),
+                ("aws_role_arns", !self.aws_role_arns.is_empty()),
+                ("aws_account_id", self.aws_account_id.is_some()),
+            ];
+            if let Some((field, _)) = aws.iter().find(|(_, set)| *set) {
+                return Err(SourceError::Incomplete(field, "aws_region"));
+            }
+        }
+        match (&self.aws_access_key_id, &self.aws_secret_access_key) {
+            (Some(_), None) => return Err(SourceError::Incomplete("aws_access_key_id", "aws_secret_access_key")),
+            (None, Some(_)) => return Err(SourceError::Incomplete("aws_secret_access_key", "aws_access_key_id")),
+            _ => {}
+        }
         if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
             return Err(SourceError::Unsupported(field));
         }
@@ -169,11 +189,58 @@ impl Source {
         Ok(Repository::parse(&self.repository)?)
     }
 
-    /// The mirror to try first: only for Docker Hub repositories, as the docker CLI does.
+    /// The repository and the client settings to reach it: [`Source::validate`] and
+    /// [`Source::client_config`], or, with `aws_region`, an ECR login (which may rewrite the
+    /// repository to the account's registry).
+    pub async fn connect(&self) -> Result<(Repository, ClientConfig), SourceError> {
+        let repo = self.validate()?;
+        let Some(region) = self.aws_region.clone().filter(|r| !r.is_empty()) else {
+            return Ok((repo, self.client_config()?));
+        };
+        let credentials = match (&self.aws_access_key_id, &self.aws_secret_access_key) {
+            (Some(id), Some(secret)) => Some(AwsCredentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: self.aws_session_token.clone().filter(|t| !t.is_empty()),
+                expires: None,
+            }),
+            _ => None,
+        };
+        let role_arns = match (&self.aws_role_arns, &self.aws_role_arn) {
+            (roles, _) if !roles.is_empty() => roles.clone(),
+            (_, Some(role)) if !role.is_empty() => vec![role.clone()],
+            _ => Vec::new(),
+        };
+        let settings = EcrSettings {
+            region: region.clone(),
+            credentials,
+            role_arns,
+            registry_id: self.aws_ecr_registry_id.clone(),
+        };
+        let login = aws::ecr_login(&settings, &|k| std::env::var(k).ok()).await?;
+        let registry = match self.aws_ecr_registry_id.as_ref().or(self.aws_account_id.as_ref()) {
+            Some(account) => format!("{account}.dkr.ecr.{region}.amazonaws.com"),
+            None => login.registry,
+        };
+        let repo = Repository::parse(&aws::ecr_repository(&self.repository, &registry))?;
+        let config = ClientConfig {
+            credentials: Some(login.credentials),
+            ca_certs: self.ca_certs.clone(),
+            insecure: self.insecure,
+            read_timeout: self.read_timeout,
+        };
+        Ok((repo, config))
+    }
+
+    /// The mirror to try first: only for Docker Hub repositories, as the docker CLI does
+    /// (never for ECR, whose short repository names only look like Docker Hub's).
     pub fn mirror(&self) -> Result<Option<(Repository, ClientConfig)>, SourceError> {
         let Some(mirror) = self.registry_mirror.as_ref().filter(|m| !m.host.is_empty()) else {
             return Ok(None);
         };
+        if self.aws_region.as_deref().is_some_and(|r| !r.is_empty()) {
+            return Ok(None);
+        }
         let origin = Repository::parse(&self.repository)?;
         if !origin.is_docker_hub() {
             return Ok(None);
@@ -289,9 +356,17 @@ mod tests {
     }
 
     #[test]
-    fn cloud_fields_parse_but_are_refused() {
-        let s = parse(r#"{"repository":"a","aws_region":"eu-west-1"}"#).unwrap();
-        assert!(s.validate().unwrap_err().to_string().contains("source.aws_region is not supported yet"));
+    fn cloud_fields_are_checked_before_any_request() {
+        let err = |json: &str| parse(json).unwrap().validate().unwrap_err().to_string();
+        assert!(err(r#"{"repository":"a","azure_acr":true}"#).contains("source.azure_acr is not supported yet"));
+        assert!(
+            err(r#"{"repository":"a","aws_role_arn":"r"}"#)
+                .contains("source.aws_role_arn is set but source.aws_region")
+        );
+        let half = r#"{"repository":"a","aws_region":"eu-west-1","aws_access_key_id":"A"}"#;
+        assert!(err(half).contains("source.aws_access_key_id is set but source.aws_secret_access_key is not"));
+        assert!(err(r#"{"repository":"a","content_trust":{}}"#).contains("cosign"));
+        parse(r#"{"repository":"a","aws_region":"eu-west-1"}"#).unwrap().validate().unwrap();
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct DevEnv {
     pub tool_cert_dir: PathBuf,
     /// A stand-in service account JSON key: the token registry's password for `_json_key`.
     pub json_key_file: PathBuf,
+    /// moto's server (AWS's APIs on loopback), installed from PyPI by `scripts/dev-env`.
+    pub moto_server: PathBuf,
     pub registries: Registries,
     pub docker: Docker,
 }

@@ -6,12 +6,14 @@
 //! - [`certs`], [`token_issuer`], [`seed`], [`relay`]: pieces of the dev environment that
 //!   `scripts/dev-env` starts through the `kiln-testenv` binary.
 //! - [`faultproxy`] misbehaves in front of a real registry on purpose; [`registry`] is a
-//!   test's own registry process, to kill and start again.
+//!   test's own registry process, to kill and start again (or to want a password);
+//!   [`moto`] is AWS's APIs on loopback for the ECR tests.
 
 pub mod certs;
 pub mod faultproxy;
 pub mod harness;
 pub mod images;
+pub mod moto;
 pub mod registry;
 pub mod relay;
 pub mod seed;

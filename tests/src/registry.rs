@@ -17,13 +17,32 @@ pub struct PrivateRegistry {
 impl PrivateRegistry {
     /// Starts one and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with_users(&[])
+    }
+
+    /// Starts one that wants one of `users` (username, password) by htpasswd basic auth,
+    /// over plain HTTP (loopback only); none: no auth.
+    pub fn start_with_users(users: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: kiln-private-registry\n",
             dir.path().join("storage").display()
         );
+        if !users.is_empty() {
+            let htpasswd = dir.path().join("htpasswd");
+            let mut lines = String::new();
+            for (user, password) in users {
+                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("running htpasswd");
+                assert!(out.status.success(), "htpasswd: {}", String::from_utf8_lossy(&out.stderr));
+                lines.push_str(String::from_utf8_lossy(&out.stdout).trim_end());
+                lines.push('\n');
+            }
+            std::fs::write(&htpasswd, lines).expect("writing htpasswd");
+            config
+                .push_str(&format!("auth:\n  htpasswd:\n    realm: kiln-private\n    path: {}\n", htpasswd.display()));
+        }
         std::fs::write(dir.path().join("config.yml"), config).expect("writing the registry's config");
         let mut registry = Self { addr: format!("127.0.0.1:{port}"), dir, child: None };
         registry.restart();

@@ -62,8 +62,20 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
         ),
         (
             &["check", "out"],
-            format!(r#"{{"source": {{"repository": "{REPO}", "aws_region": "eu-west-1"}}}}"#),
-            "source.aws_region",
+            format!(r#"{{"source": {{"repository": "{REPO}", "aws_role_arns": ["arn:aws:iam::1:role/x"]}}}}"#),
+            "source.aws_role_arns is set but source.aws_region is not",
+        ),
+        (
+            &["check", "out"],
+            format!(
+                r#"{{"source": {{"repository": "{REPO}", "aws_region": "eu-west-1", "aws_secret_access_key": "s"}}}}"#
+            ),
+            "source.aws_secret_access_key is set but source.aws_access_key_id is not",
+        ),
+        (
+            &["check", "out"],
+            format!(r#"{{"source": {{"repository": "{REPO}", "content_trust": {{"server": "x"}}}}}}"#),
+            "sign and verify images with cosign",
         ),
         (
             &["out"],
