@@ -19,6 +19,7 @@ use kiln_registry::{Client, ClientConfig, Repository};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::cosign;
 use crate::protocol::{CheckRequest, Version};
 use crate::semver;
 use crate::source::{self, Source};
@@ -31,19 +32,35 @@ const MAX_CONFIG: u64 = 16 << 20;
 /// Answers a check request.
 pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
     req.source.validate()?;
+    let verifier = req.source.cosign_verifier()?;
     let mode = Mode::from_source(&req.source)?;
     if let Some(digest) = req.version.as_ref().map(|v| v.digest.as_str()).filter(|d| !d.is_empty()) {
         kiln_registry::reference::validate_digest(digest).context("version.digest")?;
     }
     let (origin, config) = req.source.connect().await?;
+    let mut found = None;
     if let Some((mirror, config)) = req.source.mirror()? {
         match run(&req.source, &mode, mirror.clone(), config, req.version.as_ref()).await {
-            Ok(versions) if !versions.is_empty() => return Ok(versions),
+            Ok(versions) if !versions.is_empty() => found = Some(versions),
             Ok(_) => eprintln!("check: mirror {mirror} has no matching versions; asking {origin}"),
             Err(e) => eprintln!("check: mirror {mirror} failed ({e:#}); asking {origin}"),
         }
     }
-    run(&req.source, &mode, origin, config, req.version.as_ref()).await
+    let versions = match found {
+        Some(versions) => versions,
+        None => run(&req.source, &mode, origin.clone(), config.clone(), req.version.as_ref()).await?,
+    };
+    let Some(verifier) = verifier else { return Ok(versions) };
+    // Signatures are checked where the image comes from, never on a mirror.
+    let client = Client::new(origin, config)?;
+    let mut signed = Vec::with_capacity(versions.len());
+    for version in versions {
+        match cosign::verify(&client, &verifier, &version.digest).await {
+            Ok(()) => signed.push(version),
+            Err(e) => eprintln!("check: skipping {}: {e}", version.tag),
+        }
+    }
+    Ok(signed)
 }
 
 /// What to look for, parsed before any request.

@@ -73,8 +73,13 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
     let platform = source::Platform::resolve(req.params.platform.as_ref().or(req.source.platform.as_ref()));
     let digest = &req.version.digest;
 
+    let verifier = req.source.cosign_verifier()?;
     let (repo, config) = req.source.connect().await?;
     let origin = Arc::new(Client::new(repo, config)?);
+    if let Some(verifier) = verifier {
+        crate::cosign::verify(&origin, &verifier, digest).await?;
+        eprintln!("the cosign signature of {}@{digest} verifies with source.cosign.public_key", origin.repository());
+    }
     let mut image = None;
     if let Some((mirror_repo, mirror_config)) = req.source.mirror()? {
         let mirror = Arc::new(Client::new(mirror_repo, mirror_config)?);

@@ -7,6 +7,7 @@
 //! - [`get`]: `in`, fetching a version as a rootfs, tarball or layout ([`pull`] downloads).
 
 pub mod check;
+pub mod cosign;
 pub mod get;
 pub mod progress;
 pub mod protocol;

@@ -51,6 +51,7 @@ pub struct PutParams {
 /// Runs `out` with the put's directory `dir`.
 pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> {
     req.source.validate()?;
+    let signer = req.source.cosign_signer()?;
     if req.params.image.is_empty() {
         bail!(
             "params.image is not set: give the path of the image to push, relative to the put's directory (e.g. image/image.tar)"
@@ -70,6 +71,15 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
     };
     eprintln!("pushing {} to {} as {}", loaded.top.digest, client.repository(), tags.join(", "));
     push(&client, &loaded, &tags).await?;
+    if let Some(signer) = signer {
+        // The image and, for an index, each manifest in it, as `cosign sign --recursive`.
+        let digests: Vec<&str> =
+            loaded.children.iter().map(|c| c.digest.as_str()).chain([loaded.top.digest.as_str()]).collect();
+        for digest in &digests {
+            crate::cosign::sign(&client, &signer, digest).await?;
+        }
+        eprintln!("signed {} with cosign ({} manifest(s))", loaded.top.digest, digests.len());
+    }
 
     Ok(StepResponse {
         version: Version { tag: tags[0].clone(), digest: loaded.top.digest.clone() },

@@ -75,6 +75,9 @@ pub struct Source {
     pub azure_environment: Option<String>,
     #[serde(default)]
     pub content_trust: Option<serde_json::Value>,
+    /// kiln's own: sign on `out`, verify on `check` and `in` (crate::cosign).
+    #[serde(default)]
+    pub cosign: Option<crate::cosign::CosignSource>,
 }
 
 /// `source.registry_mirror`: used only for Docker Hub repositories.
@@ -133,7 +136,7 @@ pub enum SourceError {
     #[error("source.{0} is not supported yet; authenticate with username and password instead")]
     Unsupported(&'static str),
     #[error(
-        "source.content_trust (Notary v1) is not supported: registries are retiring Notary v1; sign and verify images with cosign instead"
+        "source.content_trust (Notary v1) is not supported: registries are retiring Notary v1; sign and verify images with cosign instead (source.cosign)"
     )]
     ContentTrust,
     #[error("source.{0} is set but source.{1} is not; set both or neither")]
@@ -187,6 +190,22 @@ impl Source {
             kiln_registry::reference::validate_tag(tag).map_err(SourceError::Tag)?;
         }
         Ok(Repository::parse(&self.repository)?)
+    }
+
+    /// The key `out` signs with, if `source.cosign.private_key` is set.
+    pub fn cosign_signer(&self) -> Result<Option<crate::cosign::CosignSigner>, crate::cosign::CosignError> {
+        let Some(cosign) = &self.cosign else { return Ok(None) };
+        let Some(pem) = cosign.private_key.as_deref().filter(|k| !k.trim().is_empty()) else { return Ok(None) };
+        crate::cosign::CosignSigner::from_pem(pem, cosign.password.as_deref().unwrap_or_default()).map(Some)
+    }
+
+    /// The key `check` and `in` verify with, if `source.cosign.public_key` is set.
+    pub fn cosign_verifier(&self) -> Result<Option<crate::cosign::CosignVerifier>, crate::cosign::CosignError> {
+        let Some(pem) = self.cosign.as_ref().and_then(|c| c.public_key.as_deref()).filter(|k| !k.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        crate::cosign::CosignVerifier::from_pem(pem).map(Some)
     }
 
     /// The repository and the client settings to reach it: [`Source::validate`] and
