@@ -5,9 +5,11 @@
 //!   auth, retries; manifests, blobs and tags in their own modules.
 //! - [`docker_config`]: credentials from Docker's `config.json` and credential helpers.
 //! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
+//! - [`azure`]: Azure Container Registry logins (Entra ID tokens, the ACR exchange).
 
 mod auth;
 pub mod aws;
+pub mod azure;
 mod blobs;
 mod client;
 pub mod docker_config;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Deserializer};
 
 use kiln_registry::aws::{self, AwsCredentials, EcrSettings};
+use kiln_registry::azure::{self, AcrSettings};
 use kiln_registry::{ClientConfig, Credentials, Repository};
 
 /// `source:` of a registry-image resource.
@@ -47,8 +48,8 @@ pub struct Source {
     /// (`30s`, `2m` or a number of seconds; 120 s when unset).
     #[serde(default, deserialize_with = "duration")]
     pub read_timeout: Option<std::time::Duration>,
-    // Amazon ECR (kiln_registry::aws); Azure and Notary v1 content trust are accepted so
-    // pipelines parse, and refused when set.
+    // Amazon ECR (kiln_registry::aws) and Azure ACR (kiln_registry::azure); Notary v1
+    // content trust is accepted so pipelines parse, and refused when set.
     #[serde(default)]
     pub aws_access_key_id: Option<String>,
     #[serde(default)]
@@ -133,14 +134,16 @@ pub enum SourceError {
     Mirror(kiln_registry::ReferenceError),
     #[error("source.tag: {0}")]
     Tag(kiln_registry::ReferenceError),
-    #[error("source.{0} is not supported yet; authenticate with username and password instead")]
-    Unsupported(&'static str),
+    #[error("source.{0} and source.{1} cannot both be set: one registry, one cloud")]
+    Conflict(&'static str, &'static str),
     #[error(
         "source.content_trust (Notary v1) is not supported: registries are retiring Notary v1; sign and verify images with cosign instead (source.cosign)"
     )]
     ContentTrust,
     #[error("source.{0} is set but source.{1} is not; set both or neither")]
     Incomplete(&'static str, &'static str),
+    #[error("ACR login (source.azure_acr): {0}")]
+    Acr(#[from] kiln_registry::azure::AzureError),
     #[error("ECR login (source.aws_region): {0}")]
     Ecr(#[from] kiln_registry::aws::AwsError),
     #[error("no username and password in source, and Docker's configuration failed: {0}")]
@@ -150,12 +153,19 @@ pub enum SourceError {
 impl Source {
     /// Checks the fields that need no network and refuses those not supported yet.
     pub fn validate(&self) -> Result<Repository, SourceError> {
-        let unsupported = [
-            ("azure_acr", self.azure_acr),
-            ("azure_client_id", self.azure_client_id.is_some()),
-            ("azure_tenant_id", self.azure_tenant_id.is_some()),
-            ("azure_environment", self.azure_environment.is_some()),
-        ];
+        if !self.azure_acr {
+            let azure = [
+                ("azure_client_id", self.azure_client_id.is_some()),
+                ("azure_tenant_id", self.azure_tenant_id.is_some()),
+                ("azure_environment", self.azure_environment.is_some()),
+            ];
+            if let Some((field, _)) = azure.iter().find(|(_, set)| *set) {
+                return Err(SourceError::Incomplete(field, "azure_acr"));
+            }
+        }
+        if self.azure_acr && self.aws_region.as_deref().is_some_and(|r| !r.is_empty()) {
+            return Err(SourceError::Conflict("azure_acr", "aws_region"));
+        }
         if self.content_trust.is_some() {
             return Err(SourceError::ContentTrust);
         }
@@ -177,9 +187,6 @@ impl Source {
             (Some(_), None) => return Err(SourceError::Incomplete("aws_access_key_id", "aws_secret_access_key")),
             (None, Some(_)) => return Err(SourceError::Incomplete("aws_secret_access_key", "aws_access_key_id")),
             _ => {}
-        }
-        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-            return Err(SourceError::Unsupported(field));
         }
         match (&self.username, &self.password) {
             (Some(_), None) => return Err(SourceError::Incomplete("username", "password")),
@@ -213,6 +220,23 @@ impl Source {
     /// repository to the account's registry).
     pub async fn connect(&self) -> Result<(Repository, ClientConfig), SourceError> {
         let repo = self.validate()?;
+        if self.azure_acr {
+            let settings = AcrSettings {
+                registry: repo.registry().to_string(),
+                client_id: self.azure_client_id.clone().filter(|c| !c.is_empty()),
+                tenant_id: self.azure_tenant_id.clone(),
+                environment: self.azure_environment.clone(),
+                insecure: self.insecure,
+            };
+            let credentials = azure::acr_login(&settings, &|k| std::env::var(k).ok()).await?;
+            let config = ClientConfig {
+                credentials: Some(credentials),
+                ca_certs: self.ca_certs.clone(),
+                insecure: self.insecure,
+                read_timeout: self.read_timeout,
+            };
+            return Ok((repo, config));
+        }
         let Some(region) = self.aws_region.clone().filter(|r| !r.is_empty()) else {
             return Ok((repo, self.client_config()?));
         };
@@ -377,7 +401,10 @@ mod tests {
     #[test]
     fn cloud_fields_are_checked_before_any_request() {
         let err = |json: &str| parse(json).unwrap().validate().unwrap_err().to_string();
-        assert!(err(r#"{"repository":"a","azure_acr":true}"#).contains("source.azure_acr is not supported yet"));
+        assert!(
+            err(r#"{"repository":"a","azure_tenant_id":"t"}"#)
+                .contains("source.azure_tenant_id is set but source.azure_acr")
+        );
         assert!(
             err(r#"{"repository":"a","aws_role_arn":"r"}"#)
                 .contains("source.aws_role_arn is set but source.aws_region")

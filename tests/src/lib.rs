@@ -7,8 +7,10 @@
 //!   `scripts/dev-env` starts through the `kiln-testenv` binary.
 //! - [`faultproxy`] misbehaves in front of a real registry on purpose; [`registry`] is a
 //!   test's own registry process, to kill and start again (or to want a password);
-//!   [`moto`] is AWS's APIs on loopback for the ECR tests.
+//!   [`moto`] is AWS's APIs on loopback for the ECR tests; [`acr_standin`] stands in
+//!   for Azure's metadata service and ACR's auth front.
 
+pub mod acr_standin;
 pub mod certs;
 pub mod faultproxy;
 pub mod harness;
