@@ -55,13 +55,19 @@ pub fn parse_request<T: DeserializeOwned>(input: &[u8]) -> anyhow::Result<T> {
     }
     let mut json = serde_json::Deserializer::from_slice(input);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        let path = e.path().to_string();
-        let detail = describe_json_error(e.inner());
+        let path = one_line(&e.path().to_string());
+        let detail = one_line(&describe_json_error(e.inner()));
         match path.as_str() {
             "." | "" => anyhow::anyhow!("invalid payload: {detail}"),
             _ => anyhow::anyhow!("invalid payload: {path}: {detail}"),
         }
     })
+}
+
+/// Control characters (a newline inside a JSON key, say) escaped, so an error about any
+/// input stays one line in the build log.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// serde's wording, with field names quoted the way our users' tools expect.
@@ -164,5 +170,22 @@ where
             eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/fuzz_targets/request_json.rs: a key holding a newline (`\n` in JSON)
+    /// made the error two lines.
+    #[test]
+    fn errors_about_keys_with_newlines_stay_one_line() {
+        let input = b"[{\"##\\\\\\n[[\"[{";
+        let err = parse_request::<CheckRequest>(input).unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
+        let input = br#"{"source": {"repository": "a", "x\ny": 1}}"#;
+        let err = parse_request::<CheckRequest>(input).unwrap_err().to_string();
+        assert!(!err.contains('\n') && err.contains(r#"x\ny"#), "{err}");
     }
 }
