@@ -55,8 +55,12 @@ pub fn parse_request<T: DeserializeOwned>(input: &[u8]) -> anyhow::Result<T> {
     }
     let mut json = serde_json::Deserializer::from_slice(input);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        let path = one_line(&e.path().to_string());
         let detail = one_line(&describe_json_error(e.inner()));
+        let mut segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+        if detail.starts_with("unknown field") {
+            segments.pop(); // the unknown key itself, which the detail names
+        }
+        let path = one_line(&segments.join(".").replace(".[", "["));
         match path.as_str() {
             "." | "" => anyhow::anyhow!("invalid payload: {detail}"),
             _ => anyhow::anyhow!("invalid payload: {path}: {detail}"),

@@ -163,7 +163,7 @@ fn bad_requests_are_refused_before_any_network() {
     let cases: [(&[u8], &str); 6] = [
         (b"{not json", "invalid payload"),
         (b"", "stdin is empty"),
-        (br#"{"source":{"repository":"a","tagg":"x"}}"#, r#"invalid payload: unknown field "tagg""#),
+        (br#"{"source":{"repository":"a","tagg":"x"}}"#, r#"invalid payload: source: unknown field "tagg""#),
         (br#"{"source":{"repository":"a"},"extra":1}"#, r#"unknown field "extra""#),
         (br#"{"source":{"repository":"Not/Valid","tag":"x"}}"#, "source.repository"),
         (br#"{"source":{"repository":"a","tag":"bad tag"}}"#, "source.tag"),
