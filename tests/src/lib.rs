@@ -8,13 +8,14 @@
 //! - [`faultproxy`] misbehaves in front of a real registry on purpose; [`registry`] is a
 //!   test's own registry process, to kill and start again (or to want a password);
 //!   [`moto`] is AWS's APIs on loopback for the ECR tests; [`acr_standin`] stands in
-//!   for Azure's metadata service and ACR's auth front.
+//!   for Azure's metadata service and ACR's auth front, [`imds_standin`] for EC2's.
 
 pub mod acr_standin;
 pub mod certs;
 pub mod faultproxy;
 pub mod harness;
 pub mod images;
+pub mod imds_standin;
 pub mod moto;
 pub mod registry;
 pub mod relay;

@@ -3,8 +3,9 @@
 //! credentials the way AWS's SDKs do, and uses the login ECR gives on the registry. The
 //! registry is a test's own `docker-registry` whose one user is `AWS` with the password
 //! moto's ECR hands out for the expected account, so a login for any other account, or none,
-//! is refused. What this does not cover: the real ECR (its hostnames), and EC2's instance
-//! metadata service (no server for it exists here; the code path is the SDKs' IMDSv2).
+//! is refused. EC2's instance metadata service is a loopback stand-in (tests/src/imds_standin.rs).
+//! What this does not cover: the real ECR and its hostnames, and regions (moto does not tie
+//! keys or registries to one).
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +13,7 @@ use std::process::Command;
 use kiln_tests::dev_env_or_skip;
 use kiln_tests::harness::{Outcome, command, run};
 use kiln_tests::images::noise_image_tar;
+use kiln_tests::imds_standin::ImdsStandIn;
 use kiln_tests::moto::{DEFAULT_ACCOUNT, Moto, ecr_password};
 use kiln_tests::registry::PrivateRegistry;
 use serde_json::{Value, json};
@@ -122,6 +124,9 @@ fn role_chains_and_the_default_credential_chain() {
     .unwrap();
     let server = HttpServer::start(files.path());
     let ecs = format!("http://127.0.0.1:{}/creds", server.port);
+    let imds = ImdsStandIn::start(
+        r#"{"Code":"Success","AccessKeyId":"ASIAEC2","SecretAccessKey":"ec2-secret","Token":"t","Expiration":"2999-01-01T00:00:00Z"}"#,
+    );
     let web_identity = [
         ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
         ("AWS_ROLE_ARN", "arn:aws:iam::333333333333:role/web"),
@@ -135,6 +140,11 @@ fn role_chains_and_the_default_credential_chain() {
         ),
         ("web identity", base.clone(), web_identity.to_vec()),
         ("ECS container credentials", role.clone(), vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", &ecs)]),
+        (
+            "EC2 instance metadata",
+            role.clone(),
+            vec![("AWS_EC2_METADATA_DISABLED", ""), ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url)],
+        ),
     ];
     for (what, source, vars) in cases {
         let out = step("check", None, &moto, &vars, &json!({ "source": source }));
