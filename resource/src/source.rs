@@ -142,6 +142,10 @@ pub enum SourceError {
     ContentTrust,
     #[error("source.{0} is set but source.{1} is not; set both or neither")]
     Incomplete(&'static str, &'static str),
+    #[error(
+        "source.repository is an ECR registry in {repository} but source.aws_region is {region}; set aws_region to {repository}"
+    )]
+    WrongRegion { repository: String, region: String },
     #[error("ACR login (source.azure_acr): {0}")]
     Acr(#[from] kiln_registry::azure::AzureError),
     #[error("ECR login (source.aws_region): {0}")]
@@ -187,6 +191,13 @@ impl Source {
             (Some(_), None) => return Err(SourceError::Incomplete("aws_access_key_id", "aws_secret_access_key")),
             (None, Some(_)) => return Err(SourceError::Incomplete("aws_secret_access_key", "aws_access_key_id")),
             _ => {}
+        }
+        if let Some(region) = self.aws_region.as_deref().filter(|r| !r.is_empty())
+            && let Some(in_repo) = aws::ecr_region(&self.repository)
+            && in_repo != region
+        {
+            // ECR's logins are per region: this one would be refused by the registry.
+            return Err(SourceError::WrongRegion { repository: in_repo.to_string(), region: region.to_string() });
         }
         match (&self.username, &self.password) {
             (Some(_), None) => return Err(SourceError::Incomplete("username", "password")),

@@ -74,6 +74,12 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
         ),
         (
             &["check", "out"],
+            r#"{"source": {"repository": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app", "aws_region": "us-east-2"}}"#
+                .into(),
+            "source.repository is an ECR registry in eu-west-1 but source.aws_region is us-east-2",
+        ),
+        (
+            &["check", "out"],
             format!(r#"{{"source": {{"repository": "{REPO}", "content_trust": {{"server": "x"}}}}}}"#),
             "sign and verify images with cosign",
         ),

@@ -456,9 +456,26 @@ pub fn ecr_repository(repository: &str, registry: &str) -> String {
     if has_host { repository.to_string() } else { format!("{registry}/{repository}") }
 }
 
+/// The region of an ECR address (`ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/…`), if the
+/// repository is one.
+pub fn ecr_region(repository: &str) -> Option<&str> {
+    let host = repository.split('/').next()?;
+    let rest = host.split_once(".dkr.ecr.")?.1;
+    let region = rest.strip_suffix(".amazonaws.com").or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+    (!region.is_empty() && !region.contains('.')).then_some(region)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regions_of_ecr_addresses() {
+        assert_eq!(ecr_region("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"), Some("eu-west-1"));
+        assert_eq!(ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/a/b"), Some("cn-north-1"));
+        assert_eq!(ecr_region("app"), None);
+        assert_eq!(ecr_region("registry.example.com/app"), None);
+    }
 
     #[test]
     fn repositories_are_prefixed_once() {
