@@ -12,6 +12,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 
+use crate::loopback::LoopbackServer;
+
 /// What the stand-in expects and hands out.
 #[derive(Debug, Clone)]
 pub struct AcrExpectations {
@@ -37,36 +39,21 @@ pub struct AcrStandIn {
     /// `127.0.0.1:PORT`: both the registry's host and the metadata service's.
     pub addr: String,
     state: Arc<State>,
-    _runtime: tokio::runtime::Runtime,
+    _server: LoopbackServer,
 }
 
 impl AcrStandIn {
     /// Starts one in front of the plain-HTTP registry at `upstream`.
     pub fn start(upstream: &str, expect: AcrExpectations) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let state = Arc::new(State {
             expect,
             upstream: upstream.to_string(),
             seen: Mutex::new(Vec::new()),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         });
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let serving = state.clone();
-        runtime.spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let state = serving.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(state.answer(req).await) }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(tcp);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                });
-            }
-        });
-        AcrStandIn { addr, state, _runtime: runtime }
+        let server =
+            LoopbackServer::start(state.clone(), |state: Arc<State>, req| async move { Ok(state.answer(req).await) });
+        AcrStandIn { addr: server.addr.clone(), state, _server: server }
     }
 
     /// "METHOD path" of every request, in order.

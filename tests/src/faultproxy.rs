@@ -7,12 +7,13 @@
 //! so the registry's upload locations point back at the proxy).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
+
+use crate::loopback::LoopbackServer;
 
 /// What a rule does to the request it matches.
 #[derive(Debug, Clone)]
@@ -63,13 +64,12 @@ pub struct FaultProxy {
     /// `127.0.0.1:PORT`, to use as the registry's address.
     pub addr: String,
     state: Arc<State>,
-    _runtime: tokio::runtime::Runtime,
+    _server: LoopbackServer,
 }
 
 impl FaultProxy {
     /// Starts a proxy to `upstream` (`127.0.0.1:PORT`, plain HTTP) with these rules.
     pub fn start(upstream: &str, rules: Vec<Rule>) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let state = Arc::new(State {
             upstream: upstream.to_string(),
             rules: Mutex::new(rules),
@@ -77,23 +77,9 @@ impl FaultProxy {
             throttled: Default::default(),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         });
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let serving = state.clone();
-        runtime.spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let state = serving.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { state.answer(req).await }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(tcp);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                });
-            }
-        });
-        FaultProxy { addr: addr.to_string(), state, _runtime: runtime }
+        let server =
+            LoopbackServer::start(state.clone(), |state: Arc<State>, req| async move { state.answer(req).await });
+        FaultProxy { addr: server.addr.clone(), state, _server: server }
     }
 
     /// The faults that fired so far.

@@ -9,36 +9,27 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::loopback::LoopbackServer;
+
 const TOKEN: &str = "imds-session-token-for-kiln";
 pub const ROLE: &str = "kiln-instance-role";
 
 pub struct ImdsStandIn {
     /// `http://127.0.0.1:PORT`
     pub url: String,
-    _runtime: tokio::runtime::Runtime,
+    _server: LoopbackServer,
 }
 
 impl ImdsStandIn {
     /// Serves `credentials` (the JSON document EC2 gives for a role) for [`ROLE`].
     pub fn start(credentials: &str) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let credentials: Arc<str> = credentials.into();
-        runtime.spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let credentials = credentials.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let credentials = credentials.clone();
-                        async move { Ok::<_, std::convert::Infallible>(answer(&req, &credentials)) }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(tcp);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                });
-            }
-        });
-        ImdsStandIn { url, _runtime: runtime }
+        let server =
+            LoopbackServer::start(
+                credentials,
+                |credentials: Arc<str>, req| async move { Ok(answer(&req, &credentials)) },
+            );
+        ImdsStandIn { url: format!("http://{}", server.addr), _server: server }
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`faultproxy`] misbehaves in front of a real registry on purpose; [`registry`] is a
 //!   test's own registry process, to kill and start again (or to want a password);
 //!   [`moto`] is AWS's APIs on loopback for the ECR tests; [`acr_standin`] stands in
-//!   for Azure's metadata service and ACR's auth front, [`imds_standin`] for EC2's.
+//!   for Azure's metadata service and ACR's auth front, [`imds_standin`] for EC2's; all
+//!   three serve through [`loopback`].
 
 pub mod acr_standin;
 pub mod certs;
@@ -16,6 +17,7 @@ pub mod faultproxy;
 pub mod harness;
 pub mod images;
 pub mod imds_standin;
+pub mod loopback;
 pub mod moto;
 pub mod registry;
 pub mod relay;

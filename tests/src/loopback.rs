@@ -1,0 +1,42 @@
+//! A plain HTTP/1 server on a free loopback port, for the harness's proxies and stand-ins:
+//! each request goes to `answer` with the server's shared state; an `Err` drops the
+//! connection without an answer. It runs on a runtime of its own and stops when dropped.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use hyper::body::{Body, Incoming};
+use hyper::{Request, Response};
+
+pub struct LoopbackServer {
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl LoopbackServer {
+    pub fn start<S, F, Fut, B>(state: Arc<S>, answer: F) -> Self
+    where
+        S: ?Sized + Send + Sync + 'static,
+        F: Fn(Arc<S>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<B>, std::io::Error>> + Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (state, answer) = (state.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| answer(state.clone(), req));
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        LoopbackServer { addr, _runtime: runtime }
+    }
+}
