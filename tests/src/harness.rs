@@ -71,6 +71,37 @@ impl Registry {
     }
 }
 
+/// A TCP port free on 127.0.0.1 right now (bound, noted, let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+}
+
+/// Waits until something listens on 127.0.0.1:`port`; after `limit`, fails the test with
+/// `what()` (which may read a log).
+pub fn wait_for_port(port: u16, limit: Duration, what: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + limit;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{} did not start on port {port}", what());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every regular file under `dir`, with its bytes (symlinks not followed).
+pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries {
+        let path = entry.expect("a folder entry").path();
+        let meta = std::fs::symlink_metadata(&path).expect("a file's metadata");
+        if meta.is_dir() {
+            out.extend(files_under(&path));
+        } else if meta.is_file() {
+            out.push((path.display().to_string(), std::fs::read(&path).expect("reading a file")));
+        }
+    }
+    out
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()

@@ -3,11 +3,10 @@
 //! every request's SigV4 signature against the IAM users it knows, so a test first makes a
 //! user with an access key through the few calls moto lets through unauthenticated.
 
-use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::DevEnv;
+use crate::harness::{DevEnv, free_port, wait_for_port};
 
 pub struct Moto {
     /// `http://127.0.0.1:PORT`
@@ -20,7 +19,7 @@ pub const DEFAULT_ACCOUNT: &str = "123456789012";
 
 impl Moto {
     pub fn start(env: &DevEnv, verify_signatures: bool) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let port = free_port();
         let mut cmd = Command::new(&env.moto_server);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
         if verify_signatures {
@@ -28,11 +27,7 @@ impl Moto {
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "3");
         }
         let child = cmd.spawn().expect("starting moto_server (installed by scripts/dev-env)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, Duration::from_secs(30), || "moto_server".into());
         Moto { url: format!("http://127.0.0.1:{port}"), child }
     }
 

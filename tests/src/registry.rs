@@ -2,14 +2,16 @@
 //! storage in a temporary folder, which the test may kill and start again (same port, same
 //! storage) to see how kiln survives a registry that dies mid-transfer.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::harness::{free_port, wait_for_port};
 
 pub struct PrivateRegistry {
     /// `127.0.0.1:PORT`, plain HTTP.
     pub addr: String,
+    port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -24,7 +26,7 @@ impl PrivateRegistry {
     /// over plain HTTP (loopback only); none: no auth.
     pub fn start_with_users(users: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: kiln-private-registry\n",
@@ -44,7 +46,7 @@ impl PrivateRegistry {
                 .push_str(&format!("auth:\n  htpasswd:\n    realm: kiln-private\n    path: {}\n", htpasswd.display()));
         }
         std::fs::write(dir.path().join("config.yml"), config).expect("writing the registry's config");
-        let mut registry = Self { addr: format!("127.0.0.1:{port}"), dir, child: None };
+        let mut registry = Self { addr: format!("127.0.0.1:{port}"), port, dir, child: None };
         registry.restart();
         registry
     }
@@ -69,11 +71,7 @@ impl PrivateRegistry {
             .spawn()
             .expect("starting docker-registry (installed by scripts/dev-env)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&self.addr).is_err() {
-            assert!(Instant::now() < deadline, "registry on {} did not start: {}", self.addr, self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(self.port, Duration::from_secs(20), || format!("docker-registry ({})", self.log()));
     }
 
     fn log_path(&self) -> PathBuf {

@@ -46,7 +46,7 @@ fn unix_socket_buildkit() {
 fn missing_or_wrong_endpoints_fail_in_one_line_naming_buildkit_host() {
     let dir = tempfile::tempdir().unwrap();
     let missing = format!("unix://{}/buildkitd.sock", dir.path().display());
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = kiln_tests::harness::free_port();
     let cases = [
         (missing.clone(), "No such file or directory"),
         ("tcp://127.0.0.1:1".to_string(), "refused"),

@@ -8,27 +8,11 @@ use std::process::Command;
 
 use base64::Engine as _;
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, build_task, push_busybox, unique_repo, write_files};
+use kiln_tests::harness::{DevEnv, Outcome, build_task, files_under, push_busybox, unique_repo, write_files};
 use serde_json::json;
 
 const TEXT: &str = "secret-text-9f1c2e";
 const FILE: &str = "secret-file-4b7d0a";
-
-/// Every file under `dir`, with its bytes.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        if meta.is_dir() {
-            out.extend(files(&path));
-        } else if meta.is_file() {
-            out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-        }
-    }
-    out
-}
 
 struct Secrets {
     needles: Vec<(&'static str, String)>,
@@ -41,7 +25,7 @@ impl Secrets {
             ("stderr".to_string(), out.stderr.as_bytes().to_vec()),
         ];
         for dir in outputs {
-            places.extend(files(dir));
+            places.extend(files_under(dir));
         }
         for (place, bytes) in &places {
             for (name, needle) in &self.needles {

@@ -148,7 +148,7 @@ fn token_auth_registry_with_and_without_credentials() {
 #[test]
 fn unreachable_registry_is_a_clear_error() {
     // A port nothing listens on: bind one, note it, let it go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = kiln_tests::harness::free_port();
     let request = json!({ "source": { "repository": format!("127.0.0.1:{port}/some/app"), "tag": "latest" } });
     let out = resource("check", None, &request);
     out.failure();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{Outcome, command, run};
+use kiln_tests::harness::{Outcome, command, free_port, run, wait_for_port};
 use kiln_tests::images::noise_image_tar;
 use kiln_tests::imds_standin::ImdsStandIn;
 use kiln_tests::moto::{DEFAULT_ACCOUNT, Moto, ecr_password};
@@ -182,7 +182,7 @@ struct HttpServer {
 
 impl HttpServer {
     fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let child = Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
             .current_dir(dir)
@@ -190,11 +190,7 @@ impl HttpServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "python's http.server did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for_port(port, std::time::Duration::from_secs(10), || "python's http.server".into());
         HttpServer { port, child }
     }
 }

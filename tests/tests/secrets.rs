@@ -5,23 +5,8 @@
 use std::path::Path;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, Registry, push_busybox, resource, source, unique_repo};
+use kiln_tests::harness::{DevEnv, Outcome, Registry, files_under, push_busybox, resource, source, unique_repo};
 use serde_json::{Value, json};
-
-/// Every byte under `dir`, file by file.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        if meta.is_dir() {
-            out.extend(files(&path));
-        } else if meta.is_file() {
-            out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-        }
-    }
-    out
-}
 
 /// Neither the password nor anything shaped like a JWT (a bearer token) appears anywhere.
 fn assert_no_secret(what: &str, out: &Outcome, dir: &Path, password: &str) {
@@ -29,7 +14,7 @@ fn assert_no_secret(what: &str, out: &Outcome, dir: &Path, password: &str) {
         assert!(!text.contains(password), "{what}: the password is in {name}:\n{text}");
         assert!(!text.contains("eyJ"), "{what}: a token-like string is in {name}:\n{text}");
     }
-    for (name, bytes) in files(dir) {
+    for (name, bytes) in files_under(dir) {
         let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
         assert!(!found(password.as_bytes()) && !found(b"eyJhbGci"), "{what}: a secret is in {name}");
     }
