@@ -13,6 +13,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 
 use crate::loopback::LoopbackServer;
+use crate::token_issuer::percent_decode;
 
 /// What the stand-in expects and hands out.
 #[derive(Debug, Clone)]
@@ -68,26 +69,9 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     resp
 }
 
+/// A value of a query string or form body, decoded.
 fn query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))).map(|v| {
-        let v = v.replace('+', " ");
-        let mut out = Vec::new();
-        let b = v.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%'
-                && i + 2 < b.len()
-                && let Ok(n) = u8::from_str_radix(&v[i + 1..i + 3], 16)
-            {
-                out.push(n);
-                i += 3;
-                continue;
-            }
-            out.push(b[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    })
+    query.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))).map(percent_decode)
 }
 
 impl State {

@@ -127,7 +127,8 @@ fn grant(scope: &str) -> Option<serde_json::Value> {
     Some(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }))
 }
 
-fn percent_decode(s: &str) -> String {
+/// Form and query-string decoding: `%XX` and `+` for a space.
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
