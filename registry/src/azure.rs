@@ -85,17 +85,12 @@ pub fn challenge_tenant(header: &str) -> String {
         .unwrap_or_else(|| "common".into())
 }
 
-/// Looks a variable up in the environment.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+use crate::Env;
 
 /// Logs in to ACR (see the module's documentation).
 pub async fn acr_login(settings: &AcrSettings, env: Env<'_>) -> Result<Credentials, AzureError> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| AzureError::Identity { source_name: "client", detail: crate::error_chain(&e) })?;
+    let http = crate::client::api_client(Duration::from_secs(30))
+        .map_err(|detail| AzureError::Identity { source_name: "client", detail })?;
     let cloud = cloud(&settings.registry, settings.environment.as_deref());
     let aad = aad_token(&http, settings, cloud, env).await?;
     let scheme = if settings.insecure { "http" } else { "https" };

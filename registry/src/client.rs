@@ -175,6 +175,17 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// An HTTP client for a cloud's login APIs (STS, ECR, Entra ID, IMDS): kiln's user agent,
+/// a 10 s connect timeout and `timeout` for each whole request.
+pub(crate) fn api_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| error_chain(&e))
+}
+
 /// A client for one repository.
 pub struct Client {
     pub(crate) http: reqwest::Client,

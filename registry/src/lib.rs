@@ -19,6 +19,9 @@ pub mod reference;
 mod tags;
 
 pub use auth::{Challenge, Credentials};
+
+/// Looks a variable up in the environment (a closure, so tests and callers pass their own).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub use blobs::{BlobData, BlobStream};
 pub use client::{Client, ClientConfig, Descriptor, RegistryError, error_chain};
 pub use reference::{ReferenceError, Repository};

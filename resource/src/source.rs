@@ -210,6 +210,16 @@ impl Source {
         Ok(Repository::parse(&self.repository)?)
     }
 
+    /// This source's client settings (CAs, `insecure`, `read_timeout`) with `credentials`.
+    fn config_with(&self, credentials: Option<Credentials>) -> ClientConfig {
+        ClientConfig {
+            credentials,
+            ca_certs: self.ca_certs.clone(),
+            insecure: self.insecure,
+            read_timeout: self.read_timeout,
+        }
+    }
+
     /// The key `out` signs with, if `source.cosign.private_key` is set.
     pub fn cosign_signer(&self) -> Result<Option<crate::cosign::CosignSigner>, crate::cosign::CosignError> {
         let Some(cosign) = &self.cosign else { return Ok(None) };
@@ -240,13 +250,7 @@ impl Source {
                 insecure: self.insecure,
             };
             let credentials = azure::acr_login(&settings, &|k| std::env::var(k).ok()).await?;
-            let config = ClientConfig {
-                credentials: Some(credentials),
-                ca_certs: self.ca_certs.clone(),
-                insecure: self.insecure,
-                read_timeout: self.read_timeout,
-            };
-            return Ok((repo, config));
+            return Ok((repo, self.config_with(Some(credentials))));
         }
         let Some(region) = self.aws_region.clone().filter(|r| !r.is_empty()) else {
             return Ok((repo, self.client_config()?));
@@ -277,13 +281,7 @@ impl Source {
             None => login.registry,
         };
         let repo = Repository::parse(&aws::ecr_repository(&self.repository, &registry))?;
-        let config = ClientConfig {
-            credentials: Some(login.credentials),
-            ca_certs: self.ca_certs.clone(),
-            insecure: self.insecure,
-            read_timeout: self.read_timeout,
-        };
-        Ok((repo, config))
+        Ok((repo, self.config_with(Some(login.credentials))))
     }
 
     /// The mirror to try first: only for Docker Hub repositories, as the docker CLI does
@@ -301,15 +299,7 @@ impl Source {
         }
         let repo = Repository::parse(&format!("{}/{}", mirror.host, origin.path())).map_err(SourceError::Mirror)?;
         let credentials = credentials(&mirror.username, &mirror.password);
-        Ok(Some((
-            repo,
-            ClientConfig {
-                credentials,
-                ca_certs: self.ca_certs.clone(),
-                insecure: self.insecure,
-                read_timeout: self.read_timeout,
-            },
-        )))
+        Ok(Some((repo, self.config_with(credentials))))
     }
 
     /// The registry client settings this source asks for. Without `username` and
@@ -324,12 +314,7 @@ impl Source {
             let repo = Repository::parse(&self.repository)?;
             credentials = kiln_registry::docker_config::credentials_for(&dir, repo.registry())?;
         }
-        Ok(ClientConfig {
-            credentials,
-            ca_certs: self.ca_certs.clone(),
-            insecure: self.insecure,
-            read_timeout: self.read_timeout,
-        })
+        Ok(self.config_with(credentials))
     }
 }
 

@@ -75,17 +75,12 @@ pub enum AwsError {
     Ecr { region: String, detail: String },
 }
 
-/// Looks a variable up in the environment (a closure, so tests pass their own).
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+use crate::Env;
 
 /// Logs in to ECR: credentials, roles, then `GetAuthorizationToken`.
 pub async fn ecr_login(settings: &EcrSettings, env: Env<'_>) -> Result<EcrLogin, AwsError> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| AwsError::Credentials { source_name: "client", detail: crate::error_chain(&e) })?;
+    let http = crate::client::api_client(Duration::from_secs(60))
+        .map_err(|detail| AwsError::Credentials { source_name: "client", detail })?;
     let region = settings.region.as_str();
     let mut creds = match &settings.credentials {
         Some(c) => c.clone(),
