@@ -1,5 +1,6 @@
 //! Certificates for the dev environment: a CA, a server certificate for 127.0.0.1
-//! signed by it (the TLS registries and the token issuer), and a self-signed key
+//! signed by it (the TLS registries, the token issuer and buildkitd's TCP listener), a
+//! client certificate signed by it (for buildkitd's mutual TLS), and a self-signed key
 //! the token issuer signs JWTs with and the token-auth registry trusts.
 
 use std::fs;
@@ -14,13 +15,20 @@ pub const SERVER_CERT: &str = "server.pem";
 pub const SERVER_KEY: &str = "server-key.pem";
 pub const SIGNER_CERT: &str = "token-signer.pem";
 pub const SIGNER_KEY: &str = "token-signer-key.pem";
+pub const CLIENT_CERT: &str = "client.pem";
+pub const CLIENT_KEY: &str = "client-key.pem";
 
 /// Writes the certificates into `dir` unless they are already there.
 pub fn ensure(dir: &Path) -> anyhow::Result<()> {
-    if [CA, SERVER_CERT, SERVER_KEY, SIGNER_CERT, SIGNER_KEY].iter().all(|f| dir.join(f).exists()) {
+    if [CA, SERVER_CERT, SERVER_KEY, SIGNER_CERT, SIGNER_KEY, CLIENT_CERT, CLIENT_KEY]
+        .iter()
+        .all(|f| dir.join(f).exists())
+    {
         return Ok(());
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Made anew as a whole: the CA's key is not kept, so nothing is added to an old set.
+    let _ = fs::remove_file(dir.join(CA));
 
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -36,6 +44,12 @@ pub fn ensure(dir: &Path) -> anyhow::Result<()> {
     server_params.distinguished_name.push(DnType::CommonName, "kiln dev registry");
     let server_cert = server_params.signed_by(&server_key, &issuer)?;
 
+    let client_key = KeyPair::generate()?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params.distinguished_name.push(DnType::CommonName, "kiln dev client");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &issuer)?;
+
     let signer_key = KeyPair::generate()?;
     let mut signer_params = CertificateParams::new(Vec::<String>::new())?;
     signer_params.distinguished_name.push(DnType::CommonName, "kiln dev token signer");
@@ -44,6 +58,8 @@ pub fn ensure(dir: &Path) -> anyhow::Result<()> {
     let write = |name: &str, text: String| fs::write(dir.join(name), text).with_context(|| format!("writing {name}"));
     write(SERVER_KEY, server_key.serialize_pem())?;
     write(SERVER_CERT, server_cert.pem())?;
+    write(CLIENT_KEY, client_key.serialize_pem())?;
+    write(CLIENT_CERT, client_cert.pem())?;
     write(SIGNER_KEY, signer_key.serialize_pem())?;
     write(SIGNER_CERT, signer_cert.pem())?;
     // The CA last: its presence marks the folder complete.

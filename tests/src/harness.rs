@@ -25,6 +25,25 @@ pub struct DevEnv {
     pub moto_server: PathBuf,
     pub registries: Registries,
     pub docker: Docker,
+    pub buildkitd: Buildkitd,
+}
+
+/// The real `buildkitd` (built from Debian's packages by `scripts/build-buildkitd`), run as
+/// root by `scripts/dev-env`.
+#[derive(Debug, Deserialize)]
+pub struct Buildkitd {
+    /// Its unix socket (no TLS).
+    pub socket: PathBuf,
+    /// `tcp://127.0.0.1:PORT`: mutual TLS with the dev CA's server certificate; clients
+    /// must present a certificate the dev CA signed.
+    pub tcp: String,
+    /// Where `buildkitd` and `buildctl` are.
+    pub bin_dir: PathBuf,
+    /// A client certificate and key the dev CA signed.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// An unprivileged account with a subordinate id range (empty when dev-env ran as non-root).
+    pub rootless_user: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,7 +72,8 @@ pub struct Registry {
 pub struct Docker {
     /// The dev engine's API socket; its BuildKit answers on `/grpc`.
     pub socket: PathBuf,
-    /// A unix socket joined to the engine's BuildKit, standing in for `buildkitd --addr unix://…`.
+    /// A unix socket joined to the engine's BuildKit: the engine's BuildKit reached as `unix://`
+    /// (the real buildkitd is [`Buildkitd`]).
     pub buildkit_relay_socket: PathBuf,
     /// Where the engine's binaries (`docker`, `dockerd`, …) are.
     pub bin_dir: PathBuf,
