@@ -157,7 +157,46 @@ pub async fn connect(host: &str, addr: &Address, tls: Option<&TlsFiles>) -> Resu
                 let config = tls_config(h, tls).map_err(tls_error)?;
                 endpoint = endpoint.tls_config(config).map_err(|e| tls_error(error_chain(&e)))?;
             }
-            endpoint.connect().await.map_err(|e| unreachable(&e, "is buildkitd listening there?"))
+            let channel = endpoint.connect().await.map_err(|e| {
+                let detail = error_chain(&e);
+                let hint = if detail.contains("certificate") {
+                    "check BUILDKIT_TLS_CA (the CA that signed buildkitd's certificate) and BUILDKIT_TLS_SERVERNAME"
+                } else {
+                    "is buildkitd listening there?"
+                };
+                TransportError::Unreachable { host: host.to_string(), detail, hint }
+            })?;
+            if tls.is_some() {
+                // With TLS 1.3 the server checks the client's certificate after the client
+                // thinks the handshake is done: ask once, so a refusal is said here, plainly.
+                let mut control = kiln_proto::moby::buildkit::v1::control_client::ControlClient::new(channel.clone());
+                let probe = control.info(kiln_proto::moby::buildkit::v1::InfoRequest {});
+                match tokio::time::timeout(CONNECT_TIMEOUT, probe).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {}
+                    Ok(Err(status)) => {
+                        let mut detail = status.message().to_string();
+                        if let Some(source) = std::error::Error::source(&status) {
+                            let chain = error_chain(source);
+                            detail = if chain.starts_with(&detail) { chain } else { format!("{detail}: {chain}") };
+                        }
+                        return Err(TransportError::Unreachable {
+                            host: host.to_string(),
+                            detail,
+                            hint: "does buildkitd accept this client? BUILDKIT_TLS_CERT and _KEY must be a \
+                                   certificate its --tlscacert signed",
+                        });
+                    }
+                    Err(_) => {
+                        return Err(TransportError::Unreachable {
+                            host: host.to_string(),
+                            detail: "no answer over TLS".into(),
+                            hint: "is buildkitd listening there with TLS?",
+                        });
+                    }
+                }
+            }
+            Ok(channel)
         }
     }
 }
@@ -165,7 +204,11 @@ pub async fn connect(host: &str, addr: &Address, tls: Option<&TlsFiles>) -> Resu
 fn tls_config(host: &str, files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig, String> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
-    let mut config = ClientTlsConfig::new().domain_name(files.server_name.clone().unwrap_or_else(|| host.to_string()));
+    // buildkitd wraps its TCP listener in Go's TLS without ALPN, so nothing is negotiated:
+    // what follows the handshake is HTTP/2 all the same, as grpc-go's client assumes.
+    let mut config = ClientTlsConfig::new()
+        .domain_name(files.server_name.clone().unwrap_or_else(|| host.to_string()))
+        .assume_http2(true);
     if let Some(ca) = &files.ca {
         config = config.ca_certificate(Certificate::from_pem(read(ca)?));
     } else {
