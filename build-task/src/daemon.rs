@@ -21,8 +21,6 @@ pub struct DaemonConfig {
     pub extra_config: Option<String>,
     /// `DEBUG`: buildkitd logs at debug level.
     pub debug: bool,
-    /// How long to wait for it to answer.
-    pub start_timeout: Duration,
 }
 
 /// Why the daemon could not be started.
@@ -54,6 +52,8 @@ pub struct Buildkitd {
     child: Child,
     dir: PathBuf,
     rootless: bool,
+    socket: PathBuf,
+    log: PathBuf,
     /// Its address, as `BUILDKIT_HOST` would say it.
     pub host: String,
 }
@@ -117,21 +117,65 @@ pub fn rootless_check() -> Result<String, DaemonError> {
     }
     let mut notes = Vec::new();
     notes.push(if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "cgroup v2" } else { "cgroup v1" });
+    let account = Account::current();
     if which("newuidmap").is_none() || which("newgidmap").is_none() {
         notes.push("no newuidmap/newgidmap: only one user id inside builds (RUN steps that switch USER will fail)");
-    } else if !has_subuid_range() {
-        notes.push("no /etc/subuid range for this user: only one user id inside builds");
+    } else if !has_subid_range("/etc/subuid", &account) || !has_subid_range("/etc/subgid", &account) {
+        notes.push("no /etc/subuid and /etc/subgid range for this user: only one user id inside builds");
     }
     Ok(notes.join("; "))
 }
 
-fn has_subuid_range() -> bool {
-    // SAFETY: getuid cannot fail and has no preconditions.
-    let uid = unsafe { libc::getuid() }.to_string();
-    let name = std::env::var("USER").unwrap_or_default();
-    std::fs::read_to_string("/etc/subuid")
-        .map(|text| text.lines().any(|l| l.split(':').next().is_some_and(|owner| owner == uid || owner == name)))
-        .unwrap_or(false)
+/// The account build runs as: its uid, and its name from the password database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub name: Option<String>,
+}
+
+impl Account {
+    /// Looked up by uid, never by `$USER` (which a clean environment does not have, and
+    /// anyone can set).
+    pub fn current() -> Self {
+        let uid = rustix::process::getuid().as_raw();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        Account { uid, name: name_in_passwd(&passwd, uid) }
+    }
+}
+
+/// The name of `uid` in `/etc/passwd`'s text.
+fn name_in_passwd(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse::<u32>().ok() == Some(uid) && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
+/// Whether `file` (`/etc/subuid` or `/etc/subgid`) gives `account` a range, by uid or name.
+fn has_subid_range(file: &str, account: &Account) -> bool {
+    std::fs::read_to_string(file).map(|text| subid_owner_listed(&text, account)).unwrap_or(false)
+}
+
+fn subid_owner_listed(text: &str, account: &Account) -> bool {
+    let uid = account.uid.to_string();
+    text.lines().filter_map(|l| l.split(':').next()).any(|owner| owner == uid || Some(owner) == account.name.as_deref())
+}
+
+/// Whether this user may mount a new `/proc` in a PID namespace of its own, which BuildKit's
+/// process sandbox (a PID namespace per RUN step) needs. Inside an unprivileged container
+/// whose `/proc` is partly masked, the kernel refuses; buildkitd then runs steps in its own
+/// PID namespace instead (`--oci-worker-no-process-sandbox`), which rootlesskit's `--pidns`
+/// still ends as a whole when the daemon stops.
+fn can_mount_proc() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--pid", "--fork", "--mount", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The first executable `program` on PATH.
@@ -143,23 +187,27 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
+/// How long buildkitd has to stop after SIGTERM before every process of it is killed.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
+
 impl Buildkitd {
-    /// Starts buildkitd and waits until it answers `Info`.
-    pub async fn start(config: &DaemonConfig) -> Result<Self, DaemonError> {
+    /// Starts buildkitd and returns at once; [`Buildkitd::wait_ready`] waits until it answers.
+    /// Every path buildkitd would otherwise default under `/run`, `/var/lib` or `$HOME` is
+    /// inside `config.dir`, as root and rootless, so two daemons never share a file.
+    pub fn spawn(config: &DaemonConfig) -> Result<Self, DaemonError> {
         if which("buildkitd").is_none() {
             return Err(DaemonError::NoBuildkitd);
         }
         let toml = config_toml(&config.mirrors, config.extra_config.as_deref())?;
-        // SAFETY: geteuid cannot fail and has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let note = if root { String::new() } else { rootless_check()? };
+        let root = rustix::process::geteuid().is_root();
+        let mut note = if root { String::new() } else { rootless_check()? };
 
         let dir = &config.dir;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| DaemonError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        create_private_dir(dir).map_err(io(dir))?;
         let config_path = dir.join("buildkitd.toml");
         std::fs::write(&config_path, toml).map_err(io(&config_path))?;
         let log_path = dir.join("buildkitd.log");
@@ -175,6 +223,12 @@ impl Buildkitd {
             host.clone(),
             "--config".into(),
             config_path.display().to_string(),
+            // Its trace socket defaults to /run/buildkit (or XDG_RUNTIME_DIR when it thinks
+            // it is rootless): shared by every daemon on the machine, unwritable rootless.
+            "--otel-socket-path".into(),
+            dir.join("otel-grpc.sock").display().to_string(),
+            // Never a containerd that happens to run on the worker: this daemon's own state only.
+            "--containerd-worker=false".into(),
         ];
         if config.debug {
             args.push("--debug".into());
@@ -182,15 +236,25 @@ impl Buildkitd {
         let mut command = if root {
             Command::new("buildkitd")
         } else {
-            // As BuildKit's rootless image runs it: a user namespace from rootlesskit, and no
-            // new PID namespace per step, which an unprivileged container cannot mount /proc for.
-            // Rootless buildkitd puts its other sockets under XDG_RUNTIME_DIR (else /run,
-            // which an unprivileged user cannot write): keep them in its folder too.
+            // As BuildKit's rootless image runs it: a user namespace from rootlesskit (its
+            // state in our folder), and a PID namespace of its own, so that every process of
+            // the daemon ends with it.
             let run = dir.join("run");
-            std::fs::create_dir_all(&run).map_err(io(&run))?;
+            create_private_dir(&run).map_err(io(&run))?;
             let mut c = Command::new("rootlesskit");
-            c.arg("buildkitd").env("XDG_RUNTIME_DIR", &run);
-            args.push("--oci-worker-no-process-sandbox".into());
+            c.arg("--state-dir").arg(dir.join("rootlesskit")).arg("--pidns").arg("buildkitd");
+            // buildkitd applies its rootless defaults only when $USER is set and not root.
+            let user = Account::current().name.unwrap_or_else(|| "kiln".into());
+            c.env("USER", user)
+                .env("XDG_RUNTIME_DIR", &run)
+                .env("XDG_DATA_HOME", dir.join("data"))
+                .env("XDG_CONFIG_HOME", dir.join("config"))
+                .env("HOME", dir);
+            args.insert(0, "--rootless".into());
+            if !can_mount_proc() {
+                args.push("--oci-worker-no-process-sandbox".into());
+                note.push_str("; no process sandbox (cannot mount /proc here)");
+            }
             c
         };
         command.args(&args).stdin(Stdio::null()).stdout(log).stderr(log_err).kill_on_drop(true);
@@ -211,41 +275,43 @@ impl Buildkitd {
             if root { "as root" } else { "rootless" },
             if note.is_empty() { String::new() } else { format!("; {note}") }
         );
-        let mut daemon = Buildkitd { child, dir: dir.clone(), rootless: !root, host };
-        if let Err(e) = daemon.wait_ready(&socket, config.start_timeout, &log_path).await {
-            daemon.stop().await;
-            return Err(e);
-        }
-        Ok(daemon)
+        Ok(Buildkitd { child, dir: dir.clone(), rootless: !root, host, socket, log: log_path })
     }
 
-    async fn wait_ready(&mut self, socket: &Path, timeout: Duration, log: &Path) -> Result<(), DaemonError> {
+    /// Waits until the daemon answers `Info`, or exits, or `timeout` passes.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), DaemonError> {
         let started = Instant::now();
-        let address = transport::Address::Unix(socket.to_path_buf());
+        let address = transport::Address::Unix(self.socket.clone());
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(DaemonError::Exited { status: status.to_string(), log: log_tail(log) });
+                return Err(DaemonError::Exited { status: status.to_string(), log: log_tail(&self.log) });
             }
-            if socket.exists()
+            if self.socket.exists()
                 && let Ok(channel) = transport::connect(&self.host, &address, None).await
                 && info::query(channel).await.is_ok()
             {
                 return Ok(());
             }
             if started.elapsed() >= timeout {
-                return Err(DaemonError::Timeout { secs: timeout.as_secs(), log: log_tail(log) });
+                return Err(DaemonError::Timeout { secs: timeout.as_secs(), log: log_tail(&self.log) });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Stops the daemon: SIGTERM, up to ten seconds to finish, then SIGKILL; then removes
-    /// its folder (state, socket, config and log).
+    /// Stops the daemon: SIGTERM, [`STOP_GRACE`] to finish, then SIGKILL to it and to every
+    /// process it started; then removes its folder (state, sockets, config, log).
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            // SAFETY: signalling our own child, which has not been reaped yet.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+            let pid = rustix::process::Pid::from_raw(pid as i32);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_err() {
+                // Its descendants first (build steps, runc), while their parent still holds them.
+                if let Some(pid) = pid {
+                    kill_tree(pid);
+                }
                 let _ = self.child.kill().await;
             }
         }
@@ -253,6 +319,8 @@ impl Buildkitd {
         if self.rootless && std::fs::remove_dir_all(&self.dir).is_err() {
             // Its state belongs to the user namespace's ids, which only that namespace may delete.
             let _ = Command::new("rootlesskit")
+                .arg("--state-dir")
+                .arg(std::env::temp_dir().join(format!("kiln-rootlesskit-rm-{}", std::process::id())))
                 .arg("rm")
                 .arg("-rf")
                 .arg(&self.dir)
@@ -261,6 +329,9 @@ impl Buildkitd {
                 .stderr(Stdio::null())
                 .status()
                 .await;
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir().join(format!("kiln-rootlesskit-rm-{}", std::process::id())),
+            );
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -268,6 +339,62 @@ impl Buildkitd {
             eprintln!("build: warning: could not remove buildkitd's folder {}: {e}", self.dir.display());
         }
     }
+}
+
+/// A folder only this user can enter, made fresh: an existing one (or a link) is an error.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().mode(0o700).create(path)
+}
+
+/// SIGKILL to every descendant of `pid`, found through `/proc/*/stat`'s parent ids, until
+/// none is left (a process that forks while we look is found on the next pass).
+fn kill_tree(pid: rustix::process::Pid) {
+    for _ in 0..20 {
+        let descendants = descendants_of(pid.as_raw_nonzero().get());
+        if descendants.is_empty() {
+            return;
+        }
+        for child in descendants {
+            if let Some(child) = rustix::process::Pid::from_raw(child) {
+                let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every live process below `root` in the process tree.
+fn descendants_of(root: i32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        if let Some((ppid, state)) = parent_and_state(&stat)
+            && state != 'Z'
+        {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The parent pid and state letter from `/proc/PID/stat` (`pid (comm) S ppid …`; the
+/// command may itself hold spaces and parentheses, so fields are read after the last `)`).
+fn parent_and_state(stat: &str) -> Option<(i32, char)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
 }
 
 /// The last 40 lines of the daemon's log.
@@ -296,6 +423,51 @@ mod tests {
         assert_eq!(hub["http"].as_bool(), Some(true));
         assert_eq!(parsed["registry"]["ghcr.io"]["mirrors"][0].as_str(), Some("m2"));
         assert_eq!(config_toml(&[], None).unwrap(), "");
+    }
+
+    #[test]
+    fn the_account_name_comes_from_the_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nkiln:x:1000:1000::/home/kiln:/bin/sh\nbad line\nother:x:1001:1001::/:/bin/sh\n";
+        assert_eq!(name_in_passwd(passwd, 1000).as_deref(), Some("kiln"));
+        assert_eq!(name_in_passwd(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(name_in_passwd(passwd, 4242), None);
+        let kiln = Account { uid: 1000, name: Some("kiln".into()) };
+        assert!(subid_owner_listed("kiln:100000:65536\n", &kiln));
+        assert!(subid_owner_listed("1000:100000:65536\n", &kiln));
+        assert!(!subid_owner_listed("other:100000:65536\n10000:1:2\n", &kiln));
+        let nameless = Account { uid: 1000, name: None };
+        assert!(!subid_owner_listed("kiln:100000:65536\n", &nameless));
+    }
+
+    #[test]
+    fn stat_lines_give_parent_and_state() {
+        assert_eq!(parent_and_state("42 (sleep) S 7 42 42 0"), Some((7, 'S')));
+        assert_eq!(parent_and_state("43 (a ) b (c) Z 9 1"), Some((9, 'Z')));
+        assert_eq!(parent_and_state("garbage"), None);
+    }
+
+    #[test]
+    fn every_descendant_is_found_and_killed() {
+        let mut shell =
+            std::process::Command::new("sh").args(["-c", "sh -c 'sleep 30' & sleep 30 & wait"]).spawn().unwrap();
+        let pid = rustix::process::Pid::from_raw(shell.id() as i32).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut found = Vec::new();
+        while Instant::now() < deadline && found.len() < 2 {
+            found = descendants_of(pid.as_raw_nonzero().get());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(found.len() >= 2, "the shell's children: {found:?}");
+        kill_tree(pid);
+        for child in &found {
+            let alive = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| parent_and_state(&s))
+                .is_some_and(|(_, state)| state != 'Z');
+            assert!(!alive, "{child} still runs");
+        }
+        let _ = shell.kill();
+        let _ = shell.wait();
     }
 
     #[test]

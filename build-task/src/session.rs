@@ -75,10 +75,11 @@ pub struct SessionSpec {
     pub ssh: HashMap<String, Agent>,
 }
 
-/// A running session; BuildKit refers to it by `id`.
+/// A running session; BuildKit refers to it by `id`. Dropping it (as an interrupted build
+/// does) ends it too: an open `Control.Session` call would keep buildkitd from stopping.
 pub struct Session {
     pub id: String,
-    closer: mpsc::Sender<BytesMessage>,
+    closer: Option<mpsc::Sender<BytesMessage>>,
     server: JoinHandle<()>,
 }
 
@@ -147,14 +148,21 @@ impl Session {
                 _ = pump => {},
             }
         });
-        Ok(Session { id, closer: to_daemon, server })
+        Ok(Session { id, closer: Some(to_daemon), server })
     }
 
     /// Ends the session: the stream to BuildKit closes and the server stops.
-    pub async fn close(self) {
-        drop(self.closer);
+    pub async fn close(mut self) {
+        self.closer.take();
         self.server.abort();
-        let _ = self.server.await;
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The server task holds the stream's other half; aborting it closes the call.
+        self.server.abort();
     }
 }
 

@@ -53,14 +53,14 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
 
     let mut status_client = ControlClient::new(channel);
     let status_ref = build_ref.clone();
-    let status = tokio::spawn(async move {
+    let mut status = AbortOnDrop(tokio::spawn(async move {
         let Ok(stream) = status_client.status(StatusRequest { r#ref: status_ref }).await else { return };
         let mut stream = stream.into_inner();
         let mut progress = PlainProgress::default();
         while let Some(Ok(update)) = stream.next().await {
             progress.update(&update);
         }
-    });
+    }));
 
     let solve = SolveRequest {
         r#ref: build_ref,
@@ -75,11 +75,20 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
     };
     let result = control.solve(solve).await;
     // Let the last progress arrive before the session goes.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), status).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut status.0).await;
     session.close().await;
     match result {
         Ok(response) => Ok(response.into_inner().exporter_response),
         Err(status) => Err(SolveError::Build(describe_failure(&status))),
+    }
+}
+
+/// A task that ends when its handle goes: an interrupted build leaves no call open.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

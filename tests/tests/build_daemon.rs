@@ -1,14 +1,12 @@
-//! The `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set: how it is started,
-//! waited for, configured and stopped.
+//! The `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set: the command line and
+//! config it is given, the bounded wait, the log on failure, and that the process and its
+//! folder are gone afterwards.
 //!
-//! No buildkitd package exists for these machines, so these tests put a stand-in named
-//! `buildkitd` first on PATH: a shell script that records the arguments and config file it
-//! was given, then becomes `kiln-testenv buildkit-relay` on the `--addr` socket, joining
-//! connections to the dev engine's real BuildKit. What is tested for real here is kiln's side:
-//! the command line, the generated TOML, the bounded wait, the log on failure, and that the
-//! process and its folder are gone afterwards. That a real buildkitd accepts the command line
-//! (as root and under rootlesskit) was checked by hand with one built from BuildKit's source;
-//! see the README.
+//! These tests put a stand-in named `buildkitd` first on PATH: a shell script that records
+//! the arguments and config file it was given (which a real daemon cannot show), or never
+//! answers, or exits at once, and otherwise becomes `kiln-testenv buildkit-relay` on the
+//! `--addr` socket, joining connections to the dev engine's BuildKit. The real buildkitd,
+//! spawned as root and rootless and interrupted, is tested in `build_spawned.rs`.
 
 use std::path::Path;
 
@@ -117,6 +115,12 @@ fn build_starts_configures_and_stops_its_own_daemon() {
     let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
     assert!(flag("--addr").unwrap().starts_with(&format!("unix://{}", standin.dir.path().display())), "{args:?}");
     assert!(flag("--root").is_some() && flag("--config").is_some(), "{args:?}");
+    // Every path it would default under /run or /var/lib is in its own folder.
+    let own = standin.dir.path().display().to_string();
+    for name in ["--root", "--config", "--otel-socket-path"] {
+        assert!(flag(name).is_some_and(|p| p.starts_with(&own)), "{name} outside {own}: {args:?}");
+    }
+    assert!(args.contains(&"--containerd-worker=false".to_string()), "{args:?}");
     assert!(args.contains(&"--debug".to_string()), "{args:?}");
     let config: toml::Table = standin.file("config.toml").parse().unwrap();
     let mirrors = |registry: &str| -> Vec<String> {

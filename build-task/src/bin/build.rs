@@ -95,18 +95,19 @@ fn main() -> ExitCode {
 }
 
 /// BuildKit: at `BUILDKIT_HOST`; else a `buildkitd` started here (as oci-build-task does),
-/// which the caller must stop; else the default socket, if something listens there.
-async fn buildkit() -> anyhow::Result<(tonic::transport::Channel, Option<Buildkitd>)> {
+/// put in `daemon` for the caller to stop, also when this is dropped half-way; else the
+/// default socket, if something listens there.
+async fn buildkit(daemon: &mut Option<Buildkitd>) -> anyhow::Result<tonic::transport::Channel> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let tls = transport::TlsFiles::from_env(env);
     if let Some(host) = env("BUILDKIT_HOST") {
         let address = transport::parse(&host, env("DOCKER_HOST").as_deref())?;
-        return Ok((transport::connect(&host, &address, tls.as_ref()).await?, None));
+        return Ok(transport::connect(&host, &address, tls.as_ref()).await?);
     }
     let default_socket = transport::DEFAULT_HOST.trim_start_matches("unix://");
     if daemon::which("buildkitd").is_none() && Path::new(default_socket).exists() {
         let address = transport::parse(transport::DEFAULT_HOST, None)?;
-        return Ok((transport::connect(transport::DEFAULT_HOST, &address, None).await?, None));
+        return Ok(transport::connect(transport::DEFAULT_HOST, &address, None).await?);
     }
     let start_timeout = match env("BUILDKIT_START_TIMEOUT") {
         Some(s) => {
@@ -121,35 +122,39 @@ async fn buildkit() -> anyhow::Result<(tonic::transport::Channel, Option<Buildki
             .unwrap_or_default(),
         extra_config: env("BUILDKIT_EXTRA_CONFIG"),
         debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
-        start_timeout: std::time::Duration::from_secs(start_timeout),
     };
-    let daemon = Buildkitd::start(&config).await?;
-    let address = transport::parse(&daemon.host, None)?;
-    match transport::connect(&daemon.host, &address, None).await {
-        Ok(channel) => Ok((channel, Some(daemon))),
-        Err(e) => {
-            daemon.stop().await;
-            Err(e.into())
-        }
-    }
+    let started = daemon.insert(Buildkitd::spawn(&config)?);
+    started.wait_ready(std::time::Duration::from_secs(start_timeout)).await?;
+    let address = transport::parse(&started.host, None)?;
+    Ok(transport::connect(&started.host, &address, None).await?)
 }
 
 /// Runs `work` with BuildKit, stopping a daemon started for it afterwards, also when the
-/// build is interrupted (Ctrl-C, or SIGTERM when Concourse aborts the build).
+/// build is interrupted (Ctrl-C, or SIGTERM when Concourse aborts the build) at any moment,
+/// the daemon's start-up included. Dropping `work` closes its session and solve, so the
+/// daemon has nothing left to wait for when it is asked to stop.
 async fn with_buildkit<T, F, Fut>(work: F) -> anyhow::Result<T>
 where
     F: FnOnce(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     use tokio::signal::unix::{SignalKind, signal};
-    let (channel, daemon) = buildkit().await?;
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut daemon = None;
     let result = tokio::select! {
-        r = work(channel) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        r = async {
+            let channel = buildkit(&mut daemon).await?;
+            work(channel).await
+        } => r,
+        _ = int.recv() => Err(anyhow::anyhow!("interrupted")),
         _ = term.recv() => Err(anyhow::anyhow!("terminated")),
     };
     if let Some(daemon) = daemon {
+        if result.is_err() {
+            // Let the cancelled calls reach the daemon before it is told to stop.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         daemon.stop().await;
     }
     result
