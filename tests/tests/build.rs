@@ -194,12 +194,15 @@ fn several_platforms_make_an_index_out_pushes_whole() {
     let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "linux/amd64,linux/arm64")]);
     out.success();
     let digest = std::fs::read_to_string(work.path().join("image/digest")).unwrap();
+    // As oci-build-task: several platforms turn OUTPUT_OCI on, and image/image is the layout.
+    assert!(work.path().join("image/image/index.json").is_file(), "no image/image layout folder");
+    assert!(!work.path().join("image/image.tar").exists());
     let reg = &env.registries.plain;
     let repo = unique_repo("build-multi");
     let pushed = resource(
         "out",
         Some(work.path()),
-        &json!({ "source": source(env, reg, &repo), "params": { "image": "image/image.tar", "version": "1.0.0" } }),
+        &json!({ "source": source(env, reg, &repo), "params": { "image": "image/image", "version": "1.0.0" } }),
     );
     assert_eq!(pushed.success().json()["version"]["digest"], json!(digest));
     let raw = Command::new("skopeo")
@@ -291,8 +294,19 @@ fn additional_targets_go_to_their_own_outputs() {
     );
     write_files(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
     std::fs::create_dir(work.path().join("tools")).unwrap();
-    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("ADDITIONAL_TARGETS", "tools,nowhere")]);
+    let out = build_task(
+        env,
+        work.path(),
+        &[],
+        &[("CONTEXT", "ctx"), ("ADDITIONAL_TARGETS", "tools,nowhere"), ("UNPACK_ROOTFS", "true")],
+    );
     out.success();
+    // UNPACK_ROOTFS unpacks every exported image, the additional targets' too.
+    for (dir, stage) in [("tools", "tools"), ("image", "final")] {
+        let rootfs = work.path().join(dir).join("rootfs");
+        assert_eq!(std::fs::read_to_string(rootfs.join("stage")).unwrap(), format!("{stage}\n"), "{dir}/rootfs");
+        assert!(work.path().join(dir).join("metadata.json").is_file(), "{dir}/metadata.json");
+    }
     assert!(out.stderr.contains("not building nowhere"), "{}", out.stderr);
     assert!(!work.path().join("nowhere").exists());
     let tools = std::fs::read_to_string(work.path().join("tools/digest")).unwrap();

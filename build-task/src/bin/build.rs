@@ -189,8 +189,12 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
     if let Some(output) = overrides.output {
         params.output = output;
     }
-    // Several platforms make an index, which only the OCI exporter writes.
-    let oci = params.output_oci || params.platforms.len() > 1;
+    // Several platforms make an index, which only the OCI exporter writes; as oci-build-task
+    // does, they turn OUTPUT_OCI on, so pipelines find the layout at image/image/.
+    if params.platforms.len() > 1 {
+        params.output_oci = true;
+    }
+    let oci = params.output_oci;
     if params.unpack_rootfs && params.platforms.len() > 1 {
         anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
     }
@@ -217,7 +221,8 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
                 continue;
             }
             eprintln!("building additional target {target} into {target}/");
-            build_into(&channel, &params, &prepared, Some(target), &dir, oci, false).await?;
+            // Every image it exports is unpacked, as oci-build-task does.
+            build_into(&channel, &params, &prepared, Some(target), &dir, oci, params.unpack_rootfs).await?;
         }
         build_into(&channel, &params, &prepared, params.target.as_deref(), &params.output, oci, params.unpack_rootfs)
             .await
