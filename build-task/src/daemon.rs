@@ -165,9 +165,8 @@ fn subid_owner_listed(text: &str, account: &Account) -> bool {
 
 /// Whether this user may mount a new `/proc` in a PID namespace of its own, which BuildKit's
 /// process sandbox (a PID namespace per RUN step) needs. Inside an unprivileged container
-/// whose `/proc` is partly masked, the kernel refuses; buildkitd then runs steps in its own
-/// PID namespace instead (`--oci-worker-no-process-sandbox`), which rootlesskit's `--pidns`
-/// still ends as a whole when the daemon stops.
+/// whose `/proc` is partly masked, the kernel refuses; buildkitd then runs steps beside
+/// itself (`--oci-worker-no-process-sandbox`).
 fn can_mount_proc() -> bool {
     std::process::Command::new("unshare")
         .args(["--user", "--map-root-user", "--pid", "--fork", "--mount", "--mount-proc", "true"])
@@ -237,12 +236,17 @@ impl Buildkitd {
             Command::new("buildkitd")
         } else {
             // As BuildKit's rootless image runs it: a user namespace from rootlesskit (its
-            // state in our folder), and a PID namespace of its own, so that every process of
-            // the daemon ends with it.
+            // state in our folder), and, where /proc can be mounted, a PID namespace of its
+            // own, so that every process of the daemon ends with it.
             let run = dir.join("run");
             create_private_dir(&run).map_err(io(&run))?;
+            let sandbox = can_mount_proc();
             let mut c = Command::new("rootlesskit");
-            c.arg("--state-dir").arg(dir.join("rootlesskit")).arg("--pidns").arg("buildkitd");
+            c.arg("--state-dir").arg(dir.join("rootlesskit"));
+            if sandbox {
+                c.arg("--pidns");
+            }
+            c.arg("buildkitd");
             // buildkitd applies its rootless defaults only when $USER is set and not root.
             let user = Account::current().name.unwrap_or_else(|| "kiln".into());
             c.env("USER", user)
@@ -251,7 +255,11 @@ impl Buildkitd {
                 .env("XDG_CONFIG_HOME", dir.join("config"))
                 .env("HOME", dir);
             args.insert(0, "--rootless".into());
-            if !can_mount_proc() {
+            if !sandbox {
+                // Without a /proc of its own a PID namespace would show runc the outer
+                // namespace's processes under the inner one's numbers (runc then thinks a
+                // finished step still runs), so there is none: [`Buildkitd::stop`] ends
+                // every process below the daemon instead.
                 args.push("--oci-worker-no-process-sandbox".into());
                 note.push_str("; no process sandbox (cannot mount /proc here)");
             }

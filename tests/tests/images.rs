@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, bin, command, resource, run, skopeo_digest, source, unique_repo, workspace};
+use kiln_tests::harness::{
+    DevEnv, bin, command, from_busybox, resource, run, skopeo_digest, source, unique_repo, workspace, write_files,
+};
 use serde_json::json;
 
 /// A build context: the image's Dockerfile and stripped copies of `binaries`.
@@ -87,18 +89,19 @@ fn resource_image_runs_check_as_concourse_does() {
 }
 
 #[test]
-fn task_image_kiln_stage_runs_build_unprivileged() {
+fn task_image_runs_build_rootless_under_docker() {
     let env = dev_env_or_skip!();
     let base = debian_base(env);
     let work = tempfile::tempdir().unwrap();
-    context(&work.path().join("ctx"), "task", &["kiln-build"]);
-    // The `task` stage copies buildkitd from moby/buildkit, which cannot be pulled here.
+    let ctx = work.path().join("ctx");
+    context(&ctx, "task", &["kiln-build"]);
+    // BUILDKITD_FROM=context (the default): the buildkitd built from Debian's packages.
+    std::fs::copy(env.buildkitd.bin_dir.join("buildkitd"), ctx.join("buildkitd")).unwrap();
     let mut build = command("kiln-build");
     build
         .current_dir(work.path())
         .env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()))
         .env("CONTEXT", "ctx")
-        .env("TARGET", "kiln")
         .env("BUILD_ARG_BASE", &base);
     run(build, b"").success();
     let reg = &env.registries.plain;
@@ -112,14 +115,14 @@ fn task_image_kiln_stage_runs_build_unprivileged() {
 
     let probe = docker(env)
         .args(["run", "--rm", "--entrypoint", "sh", &image, "-c"])
-        .arg("id -u; for t in build newuidmap newgidmap rootlesskit; do command -v $t; done; cat /etc/subuid")
+        .arg("id -u; echo $USER; for t in build buildkitd runc newuidmap newgidmap rootlesskit; do command -v $t; done; cat /etc/subuid")
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&probe.stdout);
     assert!(probe.status.success(), "{said}{}", String::from_utf8_lossy(&probe.stderr));
     let lines: Vec<&str> = said.lines().collect();
-    assert_eq!(lines[0], "1000", "the task runs as the unprivileged user");
-    for tool in ["/usr/local/bin/build", "/usr/bin/newuidmap", "/usr/bin/newgidmap", "/usr/bin/rootlesskit"] {
+    assert_eq!(lines[..2], ["1000", "kiln"], "the task runs as the unprivileged user: {said}");
+    for tool in ["/usr/local/bin/build", "/usr/local/bin/buildkitd", "/usr/sbin/runc", "/usr/bin/rootlesskit"] {
         assert!(lines.contains(&tool), "{tool} missing: {said}");
     }
     assert!(said.contains("kiln:100000:65536"), "{said}");
@@ -132,4 +135,38 @@ fn task_image_kiln_stage_runs_build_unprivileged() {
         "{}",
         String::from_utf8_lossy(&bare.stderr)
     );
+
+    // A build inside it, as its unprivileged user, the way a Concourse worker runs an
+    // unprivileged task: no --privileged, only the permissions README lists.
+    let task = tempfile::tempdir().unwrap();
+    write_files(task.path(), &[("Dockerfile", &format!("{}RUN echo built-inside > /where\n", from_busybox(env)))]);
+    let chown = Command::new("chown").args(["-R", "1000:1000"]).arg(task.path()).status().unwrap();
+    assert!(chown.success());
+    let http = format!("[registry.\"{}\"]\nhttp = true\n", reg.addr);
+    let build_inside = |permissions: &[&str]| {
+        docker(env)
+            .args(["run", "--rm", "--network", "host"])
+            .args(permissions)
+            .arg("-v")
+            .arg(format!("{}:/tmp/build", task.path().display()))
+            .args(["-e", &format!("BUILDKIT_EXTRA_CONFIG={http}"), &image])
+            .output()
+            .unwrap()
+    };
+    // Docker's default seccomp profile refuses the user namespace rootlesskit makes.
+    let refused = build_inside(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("operation not permitted"), "{stderr}");
+    assert!(!task.path().join("image/image.tar").exists());
+
+    let inside = build_inside(ROOTLESS_PERMISSIONS);
+    let stderr = String::from_utf8_lossy(&inside.stderr);
+    assert!(inside.status.success(), "build inside the task image: {stderr}");
+    assert!(stderr.contains("build: started rootlesskit buildkitd (rootless"), "{stderr}");
+    assert!(task.path().join("image/image.tar").metadata().unwrap().len() > 0, "{stderr}");
 }
+
+/// What `docker run` must allow for rootless BuildKit inside an unprivileged container on
+/// this machine, which has no AppArmor (README says what else a worker may need).
+const ROOTLESS_PERMISSIONS: &[&str] = &["--security-opt", "seccomp=unconfined"];
