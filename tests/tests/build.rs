@@ -183,6 +183,51 @@ fn second_build_is_cached_and_works_over_a_unix_socket() {
 }
 
 #[test]
+fn builds_with_the_real_buildkitd_over_unix_and_tcp_with_mutual_tls() {
+    let env = dev_env_or_skip!();
+    let d = &env.buildkitd;
+    let unix = format!("unix://{}", d.socket.display());
+    let ca = env.ca_cert.display().to_string();
+    let (cert, key) = (d.client_cert.display().to_string(), d.client_key.display().to_string());
+    let transports: [(&str, Vec<(&str, &str)>); 2] = [
+        ("unix", vec![("BUILDKIT_HOST", &unix)]),
+        (
+            "tcp+mTLS",
+            vec![
+                ("BUILDKIT_HOST", &d.tcp),
+                ("BUILDKIT_TLS_CA", &ca),
+                ("BUILDKIT_TLS_CERT", &cert),
+                ("BUILDKIT_TLS_KEY", &key),
+            ],
+        ),
+    ];
+    for (name, vars) in transports {
+        let work = tempfile::tempdir().unwrap();
+        let marker = unique_repo(name).replace(['/', '+'], "-");
+        write_files(
+            work.path(),
+            &[
+                ("Dockerfile", &format!("{}COPY file /file\nRUN echo {marker} > /marker\n", from_busybox(env))),
+                ("file", "sent"),
+            ],
+        );
+        let mut cmd = command("kiln-build");
+        cmd.current_dir(work.path());
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let out = run(cmd, b"");
+        out.success();
+        assert!(out.stderr.contains(&format!("RUN echo {marker}")), "{name}: {}", out.stderr);
+        let digest = std::fs::read_to_string(work.path().join("image/digest")).unwrap();
+        assert!(digest.starts_with("sha256:") && digest.len() == 71, "{name}: {digest}");
+        // The base's layer, the COPY's and the RUN's.
+        let layers = inspect(&work.path().join("image/image.tar"))["Layers"].as_array().unwrap().len();
+        assert_eq!(layers, 3, "{name}");
+    }
+}
+
+#[test]
 fn several_platforms_make_an_index_out_pushes_whole() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
