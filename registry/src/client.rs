@@ -61,6 +61,8 @@ pub enum RegistryError {
     DigestMismatch { registry: String, what: String, expected: String, actual: String },
     #[error("{what} from registry {registry} is larger than {limit} bytes")]
     TooLarge { registry: String, what: String, limit: u64 },
+    #[error("registry {registry} pointed {what} at {url}, which kiln refuses: {why}")]
+    UnsafeUrl { registry: String, what: String, url: String, why: crate::scope::Refusal },
     #[error("reading {what}: {detail}")]
     Local { what: String, detail: String },
     #[error("could not set up the HTTP client: {0}")]
@@ -200,7 +202,7 @@ impl Client {
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
-            .redirect(reqwest::redirect::Policy::limited(10));
+            .redirect(crate::scope::redirect_policy());
         for (index, pem) in config.ca_certs.iter().enumerate() {
             let cert = reqwest::Certificate::from_pem(pem.as_bytes())
                 .map_err(|e| RegistryError::BadCaCert { index, detail: error_chain(&e) })?;
@@ -279,13 +281,26 @@ impl Client {
         call: &Call,
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, Failure> {
-        let url = if call.target.starts_with('/') {
-            format!("{}://{}{}", scheme.as_str(), self.repo.api_host(), call.target)
-        } else {
-            call.target.clone()
-        };
+        let base = self.base_url(scheme)?;
+        let url = base.join(&call.target).map_err(|_| {
+            Failure::Registry(RegistryError::Status {
+                registry: self.repo.registry().into(),
+                what: call.what.clone(),
+                status: StatusCode::BAD_GATEWAY,
+                body: ": it named a URL that cannot be parsed".into(),
+            })
+        })?;
+        // The one place credentials are attached: only for the registry's own origin.
+        let credentials = crate::scope::for_target(&base, &url).map_err(|why| {
+            Failure::Registry(RegistryError::UnsafeUrl {
+                registry: self.repo.registry().into(),
+                what: call.what.clone(),
+                url: crate::scope::shown(&url),
+                why,
+            })
+        })?;
         let mut req = self.http.request(call.method.clone(), url).headers(call.headers.clone());
-        if let Some(auth) = authorization {
+        if let (Some(auth), crate::scope::Credentials::Attach) = (authorization, credentials) {
             req = req.header(AUTHORIZATION, auth);
         }
         match &call.body {
@@ -300,6 +315,12 @@ impl Client {
             None => {}
         }
         req.send().await.map_err(Failure::Transport)
+    }
+
+    /// The registry's own origin, as this client reaches it.
+    fn base_url(&self, scheme: Scheme) -> Result<reqwest::Url, Failure> {
+        reqwest::Url::parse(&format!("{}://{}/", scheme.as_str(), self.repo.api_host()))
+            .map_err(|e| Failure::Registry(RegistryError::Client(format!("{}: {e}", self.repo.registry()))))
     }
 
     /// Turns a challenge into an `Authorization` value for `access`.
@@ -322,7 +343,20 @@ impl Client {
                 if let Access::PushMountFrom(from) = access {
                     scopes.push(format!("repository:{from}:pull"));
                 }
-                let mut req = self.http.get(realm);
+                let token_error = |detail: String| RegistryError::Token { realm: realm.clone(), detail };
+                let realm_url = reqwest::Url::parse(realm).map_err(|_| token_error("not a URL".into()))?;
+                let scheme = self.scheme().await?;
+                let base = self.base_url(scheme).map_err(|f| match f {
+                    Failure::Registry(e) => e,
+                    Failure::Transport(e) => self.unreachable(&e),
+                })?;
+                crate::scope::for_realm(&base, &realm_url).map_err(|why| RegistryError::UnsafeUrl {
+                    registry: self.repo.registry().into(),
+                    what: "its token service".into(),
+                    url: crate::scope::shown(&realm_url),
+                    why,
+                })?;
+                let mut req = self.http.get(realm_url);
                 for scope in &scopes {
                     req = req.query(&[("scope", scope.as_str())]);
                 }
@@ -332,7 +366,6 @@ impl Client {
                 if let Some(b) = &basic {
                     req = req.header(AUTHORIZATION, format!("Basic {b}"));
                 }
-                let token_error = |detail: String| RegistryError::Token { realm: realm.clone(), detail };
                 let resp = req.send().await.map_err(|e| token_error(error_chain(&e)))?;
                 let status = resp.status();
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

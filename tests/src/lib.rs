@@ -15,6 +15,7 @@ pub mod acr_standin;
 pub mod certs;
 pub mod faultproxy;
 pub mod harness;
+pub mod hostile_registry;
 pub mod images;
 pub mod imds_standin;
 pub mod loopback;

@@ -62,7 +62,7 @@ pub async fn serve(addr: SocketAddr, cert_dir: &Path, users: Vec<(String, String
     }
 }
 
-fn tls_acceptor(cert_dir: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+pub fn tls_acceptor(cert_dir: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let chain = rustls_pemfile::certs(&mut std::fs::read(cert_dir.join(certs::SERVER_CERT))?.as_slice())
         .collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pemfile::private_key(&mut std::fs::read(cert_dir.join(certs::SERVER_KEY))?.as_slice())?
