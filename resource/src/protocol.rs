@@ -55,8 +55,16 @@ pub fn parse_request<T: DeserializeOwned>(input: &[u8]) -> anyhow::Result<T> {
     }
     let mut json = serde_json::Deserializer::from_slice(input);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        let detail = one_line(&describe_json_error(e.inner()));
         let mut segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+        let secret = segments.last().is_some_and(|field| is_secret_field(field));
+        let detail = if secret {
+            // serde quotes the value it could not take; a password typed as a number in a
+            // vars file is still a password.
+            without_values(&describe_json_error(e.inner()))
+        } else {
+            describe_json_error(e.inner())
+        };
+        let detail = one_line(&detail);
         if detail.starts_with("unknown field") {
             segments.pop(); // the unknown key itself, which the detail names
         }
@@ -68,9 +76,46 @@ pub fn parse_request<T: DeserializeOwned>(input: &[u8]) -> anyhow::Result<T> {
     })
 }
 
-/// Control characters (a newline inside a JSON key, say) escaped, so an error about any
-/// input stays one line in the build log.
-fn one_line(text: &str) -> String {
+/// Fields whose values are secrets, wherever they appear in a request (`source`, a
+/// mirror, `cosign`, `content_trust`): a type error about them never shows the value.
+const SECRET_FIELDS: &[&str] = &[
+    "password",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "private_key",
+    "repository_key",
+    "repository_passphrase",
+    "tls_key",
+];
+
+fn is_secret_field(field: &str) -> bool {
+    SECRET_FIELDS.contains(&field)
+}
+
+/// serde's message with every quoted value (`` `…` `` or `"…"`) replaced.
+fn without_values(text: &str) -> String {
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push_str("(value not shown)");
+                quote = None;
+            }
+            Some(_) => {}
+            None if c == '`' || c == '"' => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    if quote.is_some() {
+        out.push_str("(value not shown)");
+    }
+    out
+}
+
+/// Control characters (a newline inside a JSON key, or an escape sequence in a registry's
+/// answer) escaped, so an error about any input stays one printable line in the build log.
+pub fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
@@ -171,7 +216,8 @@ where
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            // Every step error is printed here, once: text a server sent is escaped with it.
+            eprintln!("{name}: {}", one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -180,6 +226,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_printed() {
+        for (json, secret) in [
+            (r#"{"source": {"repository": "a", "password": 12345678}}"#, "12345678"),
+            (r#"{"source": {"repository": "a", "password": 1.5e300}}"#, "1.5e300"),
+            (r#"{"source": {"repository": "a", "password": true}}"#, "true"),
+            (r#"{"source": {"repository": "a", "password": ["hunter2"]}}"#, "hunter2"),
+            (r#"{"source": {"repository": "a", "aws_secret_access_key": 987654321}}"#, "987654321"),
+            (r#"{"source": {"repository": "a", "registry_mirror": {"host": "m", "password": 4242}}}"#, "4242"),
+        ] {
+            let err = parse_request::<CheckRequest>(json.as_bytes()).unwrap_err().to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains("password") || err.contains("aws_secret_access_key"), "names the field: {err}");
+        }
+        // Other fields keep their values in the message: they help and are not secret.
+        let err = parse_request::<CheckRequest>(br#"{"source": {"repository": 42}}"#).unwrap_err().to_string();
+        assert!(err.contains("42"), "{err}");
+    }
+
+    #[test]
+    fn server_text_becomes_one_printable_line() {
+        assert_eq!(one_line("a\x1b[31mred\r\nforged line\x07"), "a\\u{1b}[31mred\\r\\nforged line\\u{7}");
+    }
 
     /// Found by fuzz/fuzz_targets/request_json.rs: a key holding a newline (`\n` in JSON)
     /// made the error two lines.

@@ -100,6 +100,9 @@ impl HostileRegistry {
     }
 }
 
+/// What the registry answers a manifest GET with: escape sequences, a bell, and a forged line.
+pub const FORGED_ERROR: &str = "denied\x1b[2J\x1b[1;1H\x07\r\nout: pushed sha256:0000 (all good)";
+
 fn reply(status: StatusCode, headers: &[(&str, String)], body: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::builder().status(status);
     for (name, value) in headers {
@@ -123,7 +126,9 @@ fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (method.as_str(), path.as_str()) {
         ("GET", "/v2/") => reply(StatusCode::OK, &[], "{}"),
         ("HEAD", p) if p.contains("/blobs/sha256:") => reply(StatusCode::NOT_FOUND, &[], ""),
-        ("HEAD" | "GET", p) if p.contains("/manifests/") => reply(StatusCode::NOT_FOUND, &[], ""),
+        ("HEAD", p) if p.contains("/manifests/") => reply(StatusCode::NOT_FOUND, &[], ""),
+        // An error text made to rewrite the terminal and forge a log line.
+        ("GET", p) if p.contains("/manifests/") => reply(StatusCode::BAD_REQUEST, &[], FORGED_ERROR),
         ("POST", p) if p.ends_with("/blobs/uploads/") => {
             let location = match state.hostility {
                 Hostility::UploadElsewhere => format!("{}/upload/1", state.other),

@@ -136,3 +136,20 @@ fn a_tls_registrys_plain_http_token_realm_gets_no_password() {
     // An https realm elsewhere still gets them: the token registry's tests show that (its
     // issuer is another origin), and scope.rs's unit tests state the rule.
 }
+
+#[test]
+fn a_registrys_error_text_reaches_the_log_as_one_printable_line() {
+    let env = dev_env_or_skip!();
+    let registry = HostileRegistry::start(Hostility::TagsElsewhere, None, false);
+    let digest = format!("sha256:{}", "1".repeat(64));
+    let request = json!({ "source": source(env, &registry, false), "version": { "tag": "1.0.0", "digest": digest } });
+    let dir = tempfile::tempdir().unwrap();
+    let out = resource("in", Some(dir.path()), &request);
+    out.failure();
+    let stderr = out.stderr.trim_end();
+    assert!(stderr.contains("denied"), "the registry's text is there: {stderr}");
+    assert!(!stderr.chars().any(|c| c.is_control() && c != '\n'), "raw control characters: {stderr:?}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("in: ") && last.contains("out: pushed sha256:0000"), "one line holds it all: {stderr}");
+    assert!(!stderr.lines().any(|l| l.starts_with("out: pushed")), "a forged line: {stderr}");
+}

@@ -69,3 +69,34 @@ fn passwords_and_tokens_stay_out_of_everything_printed_or_written() {
     cases(env, &env.registries.basic, "secrets-basic");
     cases(env, &env.registries.token, "secrets-token");
 }
+
+/// A vars file's unquoted digits make a password a JSON number: the type error names the
+/// field and never prints the value, in every step and in every secret field.
+#[test]
+fn numeric_secrets_are_not_echoed_in_type_errors() {
+    let secret = 31415926535_u64;
+    for field in ["password", "aws_secret_access_key", "aws_session_token"] {
+        let mut src = json!({ "repository": "127.0.0.1:1/x", "username": "kiln" });
+        src[field] = json!(secret);
+        for (bin, request) in [
+            ("check", json!({ "source": src })),
+            ("in", json!({ "source": src, "version": { "tag": "1", "digest": format!("sha256:{}", "0".repeat(64)) } })),
+            ("out", json!({ "source": src, "params": { "image": "x", "version": "1" } })),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = resource(bin, Some(dir.path()), &request);
+            out.failure();
+            assert!(out.stderr.contains(field), "{bin} {field}: the error names the field: {}", out.stderr);
+            assert_no_secret(&format!("{bin} {field}"), &out, dir.path(), &secret.to_string());
+        }
+    }
+    // A mirror's and cosign's secrets too.
+    let src = json!({ "repository": "127.0.0.1:1/x", "registry_mirror": { "host": "m", "password": secret } });
+    let out = resource("check", None, &json!({ "source": src }));
+    out.failure();
+    assert!(!out.stderr.contains(&secret.to_string()), "{}", out.stderr);
+    let src = json!({ "repository": "127.0.0.1:1/x", "cosign": { "private_key": secret, "password": secret } });
+    let out = resource("check", None, &json!({ "source": src }));
+    out.failure();
+    assert!(!out.stderr.contains(&secret.to_string()), "{}", out.stderr);
+}
