@@ -118,7 +118,8 @@ pub async fn acr_login(settings: &AcrSettings, env: Env<'_>) -> Result<Credentia
     if !status.is_success() {
         return Err(fail(format!("answered {status}")));
     }
-    let json: serde_json::Value = resp.json().await.map_err(|e| fail(format!("unreadable answer: {e}")))?;
+    let text = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(fail)?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("unreadable answer: {e}")))?;
     let refresh = json["refresh_token"]
         .as_str()
         .filter(|t| !t.is_empty())
@@ -182,7 +183,7 @@ async fn aad_token(
 async fn token_from(source_name: &'static str, resp: reqwest::Response) -> Result<String, AzureError> {
     let fail = |detail: String| AzureError::Identity { source_name, detail };
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| fail(crate::error_chain(&e)))?;
+    let text = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(fail)?;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     if !status.is_success() {
         let why = json["error_description"].as_str().or(json["error"].as_str()).unwrap_or_default();

@@ -374,8 +374,9 @@ impl Client {
                 if !status.is_success() {
                     return Err(token_error(format!("answered {status}")));
                 }
-                let token: TokenResponse =
-                    resp.json().await.map_err(|e| token_error(format!("unreadable answer: {}", error_chain(&e))))?;
+                let text = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(token_error)?;
+                let token: TokenResponse = serde_json::from_str(&text)
+                    .map_err(|e| token_error(format!("unreadable answer: {}", error_chain(&e))))?;
                 let token = token.into_token().ok_or_else(|| token_error("answer has no token".into()))?;
                 Ok(format!("Bearer {token}"))
             }
@@ -423,6 +424,21 @@ impl Client {
         Ok(scheme)
     }
 
+    /// A body read whole, within `limit` (see [`crate::body`]).
+    pub(crate) async fn read_body(
+        &self,
+        resp: reqwest::Response,
+        limit: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        crate::body::read_capped(resp, limit).await.map_err(|e| match e {
+            crate::body::BodyError::TooLarge { limit } => {
+                RegistryError::TooLarge { registry: self.repo.registry().into(), what: what.into(), limit }
+            }
+            crate::body::BodyError::Transport(e) => self.unreachable(&e),
+        })
+    }
+
     /// Passes a successful response through; turns any other into [`RegistryError::Status`].
     pub(crate) async fn expect_success(
         &self,
@@ -433,7 +449,8 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
-        let body = resp.text().await.unwrap_or_default();
+        // Only the start is shown; the rest is never read.
+        let body = crate::body::text_prefix(resp, 4096).await;
         let body = body.trim();
         let body = if body.is_empty() { String::new() } else { format!(": {}", truncate(body, 300)) };
         Err(RegistryError::Status { registry: self.repo.registry().into(), what: what.into(), status, body })

@@ -12,6 +12,7 @@ mod auth;
 pub mod aws;
 pub mod azure;
 mod blobs;
+mod body;
 mod client;
 pub mod docker_config;
 mod manifests;

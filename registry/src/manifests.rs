@@ -8,9 +8,6 @@ use sha2::{Digest as _, Sha256};
 use crate::client::{Access, Call, Client, Descriptor, RegistryError, header_str};
 use crate::media_types::MANIFEST_ACCEPT;
 
-/// Manifests larger than this are refused: the spec suggests registries accept at least 4 MiB.
-const MAX_MANIFEST: u64 = 8 << 20;
-
 impl Client {
     fn manifest_call(&self, method: Method, reference: &str, access: Access) -> Call {
         let path = format!("/v2/{}/manifests/{reference}", self.repo.path());
@@ -47,16 +44,9 @@ impl Client {
             return Ok(None);
         }
         let resp = self.expect_success(resp, &call.what).await?;
-        if resp.content_length().is_some_and(|n| n > MAX_MANIFEST) {
-            return Err(RegistryError::TooLarge {
-                registry: self.repo.registry().into(),
-                what: call.what,
-                limit: MAX_MANIFEST,
-            });
-        }
         let media_type = header_str(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default().to_string();
         let claimed = header_str(resp.headers(), "docker-content-digest").map(str::to_string);
-        let body = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let body = self.read_body(resp, crate::body::MANIFEST, &call.what).await?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { claimed };
         if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != digest) {

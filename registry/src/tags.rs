@@ -8,6 +8,8 @@ use crate::client::{Access, Call, Client, RegistryError, header_str};
 const PAGE: usize = 1000;
 /// A bound on pages, so a registry that loops its `Link` header cannot keep us forever.
 const MAX_PAGES: usize = 10_000;
+/// A bound on tags, so a registry that sends page after page cannot fill memory.
+const MAX_TAGS: usize = 1_000_000;
 
 #[derive(serde::Deserialize)]
 struct TagList {
@@ -29,8 +31,22 @@ impl Client {
             }
             let resp = self.expect_success(resp, &call.what).await?;
             let next = header_str(resp.headers(), "link").and_then(next_link);
-            let page: TagList = resp.json().await.map_err(|e| self.unreachable(&e))?;
+            let body = self.read_body(resp, crate::body::TAGS_PAGE, &call.what).await?;
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| RegistryError::Status {
+                registry: self.repo.registry().into(),
+                what: call.what.clone(),
+                status: StatusCode::OK,
+                body: format!(": not a tags list ({e})"),
+            })?;
             tags.extend(page.tags.unwrap_or_default());
+            if tags.len() > MAX_TAGS {
+                return Err(RegistryError::Status {
+                    registry: self.repo.registry().into(),
+                    what: call.what.clone(),
+                    status: StatusCode::OK,
+                    body: format!(": more than {MAX_TAGS} tags, where kiln stops"),
+                });
+            }
             match next {
                 Some(n) if n != target => target = n,
                 _ => return Ok(tags),

@@ -27,6 +27,8 @@ pub enum Hostility {
     RedirectElsewhere,
     /// The challenge is `Bearer` with a realm on the other host.
     RealmElsewhere,
+    /// Manifests and tags lists are 16 MiB, sent chunked (no `Content-Length`).
+    Huge,
 }
 
 /// A request the other host received.
@@ -127,6 +129,16 @@ fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         ("GET", "/v2/") => reply(StatusCode::OK, &[], "{}"),
         ("HEAD", p) if p.contains("/blobs/sha256:") => reply(StatusCode::NOT_FOUND, &[], ""),
         ("HEAD", p) if p.contains("/manifests/") => reply(StatusCode::NOT_FOUND, &[], ""),
+        ("GET", p)
+            if (p.contains("/manifests/") || p.ends_with("/tags/list")) && state.hostility == Hostility::Huge =>
+        {
+            let body = format!("{{\"tags\": [\"a\"], \"pad\": \"{}\"}}", " ".repeat(16 << 20));
+            reply(
+                StatusCode::OK,
+                &[("transfer-encoding", "chunked".into()), ("content-type", "application/json".into())],
+                &body,
+            )
+        }
         // An error text made to rewrite the terminal and forge a log line.
         ("GET", p) if p.contains("/manifests/") => reply(StatusCode::BAD_REQUEST, &[], FORGED_ERROR),
         ("POST", p) if p.ends_with("/blobs/uploads/") => {

@@ -153,3 +153,22 @@ fn a_registrys_error_text_reaches_the_log_as_one_printable_line() {
     assert!(last.starts_with("in: ") && last.contains("out: pushed sha256:0000"), "one line holds it all: {stderr}");
     assert!(!stderr.lines().any(|l| l.starts_with("out: pushed")), "a forged line: {stderr}");
 }
+
+#[test]
+fn bodies_without_a_length_are_read_only_up_to_their_cap() {
+    let env = dev_env_or_skip!();
+    let registry = HostileRegistry::start(Hostility::Huge, None, false);
+    let digest = format!("sha256:{}", "2".repeat(64));
+    let request = json!({ "source": source(env, &registry, false), "version": { "tag": "1.0.0", "digest": digest } });
+    let dir = tempfile::tempdir().unwrap();
+    let out = resource("in", Some(dir.path()), &request);
+    out.failure();
+    assert!(
+        out.stderr.contains(&format!("from registry {} is larger than 4194304 bytes", registry.addr)),
+        "{}",
+        out.stderr
+    );
+    let out = check_tags(env, &registry, false);
+    out.failure();
+    assert!(out.stderr.contains("is larger than 8388608 bytes"), "{}", out.stderr);
+}

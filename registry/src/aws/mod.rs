@@ -150,7 +150,7 @@ async fn call(
     }
     let resp = req.send().await.map_err(|e| format!("cannot reach {url}: {}", crate::error_chain(&e)))?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| crate::error_chain(&e))?;
+    let text = crate::body::text_capped(resp, crate::body::SMALL).await?;
     if status.is_success() {
         return Ok(text);
     }
@@ -395,7 +395,7 @@ async fn container_credentials(http: &reqwest::Client, env: Env<'_>) -> Result<O
     if !resp.status().is_success() {
         return Err(fail(format!("{url} answered {}", resp.status())));
     }
-    let text = resp.text().await.map_err(|e| fail(crate::error_chain(&e)))?;
+    let text = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(fail)?;
     endpoint_credentials(SOURCE, &text).map(Some)
 }
 
@@ -416,7 +416,9 @@ async fn instance_credentials(http: &reqwest::Client, env: Env<'_>) -> Result<Op
         .send()
         .await
     {
-        Ok(resp) if resp.status().is_success() => resp.text().await.map_err(|e| fail(crate::error_chain(&e)))?,
+        Ok(resp) if resp.status().is_success() => {
+            crate::body::text_capped(resp, crate::body::SMALL).await.map_err(fail)?
+        }
         Ok(resp) => return Err(fail(format!("the token request answered {}", resp.status()))),
         Err(_) => return Ok(None),
     };
@@ -430,7 +432,7 @@ async fn instance_credentials(http: &reqwest::Client, env: Env<'_>) -> Result<Op
     if !resp.status().is_success() {
         return Err(fail(format!("no instance role ({})", resp.status())));
     }
-    let roles = resp.text().await.map_err(|e| fail(crate::error_chain(&e)))?;
+    let roles = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(fail)?;
     let role = roles.lines().next().unwrap_or_default().trim().to_string();
     if role.is_empty() {
         return Err(fail("the instance has no role".into()));
@@ -439,7 +441,7 @@ async fn instance_credentials(http: &reqwest::Client, env: Env<'_>) -> Result<Op
     if !resp.status().is_success() {
         return Err(fail(format!("credentials of role {role} answered {}", resp.status())));
     }
-    let text = resp.text().await.map_err(|e| fail(crate::error_chain(&e)))?;
+    let text = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(fail)?;
     endpoint_credentials(SOURCE, &text).map(Some)
 }
 
