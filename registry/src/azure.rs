@@ -30,6 +30,9 @@ pub struct AcrSettings {
     pub environment: Option<String>,
     /// Talk to the registry over plain HTTP (`insecure`).
     pub insecure: bool,
+    /// `ca_certs`: the registry's `/v2/` and `/oauth2/exchange` are reached with the TLS
+    /// configuration the registry client uses; Entra ID and IMDS with the system's roots.
+    pub ca_certs: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,8 @@ pub enum AzureError {
     Identity { source_name: &'static str, detail: String },
     #[error("ACR token exchange at {registry}: {detail}")]
     Exchange { registry: String, detail: String },
+    #[error(transparent)]
+    Client(#[from] crate::RegistryError),
 }
 
 /// One Azure cloud: the scope tokens are asked for, and where to log in.
@@ -91,6 +96,11 @@ use crate::Env;
 pub async fn acr_login(settings: &AcrSettings, env: Env<'_>) -> Result<Credentials, AzureError> {
     let http = crate::client::api_client(Duration::from_secs(30))
         .map_err(|detail| AzureError::Identity { source_name: "client", detail })?;
+    let registry_http = crate::tls::http_builder(&settings.ca_certs)?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| crate::RegistryError::Client(crate::error_chain(&e)))?;
     let cloud = cloud(&settings.registry, settings.environment.as_deref());
     let aad = aad_token(&http, settings, cloud, env).await?;
     let scheme = if settings.insecure { "http" } else { "https" };
@@ -98,7 +108,7 @@ pub async fn acr_login(settings: &AcrSettings, env: Env<'_>) -> Result<Credentia
     let tenant = match settings.tenant_id.clone().filter(|t| !t.is_empty()) {
         Some(tenant) => tenant,
         None => {
-            let resp = http.get(format!("{scheme}://{registry}/v2/")).send().await;
+            let resp = registry_http.get(format!("{scheme}://{registry}/v2/")).send().await;
             match resp {
                 Ok(resp) => {
                     challenge_tenant(crate::client::header_str(resp.headers(), "www-authenticate").unwrap_or(""))
@@ -108,7 +118,7 @@ pub async fn acr_login(settings: &AcrSettings, env: Env<'_>) -> Result<Credentia
         }
     };
     let fail = |detail: String| AzureError::Exchange { registry: registry.clone(), detail };
-    let resp = http
+    let resp = registry_http
         .post(format!("{scheme}://{registry}/oauth2/exchange"))
         .form(&[("grant_type", "access_token"), ("service", registry), ("tenant", &tenant), ("access_token", &aad)])
         .send()

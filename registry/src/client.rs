@@ -22,7 +22,8 @@ use crate::reference::Repository;
 pub struct ClientConfig {
     /// Credentials, if the registry needs them.
     pub credentials: Option<Credentials>,
-    /// Extra CA certificates (PEM) trusted by this client only.
+    /// Extra CA certificates (PEM) trusted by this client only; a registry presenting one
+    /// of them as its own certificate is trusted too (pinned: see `tls.rs`).
     pub ca_certs: Vec<String>,
     /// Allow plain HTTP for this registry. TLS verification is never turned off.
     pub insecure: bool,
@@ -198,17 +199,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(repo: Repository, config: ClientConfig) -> Result<Self, RegistryError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+        let http = crate::tls::http_builder(&config.ca_certs)?
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
-            .redirect(crate::scope::redirect_policy());
-        for (index, pem) in config.ca_certs.iter().enumerate() {
-            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
-                .map_err(|e| RegistryError::BadCaCert { index, detail: error_chain(&e) })?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| RegistryError::Client(error_chain(&e)))?;
+            .build()
+            .map_err(|e| RegistryError::Client(error_chain(&e)))?;
         Ok(Self { http, repo, config, state: Mutex::new(State::default()) })
     }
 
@@ -407,8 +402,10 @@ impl Client {
                 }
             },
             Err(e) => {
-                let hint = if is_certificate_failure(&e) {
-                    " (add the registry's CA certificate to ca_certs)"
+                let hint = if crate::tls::untrusted_certificate(&e).is_some() {
+                    "" // it says what to do
+                } else if is_certificate_failure(&e) {
+                    " (add the registry's certificate, or its CA's, to ca_certs)"
                 } else if is_tls_failure(&e) {
                     " (is it plain HTTP? then set insecure: true)"
                 } else {
@@ -416,7 +413,7 @@ impl Client {
                 };
                 return Err(RegistryError::Unreachable {
                     registry: self.repo.registry().into(),
-                    detail: format!("{}{hint}", error_chain(&e)),
+                    detail: format!("{}{hint}", transport_detail(&e)),
                 });
             }
         };
@@ -457,7 +454,7 @@ impl Client {
     }
 
     pub(crate) fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
-        RegistryError::Unreachable { registry: self.repo.registry().into(), detail: error_chain(e) }
+        RegistryError::Unreachable { registry: self.repo.registry().into(), detail: transport_detail(e) }
     }
 
     fn unauthorized(&self, status: StatusCode) -> RegistryError {
@@ -491,9 +488,20 @@ fn is_retryable_status(status: StatusCode) -> bool {
     )
 }
 
-/// Connection resets, refused connections during a restart, timeouts, early EOF.
+/// Connection resets, refused connections during a restart, timeouts, early EOF; not a
+/// certificate kiln refused, which stays refused.
 fn is_transient(e: &reqwest::Error) -> bool {
-    e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
+    (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
+        && crate::tls::untrusted_certificate(e).is_none()
+}
+
+/// What went wrong sending a request: a refused certificate on its own (the URL and
+/// hyper's layers add nothing to it), anything else as its [`error_chain`].
+fn transport_detail(e: &reqwest::Error) -> String {
+    match crate::tls::untrusted_certificate(e) {
+        Some(refused) => refused.to_string(),
+        None => error_chain(e),
+    }
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -511,7 +519,7 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 }
 
 fn is_certificate_failure(e: &reqwest::Error) -> bool {
-    error_chain(e).to_ascii_lowercase().contains("certificate")
+    crate::tls::untrusted_certificate(e).is_some() || error_chain(e).to_ascii_lowercase().contains("certificate")
 }
 
 fn is_tls_failure(e: &reqwest::Error) -> bool {
@@ -526,17 +534,22 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// An error and its causes on one line, the way users need them in a CI log.
+/// An error and its causes on one line, the way users need them in a CI log. A
+/// certificate kiln refused ends the line in kiln's words, not rustls's debug form.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(refused) = crate::tls::untrusted_in(err) {
+            parts.push(refused.to_string());
+            break;
+        }
+        let text = err.to_string();
         // Libraries often repeat their cause in their own message: say each thing once.
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
-        source = s.source();
+        next = err.source();
     }
     parts.join(": ")
 }

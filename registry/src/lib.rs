@@ -7,6 +7,7 @@
 //! - [`docker_config`]: credentials from Docker's `config.json` and credential helpers.
 //! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
 //! - [`azure`]: Azure Container Registry logins (Entra ID tokens, the ACR exchange).
+//! - [`tls`]: TLS to registries: `ca_certs` as trust roots and as pinned certificates.
 
 mod auth;
 pub mod aws;
@@ -20,6 +21,7 @@ pub mod media_types;
 pub mod reference;
 pub mod scope;
 mod tags;
+mod tls;
 
 pub use auth::{Challenge, Credentials};
 

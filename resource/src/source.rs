@@ -248,6 +248,7 @@ impl Source {
                 tenant_id: self.azure_tenant_id.clone(),
                 environment: self.azure_environment.clone(),
                 insecure: self.insecure,
+                ca_certs: self.ca_certs.clone(),
             };
             let credentials = azure::acr_login(&settings, &|k| std::env::var(k).ok()).await?;
             return Ok((repo, self.config_with(Some(credentials))));

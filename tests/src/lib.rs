@@ -6,7 +6,8 @@
 //! - [`certs`], [`token_issuer`], [`seed`], [`relay`]: pieces of the dev environment that
 //!   `scripts/dev-env` starts through the `kiln-testenv` binary.
 //! - [`faultproxy`] misbehaves in front of a real registry on purpose; [`registry`] is a
-//!   test's own registry process, to kill and start again (or to want a password);
+//!   test's own registry process, to kill and start again (or to want a password,
+//!   or to serve HTTPS with a certificate the test made);
 //!   [`moto`] is AWS's APIs on loopback for the ECR tests; [`acr_standin`] stands in
 //!   for Azure's metadata service and ACR's auth front, [`imds_standin`] for EC2's; all
 //!   three serve through [`loopback`].

@@ -1,6 +1,7 @@
 //! A registry of the test's own: Debian's `docker-registry` on a loopback port with its
 //! storage in a temporary folder, which the test may kill and start again (same port, same
-//! storage) to see how kiln survives a registry that dies mid-transfer.
+//! storage) to see how kiln survives a registry that dies mid-transfer, or serve HTTPS with
+//! a certificate the test made.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use crate::harness::{free_port, wait_for_port};
 
 pub struct PrivateRegistry {
-    /// `127.0.0.1:PORT`, plain HTTP.
+    /// `127.0.0.1:PORT`, plain HTTP unless started with [`PrivateRegistry::start_tls`].
     pub addr: String,
     port: u16,
     dir: tempfile::TempDir,
@@ -25,6 +26,17 @@ impl PrivateRegistry {
     /// Starts one that wants one of `users` (username, password) by htpasswd basic auth,
     /// over plain HTTP (loopback only); none: no auth.
     pub fn start_with_users(users: &[(&str, &str)]) -> Self {
+        Self::start_with(users, None)
+    }
+
+    /// Starts one that serves HTTPS with this certificate (PEM, the leaf first, then any
+    /// intermediates) and key (PEM), no auth. Go's TLS server does not look at the
+    /// certificate's dates or names, so it serves whatever the test made.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(&[], Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
         let port = free_port();
         let mut config = format!(
@@ -32,6 +44,17 @@ impl PrivateRegistry {
              http:\n  addr: 127.0.0.1:{port}\n  secret: kiln-private-registry\n",
             dir.path().join("storage").display()
         );
+        // Under `http:`, so before anything else is appended.
+        if let Some((cert, key)) = tls {
+            let (cert_path, key_path) = (dir.path().join("tls-cert.pem"), dir.path().join("tls-key.pem"));
+            std::fs::write(&cert_path, cert).expect("writing the registry's certificate");
+            std::fs::write(&key_path, key).expect("writing the registry's key");
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert_path.display(),
+                key_path.display()
+            ));
+        }
         if !users.is_empty() {
             let htpasswd = dir.path().join("htpasswd");
             let mut lines = String::new();
