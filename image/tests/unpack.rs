@@ -381,6 +381,67 @@ fn byte_limit_stops_bombs() {
     assert!(u.apply_layer("two", layer(&[file("b", 0o644, &data)]).as_slice()).is_err());
 }
 
+/// A GNU sparse file: `data` stored at `offset`, the file `real_size` long (old GNU format,
+/// one map entry in the header), as `tar --sparse` writes one.
+fn sparse_layer(name: &str, real_size: u64, offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::GNUSparse);
+    header.set_path(name).unwrap();
+    header.set_mode(0o644);
+    header.set_size(data.len() as u64);
+    let gnu = header.as_gnu_mut().unwrap();
+    gnu.sparse[0].offset = octal12(offset);
+    gnu.sparse[0].numbytes = octal12(data.len() as u64);
+    gnu.realsize = octal12(real_size);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+fn octal12(n: u64) -> [u8; 12] {
+    let text = format!("{n:011o}\0");
+    text.as_bytes().try_into().unwrap()
+}
+
+#[test]
+fn a_sparse_bomb_is_counted_at_its_real_size() {
+    // 153 bytes of layer, a file of 4 GiB.
+    let s = Sandbox::new();
+    let bomb = sparse_layer("zeros", 4 << 30, (4 << 30) - 3, b"end");
+    let budget = kiln_image::unpack::budget_for(bomb.len() as u64);
+    assert_eq!(budget, 1 << 30, "small layers get the 1 GiB floor");
+    let mut u = Unpacker::new(&s.root, UnpackOptions { max_bytes: Some(budget), ..Default::default() }).unwrap();
+    let err = u.apply_layer("bomb", bomb.as_slice()).unwrap_err();
+    assert!(matches!(&err, UnpackError::TooLarge { entry, .. } if entry == "zeros"), "{err}");
+    assert!(!s.p("zeros").exists(), "refused before writing");
+}
+
+#[test]
+fn sparse_files_and_runs_of_zeros_are_written_as_holes() {
+    let s = Sandbox::new();
+    let size: u64 = 64 << 20;
+    let sparse = sparse_layer("sparse", size, size - 4, b"tail");
+    let zeros = layer(&[
+        file("zeros", 0o644, vec![0u8; 8 << 20]),
+        file("mixed", 0o644, [&[1u8; 10][..], &[0u8; 300_000], b"x"].concat()),
+    ]);
+    let mut u = Unpacker::new(&s.root, UnpackOptions { max_bytes: Some(1 << 30), ..Default::default() }).unwrap();
+    u.apply_layer("sparse", sparse.as_slice()).unwrap();
+    u.apply_layer("zeros", zeros.as_slice()).unwrap();
+    let meta = fs::metadata(s.p("sparse")).unwrap();
+    assert_eq!(meta.len(), size);
+    assert!(meta.blocks() * 512 < 1 << 20, "64 MiB of holes took {} bytes of disk", meta.blocks() * 512);
+    let content = fs::read(s.p("sparse")).unwrap();
+    assert!(content[..content.len() - 4].iter().all(|b| *b == 0) && content.ends_with(b"tail"));
+    let zeros = fs::metadata(s.p("zeros")).unwrap();
+    assert_eq!(zeros.len(), 8 << 20, "a file that ends in a hole keeps its length");
+    assert!(zeros.blocks() * 512 < 1 << 20);
+    let mixed = fs::read(s.p("mixed")).unwrap();
+    assert_eq!(mixed, [&[1u8; 10][..], &[0u8; 300_000], b"x"].concat());
+}
+
 #[test]
 fn stats_count_what_happened() {
     let s = Sandbox::new();

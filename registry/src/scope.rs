@@ -11,7 +11,7 @@
 //! - A token realm gets the basic credentials over `https`, or over `http` only when the
 //!   registry itself is plain HTTP (`insecure`, or loopback) and so has them in the clear.
 
-use reqwest::Url;
+pub use reqwest::Url;
 
 /// Why a URL may not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

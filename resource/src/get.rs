@@ -43,6 +43,10 @@ pub struct GetParams {
     pub platform: Option<source::Platform>,
     #[serde(default)]
     pub skip_download: bool,
+    /// kiln's own: the most bytes `rootfs` may unpack (a sparse file counted at its full
+    /// size); the default is `kiln_image::unpack::budget_for` the layers' declared sizes.
+    #[serde(default)]
+    pub unpack_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +144,7 @@ async fn fetch(
     let started = Instant::now();
     match format {
         Format::Rootfs => {
-            write_rootfs(client, &image, &work, req.source.debug).await?;
+            write_rootfs(client, &image, &work, req.source.debug, req.params.unpack_max_bytes).await?;
             write_json(&work.path.join("metadata.json"), &run_metadata(&image))?;
             write_json(&work.path.join("labels.json"), &labels(&image))?;
             work.finish(&["rootfs", "metadata.json", "labels.json"])?;
@@ -178,13 +182,21 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
 }
 
 /// Downloads the layers in parallel and unpacks them in order into `work/rootfs`.
-async fn write_rootfs(client: &Arc<Client>, image: &Image, work: &WorkDir, debug: bool) -> anyhow::Result<()> {
+async fn write_rootfs(
+    client: &Arc<Client>,
+    image: &Image,
+    work: &WorkDir,
+    debug: bool,
+    max_bytes: Option<u64>,
+) -> anyhow::Result<()> {
     let layers = image.manifest.value.layers.clone();
+    let declared = layers.iter().map(|l| l.size).sum::<u64>();
+    let max_bytes = max_bytes.unwrap_or_else(|| kiln_image::unpack::budget_for(declared));
     let progress = Arc::new(Progress::for_terminal("layer", layers.len(), debug));
     let spools = pull::spool_all(client.clone(), &layers, &work.spool_dir, PARALLEL_DOWNLOADS, progress.clone())?;
     let bars = progress.draw_bars(&spools);
     let rootfs = work.path.join("rootfs");
-    let result = tokio::task::spawn_blocking(move || unpack_layers(&rootfs, &spools, &progress)).await;
+    let result = tokio::task::spawn_blocking(move || unpack_layers(&rootfs, &spools, &progress, max_bytes)).await;
     if let Some(bars) = bars {
         // Every download has ended once the unpack succeeded: let the bars draw their last state.
         if !matches!(result, Ok(Ok(()))) {
@@ -195,9 +207,10 @@ async fn write_rootfs(client: &Arc<Client>, image: &Image, work: &WorkDir, debug
     result.context("unpacking")?
 }
 
-fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress) -> anyhow::Result<()> {
+fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress, max_bytes: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(rootfs).with_context(|| format!("creating {}", rootfs.display()))?;
-    let mut unpacker = kiln_image::unpack::Unpacker::new(rootfs, kiln_image::unpack::UnpackOptions::default())?;
+    let options = kiln_image::unpack::UnpackOptions { max_bytes: Some(max_bytes), ..Default::default() };
+    let mut unpacker = kiln_image::unpack::Unpacker::new(rootfs, options)?;
     for (i, spool) in spools.iter().enumerate() {
         let started = Instant::now();
         let digest = &spool.descriptor.digest;
@@ -205,7 +218,15 @@ fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress) -> a
             .reader()
             .map_err(anyhow::Error::from)
             .and_then(|reader| Ok(kiln_image::decompress::decompressed(reader)?))
-            .and_then(|tar| Ok(unpacker.apply_layer(digest, tar)?));
+            .and_then(|tar| {
+                unpacker.apply_layer(digest, tar).map_err(|e| match e {
+                    kiln_image::unpack::UnpackError::TooLarge { .. } => anyhow::anyhow!(
+                        "{e} (by default 64 times the layers' declared size, at least 1 GiB; \
+                         params.unpack_max_bytes sets another)"
+                    ),
+                    e => e.into(),
+                })
+            });
         if let Err(e) = result {
             // A failed download is the cause worth reporting, not the unpacker's view of it.
             spool.wait().map_err(|d| anyhow::anyhow!("layer {digest}: {d}"))?;
@@ -281,6 +302,11 @@ async fn write_image_tar(
     .context("writing image.tar")?
 }
 
+/// How deep indexes may nest in what `format: oci-layout` fetches (an index of images is 1).
+const MAX_INDEX_DEPTH: usize = 4;
+/// How many distinct manifests and indexes one fetch may walk.
+const MAX_MANIFESTS: usize = 1000;
+
 /// Writes an OCI image layout of everything `digest` names: an index with all its
 /// platforms, or a single image wrapped in an index plus `single-image-digest`.
 async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &WorkDir) -> anyhow::Result<()> {
@@ -289,16 +315,31 @@ async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &Wor
     let blob_path = |d: &str| blobs_dir.join(d.trim_start_matches("sha256:"));
     let top = pull::fetch_manifest(client, digest).await?;
 
-    // Manifests to walk (nested indexes included), and the blobs they name.
-    let mut queue = vec![top.clone()];
+    // Manifests to walk (nested indexes included), each fetched once however often it is
+    // listed, and the blobs they name. An index may nest MAX_INDEX_DEPTH deep and name
+    // MAX_MANIFESTS distinct manifests in all.
+    let mut queue = vec![(top.clone(), 0)];
+    let mut walked = std::collections::HashSet::from([top.descriptor.digest.clone()]);
     let mut blobs: Vec<Descriptor> = Vec::new();
-    while let Some(fetched) = queue.pop() {
+    while let Some((fetched, depth)) = queue.pop() {
         match &fetched.value {
             ManifestOrIndex::Index(index) => {
+                if depth >= MAX_INDEX_DEPTH {
+                    anyhow::bail!(
+                        "index {} nests indexes more than {MAX_INDEX_DEPTH} deep; kiln stops there",
+                        fetched.descriptor.digest
+                    );
+                }
                 for child in &index.manifests {
+                    if !walked.insert(child.digest.clone()) {
+                        continue;
+                    }
+                    if walked.len() > MAX_MANIFESTS {
+                        anyhow::bail!("index {digest} names more than {MAX_MANIFESTS} manifests; kiln stops there");
+                    }
                     let c = pull::fetch_manifest(client, &child.digest).await?;
                     std::fs::write(blob_path(&c.descriptor.digest), &c.bytes)?;
-                    queue.push(c);
+                    queue.push((c, depth + 1));
                 }
             }
             ManifestOrIndex::Manifest(m) => {

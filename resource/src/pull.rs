@@ -82,8 +82,18 @@ pub fn select_platform<'a>(index: &'a oci::Index, platform: &Platform) -> anyhow
     if let Some(d) = found {
         return Ok(d);
     }
-    let available: Vec<String> =
-        index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(|p| p.to_string()).collect();
+    // Each platform once, and not too many: an index may list thousands of entries.
+    let mut available: Vec<String> = Vec::new();
+    for p in index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(|p| p.to_string()) {
+        if !available.contains(&p) {
+            available.push(p);
+        }
+    }
+    if available.len() > 12 {
+        let more = available.len() - 12;
+        available.truncate(12);
+        available.push(format!("and {more} more"));
+    }
     bail!(
         "no image for platform {platform} in the index (it has: {}); set source.platform or params.platform",
         if available.is_empty() { "no platforms".to_string() } else { available.join(", ") }

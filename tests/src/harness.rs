@@ -455,7 +455,8 @@ fn put_blob(env: &DevEnv, repo: &str, bytes: &[u8]) -> String {
     digest
 }
 
-fn put_manifest(env: &DevEnv, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+/// Puts a manifest or index into `repo` on the plain registry under `reference`.
+pub fn put_manifest(env: &DevEnv, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
     let (status, headers) = plain_http(env, "PUT", &format!("/v2/{repo}/manifests/{reference}"), media_type, bytes);
     assert_eq!(status, 201, "putting manifest {repo}:{reference}: {headers}");
 }

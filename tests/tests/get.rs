@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Registry, push_busybox, resource, source, unique_repo};
+use kiln_tests::harness::{
+    DevEnv, Registry, TinyImage, push_busybox, push_tiny, put_manifest, resource, source, unique_repo,
+};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -299,4 +301,74 @@ fn bars_on_a_terminal_lines_in_a_log() {
         assert_eq!(terminal.contains("downloaded:"), !expect_bars, "{terminal}");
         assert!(dest.join("rootfs/bin/busybox").exists());
     }
+}
+
+/// An index listing a nested index 1,000 times, which lists one image 1,000 times: three
+/// distinct documents, each fetched once (walked naively, a million fetches). Indexes
+/// nested deeper than the cap are refused naming it.
+#[test]
+fn oci_layout_walks_each_document_once_and_caps_nesting() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("get-fanout");
+    let image = push_tiny(env, &repo, "image", TinyImage::new("fanout", None));
+    let entry = |digest: &str, media_type: &str, size: usize| json!({ "mediaType": media_type, "digest": digest, "size": size, "platform": { "architecture": "amd64", "os": "linux" } });
+    let index_of = |entries: Vec<Value>| {
+        json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries })
+            .to_string()
+            .into_bytes()
+    };
+    let digest_of = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let image_size = {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:image", reg.repo(&repo))])
+            .output()
+            .unwrap();
+        out.stdout.len()
+    };
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let inner = index_of(vec![entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size); 1000]);
+    let inner_digest = digest_of(&inner);
+    put_manifest(env, &repo, &inner_digest, INDEX, &inner);
+    // The image itself first, so the platform resolves; then the nested index, 1,000 times.
+    let mut entries = vec![entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size)];
+    entries.extend(vec![entry(&inner_digest, INDEX, inner.len()); 1000]);
+    let outer = index_of(entries);
+    let outer_digest = digest_of(&outer);
+    put_manifest(env, &repo, "fanout", INDEX, &outer);
+
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = resource(
+        "in",
+        Some(dir.path()),
+        &request(env, reg, &repo, "fanout", &outer_digest, json!({ "format": "oci-layout" })),
+    );
+    out.success();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    let blobs = dir.path().join("oci/blobs/sha256");
+    for digest in [&inner_digest, &image] {
+        assert!(blobs.join(digest.trim_start_matches("sha256:")).is_file(), "{digest} missing");
+    }
+
+    // Five indexes deep: one more than the cap.
+    let mut child = (image.clone(), "application/vnd.oci.image.manifest.v1+json", image_size);
+    let mut top = String::new();
+    for level in 0..5 {
+        let mut entries = vec![entry(&child.0, child.1, child.2)];
+        if level == 4 {
+            entries.insert(0, entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size));
+        }
+        let bytes = index_of(entries);
+        let digest = digest_of(&bytes);
+        put_manifest(env, &repo, if level == 4 { "deep" } else { &digest }, INDEX, &bytes);
+        top = digest.clone();
+        child = (digest, INDEX, bytes.len());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        resource("in", Some(dir.path()), &request(env, reg, &repo, "deep", &top, json!({ "format": "oci-layout" })));
+    out.failure();
+    assert!(out.stderr.contains("nests indexes more than 4 deep"), "{}", out.stderr);
+    assert!(!dir.path().join("oci").exists());
 }

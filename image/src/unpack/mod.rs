@@ -53,8 +53,9 @@ pub struct UnpackOptions {
     /// Set entries' owners from the layer (`lchown`; possible only as root). Defaults to
     /// whether we run as root.
     pub chown: bool,
-    /// Refuse to read more than this many bytes of entry contents, over all layers
-    /// (decompression bombs). `None`, the default, sets no limit.
+    /// Refuse to read more than this many bytes of entry contents, over all layers, a sparse
+    /// file counted at the size it becomes (decompression bombs). `None`, the default, sets
+    /// no limit; callers that unpack images set [`budget_for`]'s.
     pub max_bytes: Option<u64>,
 }
 
@@ -62,6 +63,13 @@ impl Default for UnpackOptions {
     fn default() -> Self {
         Self { chown: rustix::process::geteuid().is_root(), max_bytes: None }
     }
+}
+
+/// The default byte budget for unpacking an image whose layers declare `layer_bytes` in
+/// all (their compressed sizes): 64 times that, and never under 1 GiB. Ordinary layers
+/// expand 2–10×; what expands further is refused unless the caller raises the budget.
+pub fn budget_for(layer_bytes: u64) -> u64 {
+    layer_bytes.saturating_mul(64).max(1 << 30)
 }
 
 /// What applying one layer did.
@@ -299,8 +307,15 @@ impl LayerRun<'_> {
             | tar::EntryType::Block => false,
             other => return Err(EntryError::UnsupportedType(char::from(other.as_byte())).into()),
         };
+        // A sparse file's header says how large it becomes, not only what it stores.
+        let size = match kind {
+            tar::EntryType::GNUSparse => {
+                entry.header().as_gnu().and_then(|g| g.real_size().ok()).unwrap_or(0).max(entry.size())
+            }
+            _ => entry.size(),
+        };
         if let Some(limit) = self.unpacker.opts.max_bytes
-            && self.unpacker.read.saturating_add(entry.size()) > limit
+            && self.unpacker.read.saturating_add(size) > limit
         {
             return Err(Failure::TooLarge(limit));
         }
@@ -528,6 +543,7 @@ impl LayerRun<'_> {
     fn copy<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, mut to: Option<&mut File>) -> Result<(), Failure> {
         let expected = entry.size();
         let mut got = 0u64;
+        let mut holes = false;
         let unpacker = &mut *self.unpacker;
         loop {
             let n = match entry.read(&mut unpacker.buf) {
@@ -544,9 +560,21 @@ impl LayerRun<'_> {
                 return Err(Failure::TooLarge(limit));
             }
             if let Some(file) = to.as_mut() {
-                file.write_all(&unpacker.buf[..n]).op(|| "writing the file".into())?;
+                let chunk = &unpacker.buf[..n];
+                if chunk.iter().all(|b| *b == 0) {
+                    // Zeros (a sparse file's holes, or zeros written out) stay a hole: a
+                    // small layer that expands to gigabytes of them takes no disk.
+                    io::Seek::seek(file, io::SeekFrom::Current(n as i64)).op(|| "writing the file".into())?;
+                    holes = true;
+                } else {
+                    file.write_all(chunk).op(|| "writing the file".into())?;
+                }
                 self.stats.bytes += n as u64;
             }
+        }
+        if holes && let Some(file) = to.as_mut() {
+            // A file that ends in a hole gets its length all the same.
+            file.set_len(got).op(|| "writing the file".into())?;
         }
         if got < expected {
             return Err(EntryError::Truncated { expected, got }.into());
