@@ -206,5 +206,23 @@ mod tests {
         assert!(validate_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
         assert!(validate_digest("sha256:ABC").is_err());
         assert!(validate_digest("md5:abc").is_err());
+        // Each condition alone is not enough: the length, and the alphabet.
+        assert!(validate_digest("sha256:abc").is_err(), "too short, though lower-case hex");
+        assert!(validate_digest(&format!("sha256:{}", "g".repeat(64))).is_err(), "64 characters, not hex");
+        assert!(validate_digest(&format!("sha256:{}", "A".repeat(64))).is_err(), "upper-case hex");
+        assert!(validate_digest(&format!("sha256:{}", "a".repeat(65))).is_err());
+        assert!(validate_digest(&format!("sha512:{}", "a".repeat(64))).is_err());
+        assert!(validate_digest(&"a".repeat(64)).is_err(), "no algorithm");
+    }
+
+    #[test]
+    fn only_docker_hub_is_docker_hub() {
+        for hub in ["busybox", "library/busybox", "docker.io/library/busybox", "index.docker.io/x/y"] {
+            assert!(Repository::parse(hub).unwrap().is_docker_hub(), "{hub}");
+        }
+        for other in ["127.0.0.1:5000/x", "ghcr.io/a/b", "docker.io.evil.example/x", "localhost/x", "quay.io/docker.io"]
+        {
+            assert!(!Repository::parse(other).unwrap().is_docker_hub(), "{other}");
+        }
     }
 }

@@ -208,6 +208,9 @@ fn twenty_seeded_random_fault_runs_of_each_step() {
         }
     }
     eprintln!("{succeeded} of 60 runs succeeded with the right digest; the others failed clearly");
+    // Faults are injected once or twice and retries outlast them: most runs must end right.
+    // (Earlier runs: 55 and 51 of 60.) All 60 failing "clearly" would not be a pass.
+    assert!(succeeded >= 45, "only {succeeded} of 60 runs ended with the right digest");
 }
 
 #[test]
