@@ -487,6 +487,16 @@ fn plain_http(env: &DevEnv, method: &str, target: &str, content_type: &str, body
 }
 
 /// The tags of `repo` on the plain registry, in the order the registry lists them.
+/// Whether `repo` exists on the plain registry at all (a pushed blob or manifest makes it).
+pub fn plain_repo_exists(env: &DevEnv, repo: &str) -> bool {
+    let (status, answer) = plain_http(env, "GET", &format!("/v2/{repo}/tags/list"), "", &[]);
+    match status {
+        200 => true,
+        404 => false,
+        other => panic!("listing the tags of {repo}: {other}: {answer}"),
+    }
+}
+
 pub fn plain_tags(env: &DevEnv, repo: &str) -> Vec<String> {
     let (status, answer) = plain_http(env, "GET", &format!("/v2/{repo}/tags/list"), "", &[]);
     assert_eq!(status, 200, "listing the tags of {repo}: {answer}");

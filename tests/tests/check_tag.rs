@@ -153,7 +153,7 @@ fn unreachable_registry_is_a_clear_error() {
     let out = resource("check", None, &request);
     out.failure();
     assert!(out.stderr.starts_with("check: cannot reach registry 127.0.0.1:"), "{}", out.stderr);
-    assert!(out.stderr.contains("refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }

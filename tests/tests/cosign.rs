@@ -175,4 +175,6 @@ fn unsigned_images_and_other_keys_are_refused() {
     out.failure();
     assert!(out.stderr.contains("source.cosign.password"), "{}", out.stderr);
     assert!(!out.stderr.contains("wrong-pass-31") && !out.stderr.contains("PRIVATE KEY"), "{}", out.stderr);
+    assert!(kiln_tests::harness::plain_repo_exists(env, "library/busybox"), "the check can tell");
+    assert!(!kiln_tests::harness::plain_repo_exists(env, &repo), "out pushed to {repo} before checking the key");
 }
