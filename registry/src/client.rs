@@ -56,7 +56,7 @@ pub enum RegistryError {
     Unauthorized { registry: String, repository: String, status: StatusCode, hint: &'static str },
     #[error("token service {realm} failed: {detail}")]
     Token { realm: String, detail: String },
-    #[error("registry {registry} answered {status} for {what}{body}")]
+    #[error("registry {registry} answered {status} for {what}{body}{}", status_hint(*.status))]
     Status { registry: String, what: String, status: StatusCode, body: String },
     #[error("registry {registry} sent {what} with digest {actual}, expected {expected}")]
     DigestMismatch { registry: String, what: String, expected: String, actual: String },
@@ -472,6 +472,21 @@ impl Client {
     }
 }
 
+/// What to do about an answer users meet, said after the registry's own words.
+fn status_hint(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        402 => {
+            "; the registry wants payment: its storage or traffic allowance is used up (free space or raise the plan)"
+        }
+        403 => "; this account may not do that here: check its permissions on the repository",
+        429 => {
+            "; the registry still limits requests after kiln's retries: run less often, or log in for a higher limit"
+        }
+        500..=599 => "; the registry itself failed: try again later, or ask its operators",
+        _ => "",
+    }
+}
+
 /// Why one attempt failed: the network (maybe worth retrying) or the registry's answer.
 enum Failure {
     Transport(reqwest::Error),
@@ -557,6 +572,25 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_users_meet_say_what_to_do() {
+        let error = |status: u16| {
+            RegistryError::Status {
+                registry: "r.example".into(),
+                what: "manifest a:1".into(),
+                status: StatusCode::from_u16(status).unwrap(),
+                body: String::new(),
+            }
+            .to_string()
+        };
+        assert!(error(402).ends_with("allowance is used up (free space or raise the plan)"), "{}", error(402));
+        assert!(error(402).starts_with("registry r.example answered 402 Payment Required for manifest a:1; "));
+        assert!(error(429).contains("after kiln's retries"));
+        assert!(error(503).contains("the registry itself failed"));
+        assert!(error(403).contains("permissions"));
+        assert_eq!(error(400), "registry r.example answered 400 Bad Request for manifest a:1");
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

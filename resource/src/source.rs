@@ -40,6 +40,9 @@ pub struct Source {
     pub ca_certs: Vec<String>,
     #[serde(default)]
     pub insecure: bool,
+    /// The name some reference documents give `insecure`: the same meaning.
+    #[serde(default)]
+    pub insecure_registries: Option<bool>,
     #[serde(default)]
     pub platform: Option<Platform>,
     #[serde(default)]
@@ -140,6 +143,8 @@ pub enum SourceError {
         "source.content_trust (Notary v1) is not supported: registries are retiring Notary v1; sign and verify images with cosign instead (source.cosign)"
     )]
     ContentTrust,
+    #[error("source.{0} and source.{1} mean the same and disagree; set one of them")]
+    Disagree(&'static str, &'static str),
     #[error("source.{0} is set but source.{1} is not; set both or neither")]
     Incomplete(&'static str, &'static str),
     #[error(
@@ -156,7 +161,15 @@ pub enum SourceError {
 
 impl Source {
     /// Checks the fields that need no network and refuses those not supported yet.
+    /// `insecure`, or its other name `insecure_registries`.
+    pub fn allows_plain_http(&self) -> bool {
+        self.insecure || self.insecure_registries == Some(true)
+    }
+
     pub fn validate(&self) -> Result<Repository, SourceError> {
+        if self.insecure_registries.is_some_and(|other| other != self.insecure) && self.insecure {
+            return Err(SourceError::Disagree("insecure", "insecure_registries"));
+        }
         if !self.azure_acr {
             let azure = [
                 ("azure_client_id", self.azure_client_id.is_some()),
@@ -215,7 +228,7 @@ impl Source {
         ClientConfig {
             credentials,
             ca_certs: self.ca_certs.clone(),
-            insecure: self.insecure,
+            insecure: self.allows_plain_http(),
             read_timeout: self.read_timeout,
         }
     }
@@ -247,7 +260,7 @@ impl Source {
                 client_id: self.azure_client_id.clone().filter(|c| !c.is_empty()),
                 tenant_id: self.azure_tenant_id.clone(),
                 environment: self.azure_environment.clone(),
-                insecure: self.insecure,
+                insecure: self.allows_plain_http(),
                 ca_certs: self.ca_certs.clone(),
             };
             let credentials = azure::acr_login(&settings, &|k| std::env::var(k).ok()).await?;
@@ -380,6 +393,23 @@ mod tests {
 
     fn parse(json: &str) -> Result<Source, serde_json::Error> {
         serde_json::from_str(json)
+    }
+
+    #[test]
+    fn insecure_registries_is_another_name_for_insecure() {
+        let source = |json: &str| parse(json).unwrap();
+        assert!(source(r#"{"repository":"r.example/a","insecure_registries":true}"#).allows_plain_http());
+        assert!(source(r#"{"repository":"r.example/a","insecure":true}"#).allows_plain_http());
+        assert!(!source(r#"{"repository":"r.example/a","insecure_registries":false}"#).allows_plain_http());
+        assert!(!source(r#"{"repository":"r.example/a"}"#).allows_plain_http());
+        let config = source(r#"{"repository":"r.example/a","insecure_registries":true}"#).config_with(None);
+        assert!(config.insecure, "the client gets it");
+        let both = source(r#"{"repository":"r.example/a","insecure":true,"insecure_registries":false}"#);
+        let err = both.validate().unwrap_err().to_string();
+        assert_eq!(err, "source.insecure and source.insecure_registries mean the same and disagree; set one of them");
+        assert!(
+            source(r#"{"repository":"r.example/a","insecure":true,"insecure_registries":true}"#).validate().is_ok()
+        );
     }
 
     #[test]

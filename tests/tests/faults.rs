@@ -278,3 +278,31 @@ fn an_upload_the_registry_stops_reading_is_noticed_and_restarted() {
     assert_eq!(proxy.fired().len(), 1, "{:?}", proxy.fired());
     assert_eq!(skopeo_digest(env, &env.registries.plain, &target, "1.0.0"), digest);
 }
+
+/// Answers users meet, each in one line that names the registry and says what to do: a
+/// quota used up (402), a refusal to push (403), and a registry that keeps failing (5xx).
+#[test]
+fn answers_users_meet_are_one_line_saying_what_to_do() {
+    let env = dev_env_or_skip!();
+    let upstream = &env.registries.plain.addr;
+    let (repo, digest) = seeded(env, "faults-answers");
+    let image = oci_tarball(env, &repo, &digest);
+    let cases = [
+        (Fault::Status(402), "POST", "/blobs/uploads/", "402 Payment Required", "allowance is used up"),
+        (Fault::Status(403), "POST", "/blobs/uploads/", "403 Forbidden", "permissions"),
+        (Fault::Status(500), "POST", "/blobs/uploads/", "500 Internal Server Error", "the registry itself failed"),
+    ];
+    for (fault, method, path, status, hint) in cases {
+        let proxy = FaultProxy::start(upstream, vec![rule(method, path, 100, fault)]);
+        let target = unique_repo("faults-answers-out");
+        let request = json!({
+            "source": { "repository": format!("{}/{target}", proxy.addr) },
+            "params": { "image": "image.tar", "version": "1.0.0" },
+        });
+        let out = resource("out", Some(image.path()), &request);
+        out.failure();
+        let last = out.stderr.trim_end().lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("out: ") && last.contains(&proxy.addr), "{status}: {}", out.stderr);
+        assert!(last.contains(status) && last.contains(hint), "{status}: {last}");
+    }
+}
