@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use kiln_image::archive::FileRange;
 use kiln_proto::containerd::services::content::v1::content_server::Content;
 use kiln_proto::containerd::services::content::v1::{
     AbortRequest, DeleteContentRequest, Info, InfoRequest, InfoResponse, ListContentRequest, ListContentResponse,
@@ -32,14 +33,14 @@ pub const STORE_ID_HEADER: &str = "buildkit-attachable-store-id";
 /// Where a blob's bytes are.
 #[derive(Debug, Clone)]
 pub enum Blob {
-    File { path: PathBuf, offset: u64, len: u64 },
+    File(FileRange),
     Memory(Arc<Vec<u8>>),
 }
 
 impl Blob {
     fn len(&self) -> u64 {
         match self {
-            Blob::File { len, .. } => *len,
+            Blob::File(range) => range.len,
             Blob::Memory(bytes) => bytes.len() as u64,
         }
     }
@@ -95,7 +96,8 @@ impl Store {
         }
         let path = self.layout_path(digest)?;
         let len = std::fs::metadata(&path).ok()?.len();
-        Some(Blob::File { path, offset: 0, len })
+        let (dir, name) = (path.parent()?, path.file_name()?);
+        Some(Blob::File(FileRange::beneath(dir, Path::new(name), len)))
     }
 
     fn info(&self, digest: &str) -> Result<Info, Status> {
@@ -210,11 +212,9 @@ impl Content for ContentService {
                         }
                     }
                 }
-                Blob::File { path, offset: base, .. } => {
-                    let opened =
-                        std::fs::File::open(&path).and_then(|mut f| f.seek(SeekFrom::Start(base + offset)).map(|_| f));
-                    let mut file = match opened {
-                        Ok(f) => f.take(wanted),
+                Blob::File(range) => {
+                    let mut file = match range.slice(offset, wanted).reader() {
+                        Ok(r) => r,
                         Err(e) => {
                             let _ = tx.blocking_send(Err(io_status("reading a blob", e)));
                             return;

@@ -335,7 +335,7 @@ fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
     let location = |digest: &str| loaded.blobs.iter().find(|(d, _)| d.digest == digest).map(|(_, l)| l.clone());
     let read = |digest: &str| -> anyhow::Result<Vec<u8>> {
         match location(digest).with_context(|| format!("blob {digest} is not in the image"))? {
-            BlobLocation::File { path, offset, len } => Ok(archive::read_range(&path, offset, len)?),
+            BlobLocation::File(range) => Ok(range.read_all()?),
             BlobLocation::Memory(bytes) => Ok(bytes),
         }
     };
@@ -344,12 +344,10 @@ fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rootfs)?;
     let mut unpacker = kiln_image::unpack::Unpacker::new(&rootfs, Default::default())?;
     for layer in &manifest.layers {
-        let Some(BlobLocation::File { path, offset, len }) = location(&layer.digest) else {
+        let Some(BlobLocation::File(range)) = location(&layer.digest) else {
             anyhow::bail!("layer {} is not in the image", layer.digest);
         };
-        let mut file = std::fs::File::open(&path)?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
-        let tar = kiln_image::decompress::decompressed(std::io::Read::take(file, len))?;
+        let tar = kiln_image::decompress::decompressed(range.reader()?)?;
         unpacker.apply_layer(&layer.digest, tar)?;
     }
     let metadata = serde_json::json!({
