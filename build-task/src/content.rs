@@ -7,6 +7,11 @@
 //! and, when it has a folder, the blobs of that folder's OCI layout (`blobs/sha256/…`), which
 //! BuildKit may also write to. Writes land in a temporary file and become a blob only when
 //! their size and SHA-256 match what the writer promised: nothing partial is ever visible.
+//!
+//! A folder's files are read without following a link out of it, and written fresh: writes
+//! go to files made with `O_EXCL` in a folder of a random name kiln just made, then are
+//! renamed into place, so a link an earlier build left (even a dangling one) is replaced,
+//! never written through ([`kiln_image::confined`]).
 
 use std::collections::HashMap;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -14,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use kiln_image::archive::FileRange;
+use kiln_image::confined::{self, FreshDir};
 use kiln_proto::containerd::services::content::v1::content_server::Content;
 use kiln_proto::containerd::services::content::v1::{
     AbortRequest, DeleteContentRequest, Info, InfoRequest, InfoResponse, ListContentRequest, ListContentResponse,
@@ -32,14 +39,14 @@ pub const STORE_ID_HEADER: &str = "buildkit-attachable-store-id";
 /// Where a blob's bytes are.
 #[derive(Debug, Clone)]
 pub enum Blob {
-    File { path: PathBuf, offset: u64, len: u64 },
+    File(FileRange),
     Memory(Arc<Vec<u8>>),
 }
 
 impl Blob {
     fn len(&self) -> u64 {
         match self {
-            Blob::File { len, .. } => *len,
+            Blob::File(range) => range.len,
             Blob::Memory(bytes) => bytes.len() as u64,
         }
     }
@@ -51,6 +58,8 @@ pub struct Store {
     blobs: HashMap<String, Blob>,
     layout: Option<PathBuf>,
     ingests: Mutex<HashMap<String, Ingest>>,
+    /// Where unfinished writes go: made fresh in the layout folder when the first one starts.
+    ingest_dir: Mutex<Option<FreshDir>>,
 }
 
 #[derive(Debug)]
@@ -71,31 +80,52 @@ impl Store {
         Store { blobs, ..Default::default() }
     }
 
-    /// A store over the OCI layout in `dir`, which BuildKit may add blobs to.
+    /// A store over the OCI layout in `dir`, which BuildKit may add blobs to. Its
+    /// `blobs/sha256` must be folders inside `dir`.
     pub fn layout(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir.join("blobs/sha256"))?;
-        let marker = dir.join("oci-layout");
-        if !marker.exists() {
-            std::fs::write(marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        confined::create_dir_beneath(dir, Path::new("blobs/sha256"))?;
+        // Written unless it is a file of the folder's own (a link, dangling or not, is replaced).
+        if !std::fs::symlink_metadata(dir.join("oci-layout")).is_ok_and(|m| m.is_file()) {
+            confined::write_new(dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         Ok(Store { layout: Some(dir.to_path_buf()), ..Default::default() })
     }
 
-    fn layout_path(&self, digest: &str) -> Option<PathBuf> {
+    /// `blobs/sha256/<hex>`, for a well-formed sha256 digest.
+    fn blob_name(digest: &str) -> Option<PathBuf> {
         let hex = digest.strip_prefix("sha256:")?;
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        Some(self.layout.as_ref()?.join("blobs/sha256").join(hex))
+        Some(Path::new("blobs/sha256").join(hex))
     }
 
+    fn layout_path(&self, digest: &str) -> Option<PathBuf> {
+        Some(self.layout.as_ref()?.join(Self::blob_name(digest)?))
+    }
+
+    /// A blob given up front, or a file of the layout (never through a link out of it: such
+    /// a blob counts as absent, and is replaced if BuildKit writes it again).
     fn find(&self, digest: &str) -> Option<Blob> {
         if let Some(blob) = self.blobs.get(digest) {
             return Some(blob.clone());
         }
-        let path = self.layout_path(digest)?;
-        let len = std::fs::metadata(&path).ok()?.len();
-        Some(Blob::File { path, offset: 0, len })
+        let (dir, name) = (self.layout.as_ref()?, Self::blob_name(digest)?);
+        let meta = confined::metadata_beneath(dir, &name).ok().filter(|m| m.is_file())?;
+        Some(Blob::File(FileRange::beneath(dir, &name, meta.len())))
+    }
+
+    /// A new file for an unfinished write, in the store's own fresh folder.
+    fn ingest_file(&self, layout: &Path, ref_name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+        let mut dir = self.ingest_dir.lock().expect("ingest folder lock");
+        if dir.is_none() {
+            *dir = Some(FreshDir::create(layout, "kiln-ingest")?);
+        }
+        let path = dir.as_ref().expect("made above").path().join(hex::encode(Sha256::digest(ref_name.as_bytes())));
+        // Left by a write of the same ref that was dropped; the folder is ours alone.
+        let _ = std::fs::remove_file(&path);
+        let file = confined::create_new(&path)?;
+        Ok((path, file))
     }
 
     fn info(&self, digest: &str) -> Result<Info, Status> {
@@ -103,12 +133,13 @@ impl Store {
         Ok(Info { digest: digest.to_string(), size: blob.len() as i64, ..Default::default() })
     }
 
-    /// Removes unfinished writes (their temporary files).
+    /// Removes unfinished writes (their temporary files, and the folder they were in).
     pub fn abort_all(&self) {
         let mut ingests = self.ingests.lock().expect("ingest lock");
         for (_, ingest) in ingests.drain() {
             let _ = std::fs::remove_file(&ingest.path);
         }
+        self.ingest_dir.lock().expect("ingest folder lock").take();
     }
 }
 
@@ -175,7 +206,8 @@ impl Content for ContentService {
         let store = self.store(&request)?;
         let digest = &request.get_ref().digest;
         match store.layout_path(digest) {
-            Some(path) if path.exists() => {
+            // A link is removed itself, never what it points at.
+            Some(path) if std::fs::symlink_metadata(&path).is_ok() => {
                 std::fs::remove_file(&path).map_err(|e| io_status("deleting a blob", e))?;
                 Ok(Response::new(()))
             }
@@ -210,11 +242,9 @@ impl Content for ContentService {
                         }
                     }
                 }
-                Blob::File { path, offset: base, .. } => {
-                    let opened =
-                        std::fs::File::open(&path).and_then(|mut f| f.seek(SeekFrom::Start(base + offset)).map(|_| f));
-                    let mut file = match opened {
-                        Ok(f) => f.take(wanted),
+                Blob::File(range) => {
+                    let mut file = match range.slice(offset, wanted).reader() {
+                        Ok(r) => r,
                         Err(e) => {
                             let _ = tx.blocking_send(Err(io_status("reading a blob", e)));
                             return;
@@ -331,10 +361,7 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
     let layout = store.layout.as_ref().expect("write is refused for stores without a folder");
     let mut ingests = store.ingests.lock().expect("ingest lock");
     if !ingests.contains_key(ref_name) {
-        let dir = layout.join(".kiln-ingest");
-        std::fs::create_dir_all(&dir).map_err(|e| io_status("creating the ingest folder", e))?;
-        let path = dir.join(hex::encode(Sha256::digest(ref_name.as_bytes())));
-        let file = std::fs::File::create(&path).map_err(|e| io_status("creating an ingest file", e))?;
+        let (path, file) = store.ingest_file(layout, ref_name).map_err(|e| io_status("creating an ingest file", e))?;
         let now = SystemTime::now();
         let ingest = Ingest {
             path,
@@ -412,12 +439,16 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
     Ok(reply)
 }
 
+/// The most a layout's `index.json` may weigh.
+const MAX_INDEX: u64 = 16 << 20;
+
 /// Records `desc` in `dir/index.json` under `tag` (the `org.opencontainers.image.ref.name`
 /// annotation), replacing what had that tag, as buildctl does after a local cache export.
+/// The old index is read without following a link out of `dir`; the new one replaces it.
 pub fn tag_in_index(dir: &Path, tag: &str, desc: &serde_json::Value) -> std::io::Result<()> {
     const REF_NAME: &str = "org.opencontainers.image.ref.name";
     let path = dir.join("index.json");
-    let mut index: serde_json::Value = match std::fs::read(&path) {
+    let mut index: serde_json::Value = match confined::read_beneath(dir, Path::new("index.json"), MAX_INDEX) {
         Ok(bytes) => {
             serde_json::from_slice(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
         }
@@ -432,17 +463,19 @@ pub fn tag_in_index(dir: &Path, tag: &str, desc: &serde_json::Value) -> std::io:
         index["manifests"].as_array_mut().ok_or_else(|| std::io::Error::other("index.json has no manifests list"))?;
     manifests.retain(|m| m["annotations"][REF_NAME] != tag);
     manifests.push(desc);
-    let partial = dir.join(".index.json.partial");
-    std::fs::write(&partial, serde_json::to_vec(&index)?)?;
-    std::fs::rename(partial, path)
+    confined::write_new(dir, "index.json", &serde_json::to_vec(&index)?)
 }
 
-/// The descriptor `tag` names in `dir/index.json`, if any.
-pub fn tagged_in_index(dir: &Path, tag: &str) -> Option<serde_json::Value> {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).ok()?).ok()?;
-    index["manifests"]
-        .as_array()?
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .cloned()
+/// The descriptor `tag` names in `dir/index.json`, if any; an `index.json` that is missing
+/// or not an index has none. Refused if it is a link out of `dir`.
+pub fn tagged_in_index(dir: &Path, tag: &str) -> std::io::Result<Option<serde_json::Value>> {
+    let bytes = match confined::read_beneath(dir, Path::new("index.json"), MAX_INDEX) {
+        Ok(bytes) => bytes,
+        Err(e) if confined::is_outside(&e) => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let Ok(index) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
+    Ok(index["manifests"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag).cloned()))
 }

@@ -3,6 +3,9 @@
 //! request. The image is served from the session's content store and handed to the
 //! Dockerfile frontend as an `oci-layout://` named context, so it works with a BuildKit on
 //! another machine too.
+//!
+//! A relative path is read beneath the task's working folder, never through a link that
+//! leaves it (nor, for a layout, any file in it).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,7 +33,7 @@ pub struct ImageArgError {
 }
 
 /// Reads the image at `path` (every blob is hashed and checked while loading) for the build
-/// arg `name`.
+/// arg `name`: a relative path beneath the working folder, an absolute one as it is.
 pub fn load(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
     let fail = |why: String| ImageArgError { name: name.into(), why };
     // A name that is a valid image reference path, distinct from any real image.
@@ -43,11 +46,17 @@ pub fn load(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
     if slug.is_empty() {
         return Err(fail("the name needs a letter or digit".into()));
     }
-    let image = archive::load(path).map_err(|e| fail(e.to_string()))?;
+    let image = if path.is_relative() {
+        // An empty root is the working folder; files are named as given.
+        archive::load_beneath(Path::new(""), path, archive::Verify::Now)
+    } else {
+        archive::load(path)
+    };
+    let image = image.map_err(|e| fail(e.to_string()))?;
     let mut blobs = HashMap::new();
     for (desc, location) in image.blobs {
         let blob = match location {
-            BlobLocation::File { path, offset, len } => Blob::File { path, offset, len },
+            BlobLocation::File(range) => Blob::File(range),
             BlobLocation::Memory(bytes) => Blob::Memory(Arc::new(bytes)),
         };
         blobs.insert(desc.digest, blob);

@@ -21,10 +21,10 @@ pub struct LocalCaches {
 
 /// Why a local cache cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("cache folder {}: {source}", path.display())]
+#[error("cache folder {}: {error}", path.display())]
 pub struct LocalCacheError {
     path: PathBuf,
-    source: std::io::Error,
+    error: std::io::Error,
 }
 
 impl LocalCaches {
@@ -52,7 +52,9 @@ impl LocalCaches {
             if entry.kind == "local" && !entry.attrs.contains_key("digest") {
                 let dir = PathBuf::from(&entry.attrs["src"]);
                 let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
-                match tagged_in_index(&dir, &tag).and_then(|d| d["digest"].as_str().map(String::from)) {
+                let tagged =
+                    tagged_in_index(&dir, &tag).map_err(|error| LocalCacheError { path: dir.clone(), error })?;
+                match tagged.and_then(|d| d["digest"].as_str().map(String::from)) {
                     Some(digest) => {
                         entry.attrs.insert("digest".into(), digest);
                     }
@@ -75,7 +77,7 @@ impl LocalCaches {
     /// names it from the same attribute.
     fn open(&mut self, entry: &mut CacheEntry, key: &str) -> Result<PathBuf, LocalCacheError> {
         let given = PathBuf::from(&entry.attrs[key]);
-        let fail = |source| LocalCacheError { path: given.clone(), source };
+        let fail = |error| LocalCacheError { path: given.clone(), error };
         std::fs::create_dir_all(&given).map_err(fail)?;
         let dir = std::fs::canonicalize(&given).map_err(fail)?;
         let id = format!("local:{}", dir.display());
@@ -92,14 +94,11 @@ impl LocalCaches {
         for store in self.stores.values() {
             store.abort_all();
         }
-        for (dir, _) in &self.exports {
-            let _ = std::fs::remove_dir(dir.join(".kiln-ingest"));
-        }
         let Some(desc) = response.get("cache.manifest") else { return Ok(()) };
         let desc: serde_json::Value = serde_json::from_str(desc)
-            .map_err(|e| LocalCacheError { path: PathBuf::from("cache.manifest"), source: std::io::Error::other(e) })?;
+            .map_err(|e| LocalCacheError { path: PathBuf::from("cache.manifest"), error: std::io::Error::other(e) })?;
         for (dir, tag) in &self.exports {
-            tag_in_index(dir, tag, &desc).map_err(|source| LocalCacheError { path: dir.clone(), source })?;
+            tag_in_index(dir, tag, &desc).map_err(|error| LocalCacheError { path: dir.clone(), error })?;
             eprintln!("build: cache exported to {}", dir.display());
         }
         Ok(())

@@ -105,10 +105,12 @@ impl BuildParams {
         let get = |k: &str| vars.iter().rfind(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
         let flag = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
         let context = PathBuf::from(get("CONTEXT").unwrap_or_else(|| ".".into()));
+        confine("CONTEXT", &context)?;
         if !context.is_dir() {
             return Err(err("CONTEXT", format!("{} is not a directory", context.display())));
         }
         let dockerfile = get("DOCKERFILE").map(PathBuf::from).unwrap_or_else(|| context.join("Dockerfile"));
+        confine("DOCKERFILE", &dockerfile)?;
         if !dockerfile.is_file() {
             return Err(err("DOCKERFILE", format!("{} does not exist", dockerfile.display())));
         }
@@ -132,12 +134,14 @@ impl BuildParams {
                 secrets.insert(id.to_string(), SecretSource::Text(value.clone()));
             } else if let Some(arg) = name.strip_prefix("IMAGE_ARG_") {
                 let path = PathBuf::from(value);
+                confine(name, &path)?;
                 if !path.exists() {
                     return Err(err(name, format!("{} does not exist", path.display())));
                 }
                 image_args.insert(arg.to_string(), path);
             } else if let Some(id) = name.strip_prefix("BUILDKIT_SECRET_") {
                 let path = PathBuf::from(value);
+                confine(name, &path)?;
                 if !path.is_file() {
                     return Err(err(name, format!("secret file {} does not exist", path.display())));
                 }
@@ -146,12 +150,7 @@ impl BuildParams {
         }
         let target = match (get("TARGET"), get("TARGET_FILE")) {
             (Some(t), _) => Some(t),
-            (None, Some(file)) => Some(
-                std::fs::read_to_string(&file)
-                    .map_err(|e| err("TARGET_FILE", format!("reading {file}: {e}")))?
-                    .trim()
-                    .to_string(),
-            ),
+            (None, Some(file)) => Some(read_text("TARGET_FILE", Path::new(&file))?.trim().to_string()),
             (None, None) => None,
         };
         let platforms: Vec<String> = get("IMAGE_PLATFORM")
@@ -334,10 +333,33 @@ pub fn typo_warnings(vars: &[(String, String)]) -> Vec<String> {
     warnings
 }
 
+/// The most a params file may weigh.
+const MAX_PARAMS_FILE: u64 = 16 << 20;
+
+/// The text of a file a param names: a relative path is read beneath the working folder,
+/// never through a link that leaves it.
+fn read_text(param: &str, path: &Path) -> Result<String, ParamError> {
+    let bytes = kiln_image::confined::read_input(path, MAX_PARAMS_FILE)
+        .map_err(|e| err(param, format!("reading {}: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|_| err(param, format!("{} is not UTF-8 text", path.display())))
+}
+
+/// Refuses a relative path that leads out of the working folder through a link (what is
+/// missing is left for the caller to report).
+fn confine(param: &str, path: &Path) -> Result<(), ParamError> {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    match kiln_image::confined::open_input(path) {
+        Err(e) if kiln_image::confined::is_outside(&e) => Err(err(param, e.to_string())),
+        _ => Ok(()),
+    }
+}
+
 /// `KEY=value` lines (blank lines and `#` comments skipped), or a YAML map of scalars when
 /// the file name ends in `.yml`/`.yaml`.
 fn read_pairs(param: &str, path: &Path) -> Result<Vec<(String, String)>, ParamError> {
-    let text = std::fs::read_to_string(path).map_err(|e| err(param, format!("reading {}: {e}", path.display())))?;
+    let text = read_text(param, path)?;
     if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
         return yaml_pairs(param, path, &text);
     }

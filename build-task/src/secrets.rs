@@ -1,6 +1,7 @@
 //! Build secrets (`RUN --mount=type=secret,id=…`) served over the session from
 //! `BUILDKIT_SECRET_<id>=<path>` (read when asked) and `BUILDKIT_SECRETTEXT_<id>=<value>`
-//! (kept in memory, never written or logged).
+//! (kept in memory, never written or logged). A relative path is read beneath the task's
+//! working folder, never through a link that leaves it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ impl std::fmt::Debug for SecretSource {
     }
 }
 
+/// The most a secret file may weigh (BuildKit's own limit is 500 KiB).
+const MAX_SECRET: u64 = 1 << 20;
+
 #[derive(Clone, Default, Debug)]
 pub struct SecretsService {
     secrets: Arc<HashMap<String, SecretSource>>,
@@ -43,9 +47,16 @@ impl Secrets for SecretsService {
         let id = request.into_inner().id;
         let data = match self.secrets.get(&id) {
             Some(SecretSource::Text(value)) => value.clone().into_bytes(),
-            Some(SecretSource::File(path)) => tokio::fs::read(path)
+            Some(SecretSource::File(path)) => {
+                let path = path.clone();
+                let read = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || kiln_image::confined::read_input(&path, MAX_SECRET)
+                })
                 .await
-                .map_err(|e| Status::internal(format!("secret {id}: reading {}: {e}", path.display())))?,
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                read.map_err(|e| Status::internal(format!("secret {id}: reading {}: {e}", path.display())))?
+            }
             None => return Err(Status::not_found(format!("secret {id} not found"))),
         };
         Ok(Response::new(GetSecretResponse { data }))

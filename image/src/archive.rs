@@ -6,16 +6,23 @@
 //! Every blob is hashed while it is read here (several at once) and checked against what
 //! the manifest, or for a docker-save tarball the config's `rootfs.diff_ids`, says it is,
 //! so a damaged image fails before anything is pushed.
+//!
+//! Nothing is read through a link that leaves the image's folder: a layout's files are
+//! opened beneath the folder it was given in ([`load_beneath`]; with [`load`], the layout
+//! itself), with [`confined`](crate::confined). Links inside a tarball are resolved inside
+//! the tarball.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::confined;
 use crate::decompress::{Compression, decompressed};
 use crate::oci::{self, Descriptor, Index, Manifest, ManifestOrIndex};
 
@@ -33,12 +40,92 @@ const MAX_DOCUMENT: u64 = 16 << 20;
 const MAX_NESTING: usize = 8;
 
 /// Where a blob's bytes are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum BlobLocation {
     /// A byte range of a file (an entry of a tarball, or a whole layout blob).
-    File { path: PathBuf, offset: u64, len: u64 },
+    File(FileRange),
     /// Held in memory (the config of a docker-save tarball, read to make its manifest).
     Memory(Vec<u8>),
+}
+
+/// A byte range of a file: an entry of a tarball (the tarball opened once and shared), or
+/// a blob of a layout (opened beneath the layout's folder whenever it is read). Reads are
+/// positional, so clones can be read at the same time.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    /// The file, for messages.
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Open(Arc<File>),
+    Beneath { root: PathBuf, relative: PathBuf },
+}
+
+impl FileRange {
+    /// A range of a file already open.
+    pub fn of_open(path: &Path, file: Arc<File>, offset: u64, len: u64) -> Self {
+        FileRange { path: path.to_path_buf(), offset, len, source: Source::Open(file) }
+    }
+
+    /// The whole file `relative` beneath `root` ([`confined::open_beneath`] when read), of `len` bytes.
+    pub fn beneath(root: &Path, relative: &Path, len: u64) -> Self {
+        let source = Source::Beneath { root: root.to_path_buf(), relative: relative.to_path_buf() };
+        FileRange { path: root.join(relative), offset: 0, len, source }
+    }
+
+    /// The file, opened (beneath its folder) if it is not yet.
+    pub fn open(&self) -> io::Result<Arc<File>> {
+        match &self.source {
+            Source::Open(file) => Ok(file.clone()),
+            Source::Beneath { root, relative } => Ok(Arc::new(confined::open_beneath(root, relative)?)),
+        }
+    }
+
+    /// The `len` bytes from `skip` into the range (cut at its end).
+    pub fn slice(&self, skip: u64, len: u64) -> Self {
+        let skip = skip.min(self.len);
+        FileRange { offset: self.offset + skip, len: len.min(self.len - skip), ..self.clone() }
+    }
+
+    /// A reader of the range.
+    pub fn reader(&self) -> io::Result<RangeReader> {
+        Ok(RangeReader { file: self.open()?, at: self.offset, end: self.offset + self.len })
+    }
+
+    /// The whole range in memory.
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(self.len.min(MAX_DOCUMENT) as usize);
+        self.reader()?.read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Reads a [`FileRange`] by position; a file shorter than the range is an error.
+#[derive(Debug)]
+pub struct RangeReader {
+    file: Arc<File>,
+    at: u64,
+    end: u64,
+}
+
+impl Read for RangeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.at).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// A manifest or index to push, as exact bytes.
@@ -70,8 +157,12 @@ pub struct LoadedImage {
 pub enum ArchiveError {
     #[error("{}: {why}", path.display())]
     Invalid { path: PathBuf, why: String },
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    /// The message says it all (and is one line: the error is not repeated as a cause).
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    /// The image's own path leaves the folder it was given in.
+    #[error("{0}")]
+    Outside(String),
 }
 
 fn invalid(path: &Path, why: impl Into<String>) -> ArchiveError {
@@ -79,7 +170,10 @@ fn invalid(path: &Path, why: impl Into<String>) -> ArchiveError {
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Io { path: path.to_path_buf(), source }
+    move |error| match error.get_ref().and_then(|e| e.downcast_ref::<confined::Outside>()) {
+        Some(outside) if outside.file == path => ArchiveError::Outside(outside.to_string()),
+        _ => ArchiveError::Io { path: path.to_path_buf(), error },
+    }
 }
 
 /// Reads the image at `path`: an OCI layout directory, or a tarball of either kind. An
@@ -100,68 +194,92 @@ pub enum Verify {
     OnRead,
 }
 
-/// [`load`], choosing when OCI blobs are verified.
+/// [`load`], choosing when OCI blobs are verified. The path itself is the caller's
+/// choice and is followed; a layout's files are read beneath it.
 pub fn load_with(path: &Path, verify: Verify) -> Result<LoadedImage, ArchiveError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if meta.is_dir() {
-        let store = Store::Layout(path.to_path_buf());
+        let store = Store::Layout { root: path.to_path_buf(), prefix: PathBuf::new() };
         return load_oci(path, &store, verify);
     }
-    let entries = scan_tar(path)?;
-    let store = Store::Tar { path: path.to_path_buf(), entries };
-    if store.has("index.json") {
-        load_oci(path, &store, verify)
-    } else if store.has("manifest.json") {
-        load_docker_save(path, &store)
+    load_tar(path, File::open(path).map_err(io_err(path))?, verify)
+}
+
+/// Reads the image at `relative` in the folder `root` (a put's folder; empty for the
+/// working folder), never through a link that leaves `root`: neither the image's own path
+/// nor, for a layout, any file in it.
+pub fn load_beneath(root: &Path, relative: &Path, verify: Verify) -> Result<LoadedImage, ArchiveError> {
+    let origin = root.join(relative);
+    let file = confined::open_beneath(root, relative).map_err(io_err(&origin))?;
+    if file.metadata().map_err(io_err(&origin))?.is_dir() {
+        let store = Store::Layout { root: root.to_path_buf(), prefix: relative.to_path_buf() };
+        return load_oci(&origin, &store, verify);
+    }
+    load_tar(&origin, file, verify)
+}
+
+fn load_tar(origin: &Path, file: File, verify: Verify) -> Result<LoadedImage, ArchiveError> {
+    let entries = scan_tar(origin, &file)?;
+    let store = Store::Tar { path: origin.to_path_buf(), file: Arc::new(file), entries };
+    if store.has(origin, "index.json")? {
+        load_oci(origin, &store, verify)
+    } else if store.has(origin, "manifest.json")? {
+        load_docker_save(origin, &store)
     } else {
-        Err(invalid(path, "neither index.json (OCI) nor manifest.json (docker save) is in this tarball"))
+        Err(invalid(origin, "neither index.json (OCI) nor manifest.json (docker save) is in this tarball"))
     }
 }
 
-/// Reads `len` bytes at `offset` of `path`.
-pub fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::with_capacity(len.min(MAX_DOCUMENT) as usize);
-    file.take(len).read_to_end(&mut buf)?;
-    if buf.len() as u64 != len {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
-    }
-    Ok(buf)
-}
-
-/// Where the files of an image are: a layout directory, or entries of a tarball.
+/// Where the files of an image are: a layout directory (`prefix` beneath `root`, read
+/// without leaving `root`), or entries of a tarball.
 enum Store {
-    Layout(PathBuf),
-    Tar { path: PathBuf, entries: HashMap<String, (u64, u64)> },
+    Layout { root: PathBuf, prefix: PathBuf },
+    Tar { path: PathBuf, file: Arc<File>, entries: HashMap<String, (u64, u64)> },
 }
 
 impl Store {
-    fn has(&self, name: &str) -> bool {
+    fn has(&self, origin: &Path, name: &str) -> Result<bool, ArchiveError> {
         match self {
-            Store::Layout(dir) => dir.join(name).exists(),
-            Store::Tar { entries, .. } => entries.contains_key(name),
+            Store::Layout { root, prefix } => match confined::metadata_beneath(root, &prefix.join(name)) {
+                Ok(_) => Ok(true),
+                Err(e) if is_missing(&e) => Ok(false),
+                Err(e) => Err(io_err(origin)(e)),
+            },
+            Store::Tar { entries, .. } => Ok(entries.contains_key(name)),
         }
     }
 
-    fn locate(&self, name: &str) -> Option<(PathBuf, u64, u64)> {
+    /// The file `name` of the image; `None` if there is none (or it is a folder).
+    fn locate(&self, origin: &Path, name: &str) -> Result<Option<FileRange>, ArchiveError> {
         match self {
-            Store::Layout(dir) => {
-                let path = dir.join(name);
-                let len = std::fs::metadata(&path).ok().filter(|m| m.is_file())?.len();
-                Some((path, 0, len))
+            Store::Layout { root, prefix } => {
+                let relative = prefix.join(name);
+                match confined::metadata_beneath(root, &relative) {
+                    Ok(meta) if meta.is_file() => Ok(Some(FileRange::beneath(root, &relative, meta.len()))),
+                    Ok(_) => Ok(None),
+                    Err(e) if is_missing(&e) => Ok(None),
+                    Err(e) => Err(io_err(origin)(e)),
+                }
             }
-            Store::Tar { path, entries } => entries.get(name).map(|&(offset, len)| (path.clone(), offset, len)),
+            Store::Tar { path, file, entries } => {
+                Ok(entries.get(name).map(|&(offset, len)| FileRange::of_open(path, file.clone(), offset, len)))
+            }
         }
     }
 
     fn read(&self, origin: &Path, name: &str, limit: u64) -> Result<Vec<u8>, ArchiveError> {
-        let (path, offset, len) = self.locate(name).ok_or_else(|| invalid(origin, format!("{name} is missing")))?;
-        if len > limit {
+        let range = self.locate(origin, name)?.ok_or_else(|| invalid(origin, format!("{name} is missing")))?;
+        if range.len > limit {
+            let len = range.len;
             return Err(invalid(origin, format!("{name} is {len} bytes, more than the {limit} a document may have")));
         }
-        read_range(&path, offset, len).map_err(io_err(origin))
+        range.read_all().map_err(io_err(origin))
     }
+}
+
+/// Absent, as far as an image is concerned (a name under a file counts as absent too).
+fn is_missing(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
 }
 
 fn blob_name(origin: &Path, digest: &str) -> Result<String, ArchiveError> {
@@ -188,8 +306,7 @@ fn clean(path: &Path) -> Option<String> {
 
 /// Lists a tarball's regular files with their data offsets and sizes, reading headers
 /// only. Links to files (docker save writes a repeated layer as a symlink) are resolved.
-fn scan_tar(path: &Path) -> Result<HashMap<String, (u64, u64)>, ArchiveError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
+fn scan_tar(path: &Path, mut file: &File) -> Result<HashMap<String, (u64, u64)>, ArchiveError> {
     let total = file.metadata().map_err(io_err(path))?.len();
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(io_err(path))?;
@@ -252,7 +369,7 @@ fn scan_tar(path: &Path) -> Result<HashMap<String, (u64, u64)>, ArchiveError> {
 }
 
 fn load_oci(origin: &Path, store: &Store, verify: Verify) -> Result<LoadedImage, ArchiveError> {
-    if matches!(store, Store::Layout(_)) && !store.has("oci-layout") {
+    if matches!(store, Store::Layout { .. }) && !store.has(origin, "oci-layout")? {
         return Err(invalid(origin, "not an OCI image layout: there is no oci-layout file"));
     }
     let index_bytes = store.read(origin, "index.json", MAX_DOCUMENT)?;
@@ -261,7 +378,7 @@ fn load_oci(origin: &Path, store: &Store, verify: Verify) -> Result<LoadedImage,
         index.manifests.iter().filter_map(|d| d.annotations.get(IMAGE_NAME_ANNOTATION)).cloned().collect::<Vec<_>>();
 
     // `in` (and registry-image-resource) mark a layout made from one image so it is pushed as that image.
-    let single = if store.has("single-image-digest") {
+    let single = if store.has(origin, "single-image-digest")? {
         let text = store.read(origin, "single-image-digest", 1024)?;
         Some(String::from_utf8_lossy(&text).trim().to_string())
     } else {
@@ -364,17 +481,18 @@ fn add_blobs(origin: &Path, store: &Store, m: &Manifest, loaded: &mut LoadedImag
             continue;
         }
         let name = blob_name(origin, &d.digest)?;
-        let Some((path, offset, len)) = store.locate(&name) else {
+        let Some(range) = store.locate(origin, &name)? else {
             // Foreign layers (Windows base images) are fetched from their URLs, not pushed.
             if d.extra.contains_key("urls") {
                 continue;
             }
             return Err(invalid(origin, format!("blob {name} is missing")));
         };
-        if len != d.size {
+        if range.len != d.size {
+            let len = range.len;
             return Err(invalid(origin, format!("blob {name} has {len} bytes, its manifest says {}", d.size)));
         }
-        loaded.blobs.push((d.clone(), BlobLocation::File { path, offset, len }));
+        loaded.blobs.push((d.clone(), BlobLocation::File(range)));
     }
     Ok(())
 }
@@ -382,7 +500,7 @@ fn add_blobs(origin: &Path, store: &Store, m: &Manifest, loaded: &mut LoadedImag
 /// Checks each blob's content against its digest.
 fn verify_blobs(origin: &Path, blobs: &[(Descriptor, BlobLocation)]) -> Result<(), ArchiveError> {
     let results = in_parallel(blobs, |(d, location)| match location {
-        BlobLocation::File { path, offset, len } => match hash_range(path, *offset, *len) {
+        BlobLocation::File(range) => match hash_range(range) {
             Ok(digest) if digest == d.digest => Ok(()),
             Ok(digest) => Err(invalid(
                 origin,
@@ -447,11 +565,12 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
     let mut located = Vec::new();
     for name in &image.layers {
         let clean_name = clean(Path::new(name)).unwrap_or_else(|| name.clone());
-        let found = store.locate(&clean_name).ok_or_else(|| invalid(origin, format!("layer {name} is missing")))?;
+        let found =
+            store.locate(origin, &clean_name)?.ok_or_else(|| invalid(origin, format!("layer {name} is missing")))?;
         located.push((name, found));
     }
-    let hashed = in_parallel(&located, |(name, (path, offset, len))| {
-        hash_layer(path, *offset, *len).map_err(|e| match e.kind() {
+    let hashed = in_parallel(&located, |(name, range)| {
+        hash_layer(range).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => io_err(origin)(e),
             _ => invalid(origin, format!("layer {name} cannot be read: {e}")),
         })
@@ -459,7 +578,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
 
     let mut blobs = Vec::new();
     let mut layers = Vec::new();
-    for (i, ((name, (path, offset, len)), hashed)) in located.into_iter().zip(hashed).enumerate() {
+    for (i, ((name, range), hashed)) in located.into_iter().zip(hashed).enumerate() {
         let hashed = hashed?;
         if hashed.diff_id != diff_ids[i] {
             return Err(invalid(
@@ -475,10 +594,10 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
         {
             return Err(invalid(origin, format!("layer {name} is damaged: its content has digest {}", hashed.digest)));
         }
-        let d = Descriptor::new(hashed.compression_media_type(), &hashed.digest, len);
+        let d = Descriptor::new(hashed.compression_media_type(), &hashed.digest, range.len);
         layers.push(d.clone());
         if !blobs.iter().any(|(b, _): &(Descriptor, _)| b.digest == d.digest) {
-            blobs.push((d, BlobLocation::File { path, offset, len }));
+            blobs.push((d, BlobLocation::File(range)));
         }
     }
 
@@ -562,11 +681,12 @@ impl<R: Read> Read for Tee<R> {
 }
 
 /// Hashes a layer as stored and, in the same pass, the tar it decompresses to.
-fn hash_layer(path: &Path, offset: u64, len: u64) -> io::Result<HashedLayer> {
-    let compression = Compression::sniff(&read_range(path, offset, len.min(4))?);
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut raw = Tee { inner: file.take(len), hasher: Sha256::new(), count: 0 };
+fn hash_layer(range: &FileRange) -> io::Result<HashedLayer> {
+    let len = range.len;
+    let mut magic = Vec::with_capacity(4);
+    range.reader()?.take(4).read_to_end(&mut magic)?;
+    let compression = Compression::sniff(&magic);
+    let mut raw = Tee { inner: range.reader()?, hasher: Sha256::new(), count: 0 };
     let mut plain = Sha256::new();
     {
         let mut tar = decompressed(&mut raw)?;
@@ -593,12 +713,10 @@ fn hash_layer(path: &Path, offset: u64, len: u64) -> io::Result<HashedLayer> {
 }
 
 /// The sha256 of a byte range.
-fn hash_range(path: &Path, offset: u64, len: u64) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut hasher = Tee { inner: file.take(len), hasher: Sha256::new(), count: 0 };
+fn hash_range(range: &FileRange) -> io::Result<String> {
+    let mut hasher = Tee { inner: range.reader()?, hasher: Sha256::new(), count: 0 };
     io::copy(&mut hasher, &mut io::sink())?;
-    if hasher.count != len {
+    if hasher.count != range.len {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
     }
     Ok(format!("sha256:{}", hex::encode(hasher.hasher.finalize())))
@@ -693,7 +811,7 @@ mod tests {
 
     fn read(location: &BlobLocation) -> Vec<u8> {
         match location {
-            BlobLocation::File { path, offset, len } => read_range(path, *offset, *len).unwrap(),
+            BlobLocation::File(range) => range.read_all().unwrap(),
             BlobLocation::Memory(bytes) => bytes.clone(),
         }
     }
@@ -744,7 +862,7 @@ mod tests {
         for (d, location) in &image.blobs {
             assert_eq!(sha256(&read(location)), d.digest);
         }
-        assert!(matches!(image.blobs[1].1, BlobLocation::File { .. }), "layers are not loaded");
+        assert!(matches!(image.blobs[1].1, BlobLocation::File(_)), "layers are not loaded");
     }
 
     #[test]
@@ -1023,5 +1141,72 @@ mod tests {
 
         std::fs::remove_file(dir.path().join("oci-layout")).unwrap();
         assert!(error_of(load(dir.path())).contains("no oci-layout file"));
+    }
+
+    /// A layout of one image in `dir`; the digest of its (gzip) layer blob.
+    fn one_image_layout(dir: &Path) -> String {
+        let layout = Layout::new(dir);
+        let l = layer("confined");
+        let gz = gzip(&l);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": oci::OCI_MANIFEST,
+            "config": layout.blob(oci::OCI_CONFIG, &config(&[&l])),
+            "layers": [layout.blob(oci::OCI_LAYER_GZIP, &gz)],
+        });
+        let image = layout.blob(oci::OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+        layout.index_json(&[image]);
+        hex_of(&gz)
+    }
+
+    #[test]
+    fn layout_files_linking_outside_the_folder_are_refused_naming_them() {
+        for verify in [Verify::Now, Verify::OnRead] {
+            let root = tempfile::tempdir().unwrap();
+            let (dir, outside) = (root.path().join("layout"), root.path().join("outside"));
+            std::fs::create_dir(&outside).unwrap();
+            let hex = one_image_layout(&dir);
+            // The layer's right bytes, moved outside the layout and linked to from inside it,
+            // relatively and absolutely.
+            let blob = dir.join("blobs/sha256").join(&hex);
+            std::fs::rename(&blob, outside.join(&hex)).unwrap();
+            for target in [Path::new("../../../outside").join(&hex), outside.join(&hex)] {
+                std::os::unix::fs::symlink(&target, &blob).unwrap();
+                let e = error_of(load_with(&dir, verify));
+                assert!(e.contains(&format!("blobs/sha256/{hex}")) && e.contains("points outside"), "{e}");
+                std::fs::remove_file(&blob).unwrap();
+            }
+            std::fs::rename(outside.join(&hex), &blob).unwrap();
+            load_with(&dir, verify).unwrap();
+
+            // The documents too, and a folder of blobs that is a link.
+            for name in ["index.json", "oci-layout"] {
+                std::fs::rename(dir.join(name), outside.join(name)).unwrap();
+                std::os::unix::fs::symlink(outside.join(name), dir.join(name)).unwrap();
+                let e = error_of(load_with(&dir, verify));
+                assert!(e.contains(name) && e.contains("points outside"), "{e}");
+                std::fs::remove_file(dir.join(name)).unwrap();
+                std::fs::rename(outside.join(name), dir.join(name)).unwrap();
+            }
+            std::fs::rename(dir.join("blobs"), outside.join("blobs")).unwrap();
+            std::os::unix::fs::symlink("../outside/blobs", dir.join("blobs")).unwrap();
+            let e = error_of(load_with(&dir, verify));
+            assert!(e.contains("points outside"), "{e}");
+        }
+    }
+
+    #[test]
+    fn layout_links_that_stay_inside_the_folder_are_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("layout");
+        let hex = one_image_layout(&dir);
+        // A repeated blob kept once elsewhere in the layout, as some tools write them.
+        std::fs::create_dir(dir.join("shared")).unwrap();
+        let blob = dir.join("blobs/sha256").join(&hex);
+        std::fs::rename(&blob, dir.join("shared").join(&hex)).unwrap();
+        std::os::unix::fs::symlink(Path::new("../../shared").join(&hex), &blob).unwrap();
+        let loaded = load(&dir).unwrap();
+        for (d, location) in &loaded.blobs {
+            assert_eq!(sha256(&read(location)), d.digest);
+        }
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! - [`oci`]: manifests, indexes, descriptors, platforms and image configs (OCI and Docker).
 //! - [`archive`]: images on disk to push: docker-save and OCI tarballs, OCI layouts.
+//! - [`confined`]: files of a given folder read without following a link out of it, and
+//!   files written fresh so nothing a folder holds is written through.
 //! - [`decompress`]: layer streams decompressed by what their bytes are (gzip, zstd, plain).
 //! - [`unpack`]: layers applied to a root filesystem, never writing outside it.
 
 pub mod archive;
+pub mod confined;
 pub mod decompress;
 pub mod oci;
 pub mod unpack;

@@ -9,17 +9,18 @@ use reqwest::header::{CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::{Access, Call, Client, RegistryError, header_str};
+use crate::client::{Access, Call, Client, FileRange, RegistryError, header_str};
 
 /// Whole uploads are started over this many times when the registry or network fails mid-way.
 const UPLOAD_ATTEMPTS: u32 = 3;
 
-/// Where a blob to upload comes from: memory, or a byte range of a file (a layer inside
-/// an `image.tar`, or a file of an OCI layout).
+/// Where a blob to upload comes from: memory, or a byte range of a file the caller opened
+/// (a layer inside an `image.tar`, or a file of an OCI layout), read by position; `path`
+/// is for messages only.
 #[derive(Debug, Clone)]
 pub enum BlobData {
     Bytes(Bytes),
-    File { path: PathBuf, offset: u64, len: u64 },
+    File { path: PathBuf, file: Arc<std::fs::File>, offset: u64, len: u64 },
 }
 
 impl BlobData {
@@ -209,8 +210,9 @@ impl Client {
     }
 
     /// Uploads a blob and checks the registry stored it under `digest`: bytes in memory in
-    /// one request, a file range streamed in one `PATCH` and hashed on the way (a damaged
-    /// file fails before the upload is committed); a failed upload starts over.
+    /// one request, a file range streamed in one `PATCH` and hashed on the way. Nothing is
+    /// committed but under `digest`, which the registry checks too: a damaged file fails
+    /// before the final `PUT`, and its upload is cancelled. A failed upload starts over.
     pub async fn push_blob(&self, digest: &str, data: &BlobData) -> Result<(), RegistryError> {
         let mut attempt = 1;
         loop {
@@ -229,29 +231,44 @@ impl Client {
         let start = Call::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.repo.path()), Access::Push, &what);
         let resp = self.expect_success(self.execute(&start).await?, &what).await?;
         let mut location = self.next_location(&resp, &what)?;
+        let result = self.finish_upload(digest, data, &what, &mut location).await;
+        if result.is_err() {
+            // Whatever was sent is thrown away rather than left for the registry's clean-up.
+            let cancel = Call::new(Method::DELETE, location, Access::Push, "cancelling an upload");
+            let _ = self.execute(&cancel).await;
+        }
+        result
+    }
 
+    /// Sends a blob's bytes to the upload at `location` (kept up to date with where the
+    /// registry says it continues) and commits it under `digest`.
+    async fn finish_upload(
+        &self,
+        digest: &str,
+        data: &BlobData,
+        what: &str,
+        location: &mut String,
+    ) -> Result<(), RegistryError> {
         let separator = |l: &str| if l.contains('?') { '&' } else { '?' };
         let put = match data {
             // Small and in memory (configs): one PUT with the bytes.
-            BlobData::Bytes(bytes) => Call::new(
-                Method::PUT,
-                format!("{location}{}digest={digest}", separator(&location)),
-                Access::Push,
-                &what,
-            )
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(bytes.clone()),
+            BlobData::Bytes(bytes) => {
+                Call::new(Method::PUT, format!("{location}{}digest={digest}", separator(location)), Access::Push, what)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(bytes.clone())
+            }
             // From a file: one PATCH streaming the range (hashed on the way, memory stays at a
             // few chunks whatever the size), then a PUT naming the digest.
-            BlobData::File { path, offset, len } => {
+            BlobData::File { path, file, offset, len } => {
                 if *len > 0 {
                     let hasher = Arc::new(Mutex::new(Sha256::new()));
-                    let patch = Call::new(Method::PATCH, location.clone(), Access::Push, &what)
+                    let range = FileRange { path: path.clone(), file: file.clone(), offset: *offset, len: *len };
+                    let patch = Call::new(Method::PATCH, location.clone(), Access::Push, what)
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(reqwest::header::CONTENT_RANGE, &format!("0-{}", len - 1))
-                        .file_body(path, *offset, *len, hasher.clone());
-                    let resp = self.expect_success(self.execute(&patch).await?, &what).await?;
-                    location = self.next_location(&resp, &what)?;
+                        .file_body(&range, hasher.clone());
+                    let resp = self.expect_success(self.execute(&patch).await?, what).await?;
+                    *location = self.next_location(&resp, what)?;
                     let sent =
                         format!("sha256:{}", hex::encode(hasher.lock().expect("hasher lock").clone().finalize()));
                     if sent != digest {
@@ -261,22 +278,17 @@ impl Client {
                         });
                     }
                 }
-                Call::new(
-                    Method::PUT,
-                    format!("{location}{}digest={digest}", separator(&location)),
-                    Access::Push,
-                    &what,
-                )
-                .header(CONTENT_TYPE, "application/octet-stream")
+                Call::new(Method::PUT, format!("{location}{}digest={digest}", separator(location)), Access::Push, what)
+                    .header(CONTENT_TYPE, "application/octet-stream")
             }
         };
-        let resp = self.expect_success(self.execute(&put).await?, &what).await?;
+        let resp = self.expect_success(self.execute(&put).await?, what).await?;
         if let Some(stored) = header_str(resp.headers(), "docker-content-digest")
             && stored != digest
         {
             return Err(RegistryError::DigestMismatch {
                 registry: self.repo.registry().into(),
-                what,
+                what: what.into(),
                 expected: digest.into(),
                 actual: stored.into(),
             });

@@ -109,44 +109,66 @@ impl Call {
         self
     }
 
-    /// Streams `len` bytes of `path` from `offset`, hashing them into `hasher` (reset at the
-    /// start of every attempt) as they go.
-    pub fn file_body(mut self, path: &std::path::Path, offset: u64, len: u64, hasher: Arc<Mutex<Sha256>>) -> Self {
-        self.body = Some(Body::File { path: path.to_path_buf(), offset, len, hasher });
+    /// Streams `len` bytes of the open `file` from `offset`, hashing them into `hasher`
+    /// (reset at the start of every attempt) as they go.
+    pub fn file_body(mut self, file: &FileRange, hasher: Arc<Mutex<Sha256>>) -> Self {
+        self.body = Some(Body::File { file: file.clone(), hasher });
         self
     }
+}
+
+/// A byte range of a file already open (the caller decided how it may be opened), read by
+/// position so one open file can feed several requests.
+#[derive(Debug, Clone)]
+pub(crate) struct FileRange {
+    pub path: std::path::PathBuf,
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// What a request sends.
 pub(crate) enum Body {
     Bytes(bytes::Bytes),
-    File { path: std::path::PathBuf, offset: u64, len: u64, hasher: Arc<Mutex<Sha256>> },
+    File { file: FileRange, hasher: Arc<Mutex<Sha256>> },
 }
 
 /// Bytes read from a file per chunk of a streamed body.
 const STREAM_CHUNK: usize = 256 << 10;
 
-/// A file range as a request body: read as it is sent, hashed on the way.
-async fn file_stream(
-    path: &std::path::Path,
-    offset: u64,
-    len: u64,
-    hasher: &Arc<Mutex<Sha256>>,
-) -> Result<reqwest::Body, RegistryError> {
-    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-    use tokio_stream::StreamExt as _;
-    let local = |e: std::io::Error| RegistryError::Local { what: path.display().to_string(), detail: e.to_string() };
-    let mut file = tokio::fs::File::open(path).await.map_err(local)?;
-    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(local)?;
+/// A file range as a request body: read (by position, off the async threads) as it is
+/// sent, hashed on the way.
+fn file_stream(range: &FileRange, hasher: &Arc<Mutex<Sha256>>) -> reqwest::Body {
+    use std::os::unix::fs::FileExt as _;
     *hasher.lock().expect("hasher lock") = Sha256::new();
-    let hasher = hasher.clone();
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), STREAM_CHUNK).map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            hasher.lock().expect("hasher lock").update(bytes);
+    let (hasher, range) = (hasher.clone(), range.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        let (mut at, end) = (range.offset, range.offset + range.len);
+        while at < end {
+            let mut chunk = vec![0u8; (end - at).min(STREAM_CHUNK as u64) as usize];
+            let read = match range.file.read_at(&mut chunk, at) {
+                Ok(0) => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file ends early")),
+                other => other,
+            };
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ =
+                        tx.blocking_send(Err(std::io::Error::new(e.kind(), format!("{}: {e}", range.path.display()))));
+                    return;
+                }
+            };
+            chunk.truncate(n);
+            hasher.lock().expect("hasher lock").update(&chunk);
+            at += n as u64;
+            // The request was dropped: stop reading.
+            if tx.blocking_send(Ok(chunk.into())).is_err() {
+                return;
+            }
         }
-        chunk
     });
-    Ok(reqwest::Body::wrap_stream(stream))
+    reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,9 +322,8 @@ impl Client {
         }
         match &call.body {
             Some(Body::Bytes(body)) => req = req.body(body.clone()),
-            Some(Body::File { path, offset, len, hasher }) => {
-                let body = file_stream(path, *offset, *len, hasher).await.map_err(Failure::Registry)?;
-                req = req.header(reqwest::header::CONTENT_LENGTH, len.to_string()).body(body);
+            Some(Body::File { file, hasher }) => {
+                req = req.header(reqwest::header::CONTENT_LENGTH, file.len.to_string()).body(file_stream(file, hasher));
             }
             None if matches!(call.method, Method::PUT | Method::POST | Method::PATCH) => {
                 req = req.header(reqwest::header::CONTENT_LENGTH, "0");

@@ -3,7 +3,10 @@
 //! image layout (`oci-layout`), then `tag`, `digest` and `repository`.
 //!
 //! Everything is written under a work folder first and moved into place only once
-//! complete, so a failure never leaves output that looks whole.
+//! complete, so a failure never leaves output that looks whole. The work folder has a
+//! random name and is made by `mkdir` (nothing already in `dest` is reused), and outputs
+//! are renamed into place, which replaces a link `dest` holds instead of writing through it
+//! ([`kiln_image::confined`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use kiln_image::confined::{self, FreshDir};
 use kiln_image::oci::{self, Descriptor, ManifestOrIndex, Platform};
 use kiln_registry::Client;
 use serde::Deserialize;
@@ -102,7 +106,8 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
     };
 
     for (name, value) in [("tag", &req.version.tag), ("digest", digest), ("repository", &req.source.repository)] {
-        std::fs::write(dest.join(name), value).with_context(|| format!("writing {}", dest.join(name).display()))?;
+        confined::write_new(&dest, name, value.as_bytes())
+            .with_context(|| format!("writing {}", dest.join(name).display()))?;
     }
 
     let mut metadata = vec![
@@ -372,33 +377,31 @@ async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &Wor
     Ok(())
 }
 
-/// A folder inside `dest` where output is assembled; removed whatever happens.
+/// A fresh folder inside `dest` where output is assembled; removed whatever happens.
 struct WorkDir {
     dest: PathBuf,
     path: PathBuf,
     spool_dir: PathBuf,
+    _fresh: FreshDir,
 }
 
 impl WorkDir {
     fn create(dest: &Path) -> anyhow::Result<Self> {
-        let path = dest.join(format!(".kiln-in-{}", std::process::id()));
+        let fresh = FreshDir::create(dest, "kiln-in")
+            .with_context(|| format!("creating a work folder in {}", dest.display()))?;
+        let path = fresh.path().to_path_buf();
         let spool_dir = path.join(".spool");
-        std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
-        Ok(Self { dest: dest.to_path_buf(), path, spool_dir })
+        std::fs::create_dir(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
+        Ok(Self { dest: dest.to_path_buf(), path, spool_dir, _fresh: fresh })
     }
 
-    /// Moves the named outputs into `dest`.
+    /// Moves the named outputs into `dest`, replacing what `dest` held under those names.
     fn finish(&self, names: &[&str]) -> anyhow::Result<()> {
         for name in names {
             let (from, to) = (self.path.join(name), self.dest.join(name));
-            std::fs::rename(&from, &to).with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+            confined::rename_into(&from, &to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
         }
         Ok(())
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }

@@ -4,6 +4,10 @@
 //! Blobs go first, several at once, skipping those the registry already has; then any
 //! child manifests by digest; then the manifest or index under each tag, each checked
 //! against the digest the registry reports.
+//!
+//! Every file is read beneath the put's folder: the image `params.image` matches, each file
+//! of a layout, and the `additional_tags` file are opened without following a link that
+//! leaves it ([`kiln_image::confined`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +26,8 @@ use crate::source::Source;
 
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 4;
+/// The most an `additional_tags` file may weigh.
+const MAX_TAGS_FILE: u64 = 1 << 20;
 
 /// `out`'s request.
 #[derive(Debug, Deserialize)]
@@ -57,15 +63,16 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
             "params.image is not set: give the path of the image to push, relative to the put's directory (e.g. image/image.tar)"
         );
     }
-    let path = find_image(&dir, &req.params.image)?;
+    let relative = find_image(&dir, &req.params.image)?;
+    let path = dir.join(&relative);
     let (repo, config) = req.source.connect().await?;
     let client = Arc::new(Client::new(repo, config)?);
     let tags = tags(&req, &dir, &client).await?;
     eprintln!("reading {}", path.display());
     let loaded = {
-        let path = path.clone();
+        let dir = dir.clone();
         // Blobs are hashed as they are uploaded; what the registry has is not read at all.
-        tokio::task::spawn_blocking(move || archive::load_with(&path, archive::Verify::OnRead))
+        tokio::task::spawn_blocking(move || archive::load_beneath(&dir, &relative, archive::Verify::OnRead))
             .await
             .context("reading the image")??
     };
@@ -115,9 +122,9 @@ async fn tags(req: &PutRequest, dir: &Path, client: &Client) -> anyhow::Result<V
     let additional = match params.additional_tags.as_deref().filter(|f| !f.is_empty()) {
         Some(file) => {
             let path = dir.join(file);
-            let text = std::fs::read_to_string(&path)
+            let text = kiln_image::confined::read_beneath(dir, Path::new(file), MAX_TAGS_FILE)
                 .with_context(|| format!("params.additional_tags: reading {}", path.display()))?;
-            text.split_whitespace().map(String::from).collect()
+            String::from_utf8_lossy(&text).split_whitespace().map(String::from).collect()
         }
         None => Vec::new(),
     };
@@ -182,7 +189,7 @@ pub fn aliases(version: &semver::Version, variant: Option<&str>, existing: &[Str
     out
 }
 
-/// The one file or folder `pattern` (a glob relative to `dir`) names.
+/// The one file or folder `pattern` (a glob relative to `dir`) names, relative to `dir`.
 fn find_image(dir: &Path, pattern: &str) -> anyhow::Result<PathBuf> {
     let full = format!("{}/{pattern}", glob::Pattern::escape(&dir.to_string_lossy()));
     let matches: Vec<PathBuf> = glob::glob(&full)
@@ -191,7 +198,10 @@ fn find_image(dir: &Path, pattern: &str) -> anyhow::Result<PathBuf> {
         .collect();
     match matches.as_slice() {
         [] => bail!("params.image: no files match glob {pattern:?} in {}", dir.display()),
-        [one] => Ok(one.clone()),
+        [one] => one
+            .strip_prefix(dir)
+            .map(Path::to_path_buf)
+            .with_context(|| format!("params.image: {} is not in {}", one.display(), dir.display())),
         many => bail!(
             "params.image: too many files/directories match glob {pattern:?}: {}",
             many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
@@ -244,7 +254,11 @@ async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> any
                 }
             }
             let data = match location {
-                BlobLocation::File { path, offset, len } => BlobData::File { path, offset, len },
+                BlobLocation::File(range) => {
+                    // Opened beneath the put's folder, as everything the image was read from.
+                    let file = range.open().with_context(|| format!("reading blob {digest}"))?;
+                    BlobData::File { path: range.path, file, offset: range.offset, len: range.len }
+                }
                 BlobLocation::Memory(bytes) => BlobData::Bytes(bytes.into()),
             };
             client.push_blob(digest, &data).await.with_context(|| format!("pushing blob {digest}"))?;

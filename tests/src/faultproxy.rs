@@ -54,6 +54,8 @@ struct State {
     rules: Mutex<Vec<Rule>>,
     /// Every fault fired, as "METHOD path: fault".
     fired: Mutex<Vec<String>>,
+    /// Every request received, as "METHOD path".
+    seen: Mutex<Vec<String>>,
     /// Body bytes passed through throttled requests, both ways.
     throttled: Arc<std::sync::atomic::AtomicU64>,
     client: reqwest::Client,
@@ -74,6 +76,7 @@ impl FaultProxy {
             upstream: upstream.to_string(),
             rules: Mutex::new(rules),
             fired: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
             throttled: Default::default(),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         });
@@ -85,6 +88,11 @@ impl FaultProxy {
     /// The faults that fired so far.
     pub fn fired(&self) -> Vec<String> {
         self.state.fired.lock().unwrap().clone()
+    }
+
+    /// Every request received so far, as "METHOD path?query", in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.seen.lock().unwrap().clone()
     }
 
     /// Body bytes passed through throttled requests so far, both ways.
@@ -164,6 +172,7 @@ impl State {
     async fn answer(&self, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
         let method = req.method().to_string();
         let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+        self.seen.lock().unwrap().push(format!("{method} {path}"));
         let fault = self.take_fault(&method, &path);
         match fault {
             Some(Fault::Status(code)) => {

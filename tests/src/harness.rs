@@ -486,6 +486,12 @@ fn plain_http(env: &DevEnv, method: &str, target: &str, content_type: &str, body
     (status, answer)
 }
 
+/// The status the plain registry answers `HEAD /v2/<repo>/manifests/<reference>` with:
+/// 200 when `repo` has that tag or digest, 404 when not.
+pub fn plain_manifest_status(env: &DevEnv, repo: &str, reference: &str) -> u16 {
+    plain_http(env, "HEAD", &format!("/v2/{repo}/manifests/{reference}"), "", &[]).0
+}
+
 /// The tags of `repo` on the plain registry, in the order the registry lists them.
 /// Whether `repo` exists on the plain registry at all (a pushed blob or manifest makes it).
 pub fn plain_repo_exists(env: &DevEnv, repo: &str) -> bool {

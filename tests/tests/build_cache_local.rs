@@ -40,7 +40,12 @@ fn assert_valid_layout(dir: &Path) {
     let top = latest[0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
     assert!(dir.join("blobs/sha256").join(top).is_file(), "the tagged manifest is missing");
     assert!(blobs >= 3, "only {blobs} blobs");
-    assert!(!dir.join(".kiln-ingest").exists(), "unfinished writes left behind");
+    let work: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kiln"))
+        .collect();
+    assert!(work.is_empty(), "unfinished writes left behind: {work:?}");
 }
 
 #[test]

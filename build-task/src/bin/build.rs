@@ -18,6 +18,7 @@ use kiln_build_task::params::{self, BuildParams};
 use kiln_build_task::session::SessionSpec;
 use kiln_build_task::solve::{self, Solve};
 use kiln_build_task::{info, transport};
+use kiln_image::confined::{self, FreshDir};
 use kiln_proto::moby::buildkit::v1::Exporter;
 
 const HELP: &str = "\
@@ -208,9 +209,7 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
     }
     let ssh = kiln_build_task::ssh::load(&params.ssh)?;
     let prepared = Prepared { content, extra_attrs, caches, ssh };
-    let outputs: Vec<PathBuf> =
-        params.additional_targets.iter().map(PathBuf::from).chain([params.output.clone()]).collect();
-    let result = with_buildkit(|channel| async move {
+    with_buildkit(|channel| async move {
         // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
         for target in &params.additional_targets {
             let dir = PathBuf::from(target);
@@ -227,14 +226,7 @@ async fn build(overrides: cli::Overrides) -> anyhow::Result<()> {
         build_into(&channel, &params, &prepared, params.target.as_deref(), &params.output, oci, params.unpack_rootfs)
             .await
     })
-    .await;
-    if result.is_err() {
-        // An interrupted export leaves its partial tarball; nothing else is written until done.
-        for dir in outputs {
-            let _ = std::fs::remove_file(dir.join(PARTIAL));
-        }
-    }
-    result
+    .await
 }
 
 /// What every build of one run shares: content stores for the session, frontend options
@@ -246,10 +238,11 @@ struct Prepared {
     ssh: HashMap<String, kiln_build_task::ssh::Agent>,
 }
 
-/// Where the exporter's tarball is written until it is complete.
-const PARTIAL: &str = ".image.tar.partial";
-
 /// Builds `target` into `output` (`image.tar` or the `image/` layout, and `digest`).
+///
+/// Everything is written in a folder of a random name kiln makes in `output` (removed
+/// whatever happens, an interrupted build included) and renamed into place once complete,
+/// so a link `output` already holds is replaced, never written through.
 async fn build_into(
     channel: &tonic::transport::Channel,
     params: &BuildParams,
@@ -260,8 +253,9 @@ async fn build_into(
     unpack: bool,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
-    let image_tar = output.join("image.tar");
-    let partial = output.join(PARTIAL);
+    let staging = FreshDir::create(output, "kiln-build")
+        .with_context(|| format!("creating a work folder in {}", output.display()))?;
+    let partial = staging.path().join("export.tar");
 
     let context = std::fs::canonicalize(&params.context).context("CONTEXT")?;
     let dockerfile_dir = std::fs::canonicalize(&params.dockerfile)
@@ -289,41 +283,40 @@ async fn build_into(
     let cache = solve::cache_options(&params.cache_from, &params.cache_to);
     let request = Solve { frontend_attrs, exporter, session, cache };
 
-    let response = match solve::solve(channel.clone(), request).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e.into());
-        }
-    };
+    let response = solve::solve(channel.clone(), request).await?;
     prepared.caches.finish(&response)?;
     let digest =
         response.get("containerimage.digest").cloned().context("BuildKit's answer has no containerimage.digest")?;
-    let image = if params.output_oci {
+    let name = if params.output_oci {
         // OUTPUT_OCI: the OCI layout the tarball holds, as the folder image/image/.
-        let layout = output.join("image");
-        let unpacked = std::fs::File::open(&partial)
+        let layout = staging.path().join("image");
+        std::fs::File::open(&partial)
             .and_then(|f| tar::Archive::new(f).unpack(&layout))
-            .with_context(|| format!("unpacking the OCI layout into {}", layout.display()));
-        let _ = std::fs::remove_file(&partial);
-        unpacked?;
-        layout
+            .with_context(|| format!("unpacking the OCI layout into {}", output.join("image").display()))?;
+        "image"
     } else {
-        std::fs::rename(&partial, &image_tar)
-            .with_context(|| format!("moving the image to {}", image_tar.display()))?;
-        image_tar
+        std::fs::rename(&partial, staging.path().join("image.tar")).context("keeping the exported image")?;
+        "image.tar"
     };
-    std::fs::write(output.join("digest"), &digest)
+    let _ = std::fs::remove_file(&partial);
+    confined::create_new(&staging.path().join("digest"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, digest.as_bytes()))
         .with_context(|| format!("writing {}", output.join("digest").display()))?;
-    eprintln!("built {digest} into {}", image.display());
-
+    let mut names = vec![name, "digest"];
     if unpack {
-        unpack_rootfs(&image, output)?;
+        unpack_rootfs(&staging.path().join(name), staging.path())?;
+        names.extend(["rootfs", "metadata.json"]);
     }
+    for name in names {
+        let (from, to) = (staging.path().join(name), output.join(name));
+        confined::rename_into(&from, &to).with_context(|| format!("moving {} into place", to.display()))?;
+    }
+    eprintln!("built {digest} into {}", output.join(name).display());
     Ok(())
 }
 
-/// `UNPACK_ROOTFS`: the built image as `image/rootfs` plus `image/metadata.json`.
+/// `UNPACK_ROOTFS`: the built image as `rootfs` plus `metadata.json` in `output` (the
+/// build's fresh work folder).
 fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
     use kiln_image::archive::{self, BlobLocation};
     let loaded = archive::load(image_tar)?;
@@ -335,7 +328,7 @@ fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
     let location = |digest: &str| loaded.blobs.iter().find(|(d, _)| d.digest == digest).map(|(_, l)| l.clone());
     let read = |digest: &str| -> anyhow::Result<Vec<u8>> {
         match location(digest).with_context(|| format!("blob {digest} is not in the image"))? {
-            BlobLocation::File { path, offset, len } => Ok(archive::read_range(&path, offset, len)?),
+            BlobLocation::File(range) => Ok(range.read_all()?),
             BlobLocation::Memory(bytes) => Ok(bytes),
         }
     };
@@ -344,12 +337,10 @@ fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rootfs)?;
     let mut unpacker = kiln_image::unpack::Unpacker::new(&rootfs, Default::default())?;
     for layer in &manifest.layers {
-        let Some(BlobLocation::File { path, offset, len }) = location(&layer.digest) else {
+        let Some(BlobLocation::File(range)) = location(&layer.digest) else {
             anyhow::bail!("layer {} is not in the image", layer.digest);
         };
-        let mut file = std::fs::File::open(&path)?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
-        let tar = kiln_image::decompress::decompressed(std::io::Read::take(file, len))?;
+        let tar = kiln_image::decompress::decompressed(range.reader()?)?;
         unpacker.apply_layer(&layer.digest, tar)?;
     }
     let metadata = serde_json::json!({
