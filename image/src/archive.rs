@@ -1112,18 +1112,11 @@ mod tests {
     #[test]
     fn damaged_layouts_are_refused_naming_the_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        let l = layer("a");
-        let gz = gzip(&l);
-        let manifest = serde_json::json!({
-            "schemaVersion": 2, "mediaType": oci::OCI_MANIFEST,
-            "config": layout.blob(oci::OCI_CONFIG, &config(&[&l])),
-            "layers": [layout.blob(oci::OCI_LAYER_GZIP, &gz)],
-        });
-        let image = layout.blob(oci::OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
-        layout.index_json(&[image]);
+        let layer_hex = one_image_layout(dir.path());
+        let gz = gzip(&layer("confined"));
+        assert_eq!(hex_of(&gz), layer_hex);
         let name = dir.path().display().to_string();
-        let blob = dir.path().join("blobs/sha256").join(hex_of(&gz));
+        let blob = dir.path().join("blobs/sha256").join(layer_hex);
 
         // Same size, other bytes.
         let mut other = gz.clone();
