@@ -310,25 +310,21 @@ impl Buildkitd {
     /// Stops the daemon: SIGTERM, [`STOP_GRACE`] to finish, then SIGKILL to it and to every
     /// process it started; then removes its folder (state, sockets, config, log).
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let pid = rustix::process::Pid::from_raw(pid as i32);
-            if let Some(pid) = pid {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
+        if let Some(pid) = self.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_err() {
                 // Its descendants first (build steps, runc), while their parent still holds them.
-                if let Some(pid) = pid {
-                    kill_tree(pid);
-                }
+                kill_tree(pid);
                 let _ = self.child.kill().await;
             }
         }
         let _ = self.child.wait().await;
         if self.rootless && std::fs::remove_dir_all(&self.dir).is_err() {
             // Its state belongs to the user namespace's ids, which only that namespace may delete.
+            let state = std::env::temp_dir().join(format!("kiln-rootlesskit-rm-{}", std::process::id()));
             let _ = Command::new("rootlesskit")
                 .arg("--state-dir")
-                .arg(std::env::temp_dir().join(format!("kiln-rootlesskit-rm-{}", std::process::id())))
+                .arg(&state)
                 .arg("rm")
                 .arg("-rf")
                 .arg(&self.dir)
@@ -337,9 +333,7 @@ impl Buildkitd {
                 .stderr(Stdio::null())
                 .status()
                 .await;
-            let _ = std::fs::remove_dir_all(
-                std::env::temp_dir().join(format!("kiln-rootlesskit-rm-{}", std::process::id())),
-            );
+            let _ = std::fs::remove_dir_all(&state);
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
