@@ -86,42 +86,37 @@ fn a_tls_registry_pointing_an_upload_at_plain_http_is_refused() {
     assert_no_credentials_elsewhere(&registry, &out);
 }
 
-#[test]
-fn a_tags_link_to_another_host_is_followed_without_credentials() {
+/// `check` against a registry whose tags list points elsewhere (`hostility`): over plain
+/// HTTP the other host is reached without credentials; over TLS, a target on plain http is
+/// refused (`refusal` is said) and never reached.
+fn tags_elsewhere_get_no_credentials(hostility: Hostility, refusal: &str) {
     let env = dev_env_or_skip!();
-    let registry = HostileRegistry::start(Hostility::TagsElsewhere, None, false);
-    let out = check_tags(env, &registry, false);
-    let seen = registry.seen_elsewhere();
-    assert!(seen.iter().any(|s| s.path.ends_with("/tags/list")), "the Link was not followed: {seen:?}\n{}", out.stderr);
-    assert_no_credentials_elsewhere(&registry, &out);
-
-    // Over TLS, a Link to plain http is refused.
-    let registry = HostileRegistry::start(Hostility::TagsElsewhere, Some(certs_dir(env)), false);
-    let out = check_tags(env, &registry, true);
-    out.failure();
-    assert!(out.stderr.contains("it would move from https to plain http"), "{}", out.stderr);
-    assert!(registry.seen_elsewhere().is_empty());
-}
-
-#[test]
-fn a_redirect_to_another_host_drops_the_credentials() {
-    let env = dev_env_or_skip!();
-    let registry = HostileRegistry::start(Hostility::RedirectElsewhere, None, false);
+    let registry = HostileRegistry::start(hostility, None, false);
     let out = check_tags(env, &registry, false);
     let seen = registry.seen_elsewhere();
     assert!(
         seen.iter().any(|s| s.path.ends_with("/tags/list")),
-        "the redirect was not followed: {seen:?}\n{}",
+        "{hostility:?} not followed: {seen:?}\n{}",
         out.stderr
     );
     assert_no_credentials_elsewhere(&registry, &out);
 
-    // From https to http, a redirect is not followed at all.
-    let registry = HostileRegistry::start(Hostility::RedirectElsewhere, Some(certs_dir(env)), false);
+    let registry = HostileRegistry::start(hostility, Some(certs_dir(env)), false);
     let out = check_tags(env, &registry, true);
     out.failure();
-    assert!(out.stderr.contains("https to plain http"), "{}", out.stderr);
+    assert!(out.stderr.contains(refusal), "{}", out.stderr);
     assert!(registry.seen_elsewhere().is_empty());
+}
+
+#[test]
+fn a_tags_link_to_another_host_is_followed_without_credentials() {
+    tags_elsewhere_get_no_credentials(Hostility::TagsElsewhere, "it would move from https to plain http");
+}
+
+#[test]
+fn a_redirect_to_another_host_drops_the_credentials() {
+    // From https to http, a redirect is not followed at all.
+    tags_elsewhere_get_no_credentials(Hostility::RedirectElsewhere, "https to plain http");
 }
 
 #[test]
