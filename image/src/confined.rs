@@ -340,6 +340,34 @@ pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&staged, dir.join(name))
 }
 
+/// Writes `bytes` as `root/relative`, a plain relative path (no `..`, not absolute) whose
+/// folders are made when missing and must stay inside `root`. The file is made fresh under
+/// a random name next to it and renamed into place, so a link standing at the name is
+/// replaced, never written through; an unfinished write leaves nothing under the name.
+pub fn write_beneath(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()> {
+    let plain = !relative.as_os_str().is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
+    let (Some(name), true) = (relative.file_name(), plain) else {
+        let why = format!("{} is not a plain relative path (no .., not absolute)", relative.display());
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    };
+    let parent = relative.parent().unwrap_or(Path::new(""));
+    create_dir_beneath(root, parent)?;
+    let dir = open_with(root, parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, false)?;
+    let mut random = [0u8; 12];
+    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())?;
+    let mut staged = OsString::from(".kiln-write-");
+    staged.push(hex::encode(random));
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut file = File::from(rustix::fs::openat(&dir, &staged, flags, Mode::from_raw_mode(0o644))?);
+    let written = file.write_all(bytes).and_then(|()| file.sync_data());
+    drop(file);
+    let done = written.and_then(|()| Ok(rustix::fs::renameat(&dir, &staged, &dir, name)?));
+    if done.is_err() {
+        let _ = rustix::fs::unlinkat(&dir, &staged, AtFlags::empty());
+    }
+    done
+}
+
 /// Moves `from` to `to`, replacing what is there: a file or a link is replaced by the rename
 /// itself (a link, never what it points at), and a folder (an earlier run's output) is
 /// removed first.
@@ -496,6 +524,33 @@ mod tests {
         // create_new refuses any name that exists, a dangling link included.
         assert_eq!(create_new(&root.join("dangling")).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
         assert!(!root.join("nowhere").exists());
+    }
+
+    #[test]
+    fn files_written_beneath_stay_inside_and_replace_links() {
+        let (top, root) = tree();
+        write_beneath(&root, Path::new("new/dir/digest"), b"sha256:1").unwrap();
+        assert_eq!(std::fs::read(root.join("new/dir/digest")).unwrap(), b"sha256:1");
+        // A link at the name is replaced, what it pointed at left alone.
+        write_beneath(&root, Path::new("up"), b"mine").unwrap();
+        assert_eq!(std::fs::read_to_string(top.path().join("outside/file")).unwrap(), "outside");
+        assert!(!std::fs::symlink_metadata(root.join("up")).unwrap().is_symlink());
+        assert_eq!(std::fs::read(root.join("up")).unwrap(), b"mine");
+        // A folder on the way that leaves the root, `..`, or an absolute path: refused.
+        let outside = write_beneath(&root, Path::new("outdir/x"), b"no").unwrap_err();
+        assert!(is_outside(&outside), "{outside}");
+        assert!(!top.path().join("outside/x").exists());
+        for bad in ["../x", "/tmp/x", "a/../x", ""] {
+            let e = write_beneath(&root, Path::new(bad), b"no").unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}: {e}");
+        }
+        assert!(!top.path().join("x").exists());
+        // Only the named files were made: no staged leftovers.
+        let names: Vec<String> = std::fs::read_dir(root.join("new/dir"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["digest"]);
     }
 
     #[test]

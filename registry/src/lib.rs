@@ -3,6 +3,7 @@
 //! - [`reference`]: repository names, tags and digests, with Docker Hub's defaults.
 //! - [`Client`]: one repository on one registry: scheme discovery, basic and bearer-token
 //!   auth, retries; manifests, blobs and tags in their own modules.
+//! - [`push`]: an image read from disk pushed under its tags (`out` and the build task).
 //! - [`scope`]: the one rule for where credentials may go.
 //! - [`docker_config`]: credentials from Docker's `config.json` and credential helpers.
 //! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
@@ -18,6 +19,7 @@ mod client;
 pub mod docker_config;
 mod manifests;
 pub mod media_types;
+pub mod push;
 pub mod reference;
 pub mod scope;
 mod tags;

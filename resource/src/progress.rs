@@ -109,31 +109,4 @@ impl Progress {
     }
 }
 
-/// `sha256:0123456789ab`
-pub fn short(digest: &str) -> &str {
-    &digest[..digest.len().min("sha256:".len() + 12)]
-}
-
-/// Bytes in binary units: `12.3 MiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(12), "12 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(5 << 20), "5.0 MiB");
-    }
-}
+pub use kiln_image::display::{human, short};

@@ -1,0 +1,201 @@
+//! Pushing an image read from disk ([`LoadedImage`]) under a list of tags: the one push
+//! path, used by the resource's `out` and by the build task's `PUSH`.
+//!
+//! Blobs go first, several at once, skipping those the registry already has and mounting
+//! those another repository of the same registry has; then any child manifests by digest;
+//! then the manifest or index under each tag, each checked against the digest the
+//! registry reports. An image the repository already holds only gets its tags.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kiln_image::archive::{BlobLocation, LoadedImage};
+use kiln_image::display::{human, short};
+use tokio::task::JoinSet;
+
+use crate::{BlobData, Client, RegistryError, Repository};
+
+/// Blobs uploaded at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+/// Why a push failed. Each names what it was doing; the registry's own error follows.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{what}")]
+    Registry {
+        what: String,
+        #[source]
+        source: RegistryError,
+    },
+    /// The registry's error says what was being done (pushing a manifest, a tag).
+    #[error(transparent)]
+    Manifest(#[from] RegistryError),
+    #[error("reading blob {digest}")]
+    Read {
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the registry stored {tag} as {stored}, not {expected}")]
+    Moved { tag: String, stored: String, expected: String },
+    #[error("an upload task failed: {0}")]
+    Task(String),
+}
+
+fn registry(what: impl Into<String>) -> impl FnOnce(RegistryError) -> PushError {
+    let what = what.into();
+    move |source| PushError::Registry { what, source }
+}
+
+/// What one push did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pushed {
+    pub uploaded: usize,
+    pub bytes: u64,
+    pub mounted: usize,
+    pub present: usize,
+    /// The repository already held the image: only the tags were set.
+    pub already_there: bool,
+}
+
+/// What happened to one blob.
+enum Outcome {
+    Uploaded(u64),
+    Mounted,
+    Present,
+}
+
+/// Pushes `image` to `client`'s repository and points every tag at it, printing a line
+/// per blob and one at the end on stderr.
+pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> Result<Pushed, PushError> {
+    let started = Instant::now();
+    // The repository already holds this exact image (a registry only accepts a manifest whose
+    // blobs and children it has): only the tags remain to be set.
+    if client.head_manifest(&image.top.digest).await.map_err(registry("checking for the image"))?.is_some() {
+        put_tags(client, image, tags).await?;
+        eprintln!(
+            "{} was already in {}; tagged {} in {:.1}s, no blobs read or sent",
+            image.top.digest,
+            client.repository(),
+            tags.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(Pushed { already_there: true, ..Pushed::default() });
+    }
+    let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
+    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
+    let mut uploads = JoinSet::new();
+    let total = image.blobs.len();
+    for (i, (descriptor, location)) in image.blobs.iter().cloned().enumerate() {
+        let (client, permits, mount_from) = (client.clone(), permits.clone(), mount_from.clone());
+        uploads.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let digest = &descriptor.digest;
+            let began = Instant::now();
+            let what = format!("blob {}/{total} {} ({})", i + 1, short(digest), human(descriptor.size));
+            if client.blob_exists(digest).await.map_err(registry(format!("checking for blob {digest}")))?.is_some() {
+                eprintln!("  {what} already there");
+                return Ok::<_, PushError>(Outcome::Present);
+            }
+            for from in mount_from.iter() {
+                // A refused mount only means uploading it.
+                if client.mount_blob(digest, from).await.unwrap_or(false) {
+                    eprintln!("  {what} mounted from {from}");
+                    return Ok(Outcome::Mounted);
+                }
+            }
+            let data = match location {
+                BlobLocation::File(range) => {
+                    // Opened beneath the folder the image was read from.
+                    let file = range.open().map_err(|source| PushError::Read { digest: digest.clone(), source })?;
+                    BlobData::File { path: range.path, file, offset: range.offset, len: range.len }
+                }
+                BlobLocation::Memory(bytes) => BlobData::Bytes(bytes.into()),
+            };
+            client.push_blob(digest, &data).await.map_err(registry(format!("pushing blob {digest}")))?;
+            eprintln!("  {what} pushed in {:.1}s", began.elapsed().as_secs_f64());
+            Ok(Outcome::Uploaded(data.len()))
+        });
+    }
+    let mut pushed = Pushed::default();
+    while let Some(result) = uploads.join_next().await {
+        match result.map_err(|e| PushError::Task(e.to_string()))?? {
+            Outcome::Uploaded(n) => (pushed.uploaded, pushed.bytes) = (pushed.uploaded + 1, pushed.bytes + n),
+            Outcome::Mounted => pushed.mounted += 1,
+            Outcome::Present => pushed.present += 1,
+        }
+    }
+    for child in &image.children {
+        client.put_manifest(&child.digest, &child.media_type, &child.bytes).await?;
+        eprintln!("  manifest {} pushed", short(&child.digest));
+    }
+    put_tags(client, image, tags).await?;
+    eprintln!(
+        "pushed {} as {} in {:.1}s: {} blobs uploaded ({}), {} mounted, {} already there",
+        image.top.digest,
+        tags.join(", "),
+        started.elapsed().as_secs_f64(),
+        pushed.uploaded,
+        human(pushed.bytes),
+        pushed.mounted,
+        pushed.present,
+    );
+    Ok(pushed)
+}
+
+/// Points every tag at the image, checking the registry stored the digest we computed.
+async fn put_tags(client: &Client, image: &LoadedImage, tags: &[String]) -> Result<(), PushError> {
+    for tag in tags {
+        let stored = client.put_manifest(tag, &image.top.media_type, &image.top.bytes).await?;
+        if stored.digest != image.top.digest {
+            return Err(PushError::Moved {
+                tag: tag.clone(),
+                stored: stored.digest,
+                expected: image.top.digest.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Repositories of `target`'s registry, other than `target`, that the image names as its
+/// origin (`registry/repo:tag`): blobs missing from `target` may be mounted from them.
+fn mount_sources(target: &Repository, origins: &[String]) -> Vec<String> {
+    let mut sources = Vec::new();
+    for origin in origins {
+        let name = origin.split_once('@').map_or(origin.as_str(), |(name, _)| name);
+        let name = match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => name,
+        };
+        let Ok(repo) = Repository::parse(name) else { continue };
+        if repo.registry() == target.registry()
+            && repo.path() != target.path()
+            && !sources.iter().any(|s| s == repo.path())
+        {
+            sources.push(repo.path().to_string());
+        }
+    }
+    sources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_sources_are_other_repositories_of_the_same_registry() {
+        let target = Repository::parse("127.0.0.1:5000/team/app").unwrap();
+        let origins = [
+            "127.0.0.1:5000/team/base:1.0",
+            "127.0.0.1:5000/team/base:latest",
+            "127.0.0.1:5000/team/app:old",
+            "127.0.0.1:5000/other@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "127.0.0.1:6000/team/base:1.0",
+            "busybox:latest",
+            "not a name",
+        ];
+        let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
+        assert_eq!(mount_sources(&target, &origins), ["team/base", "other"]);
+    }
+}
