@@ -45,10 +45,14 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
     ("--platform", "LIST", "IMAGE_PLATFORM"),
     ("--cache-from", "ENTRY", "CACHE_FROM"),
     ("--cache-to", "ENTRY", "CACHE_TO"),
+    ("--name", "NAME", "IMAGE_NAME"),
+    ("--tag", "TAG", "IMAGE_TAG"),
+    ("--registry", "HOST[/NAMESPACE]", "REGISTRY"),
     ("--output", "DIR", "(image/ in the working directory)"),
     ("--oci", "", "OUTPUT_OCI=true"),
     ("--unpack-rootfs", "", "UNPACK_ROOTFS=true"),
     ("--no-cache", "", "NO_CACHE=true"),
+    ("--push", "", "PUSH=true"),
 ];
 
 /// Parses `args` (without the program name). `--flag value` and `--flag=value` both work.
@@ -65,13 +69,18 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--help" | "-h" => return Ok(Command::Help),
             "--version" | "-V" => return Ok(Command::Version),
             "--buildkit-info" if inline.is_none() => info = true,
-            "--oci" if inline.is_none() => out.vars.push(("OUTPUT_OCI".into(), "true".into())),
-            "--unpack-rootfs" if inline.is_none() => out.vars.push(("UNPACK_ROOTFS".into(), "true".into())),
-            "--no-cache" if inline.is_none() => out.vars.push(("NO_CACHE".into(), "true".into())),
             _ => {
-                let Some((_, _, param)) = FLAGS.iter().find(|(f, value, _)| *f == flag && !value.is_empty()) else {
+                let Some((_, takes, param)) = FLAGS.iter().find(|(f, _, _)| *f == flag) else {
                     return Err(CliError::Unknown(arg));
                 };
+                // A switch sets its param as FLAGS says (`OUTPUT_OCI=true`) and takes no value.
+                if takes.is_empty() {
+                    let (Some((name, value)), None) = (param.split_once('='), &inline) else {
+                        return Err(CliError::Unknown(arg));
+                    };
+                    out.vars.push((name.to_string(), value.to_string()));
+                    continue;
+                }
                 let value = match inline {
                     Some(v) => v,
                     None => args.next().ok_or_else(|| CliError::MissingValue(flag.clone()))?,
@@ -118,6 +127,12 @@ mod tests {
             "--output",
             "out",
             "--oci",
+            "--name=app",
+            "--tag",
+            "1.0",
+            "--registry",
+            "127.0.0.1:5000/team",
+            "--push",
         ])
         .unwrap() else {
             panic!("expected a build")
@@ -133,6 +148,10 @@ mod tests {
                 ("BUILDKIT_SECRET_npm", "/run/npmrc"),
                 ("IMAGE_PLATFORM", "linux/amd64,linux/arm64"),
                 ("OUTPUT_OCI", "true"),
+                ("IMAGE_NAME", "app"),
+                ("IMAGE_TAG", "1.0"),
+                ("REGISTRY", "127.0.0.1:5000/team"),
+                ("PUSH", "true"),
             ]
         );
         assert_eq!(o.output, Some(PathBuf::from("out")));
@@ -147,6 +166,7 @@ mod tests {
         assert!(run(&["--context"]).unwrap_err().to_string().starts_with("--context needs a value"));
         assert!(run(&["--build-arg", "novalue"]).unwrap_err().to_string().contains("not NAME=value"));
         assert!(run(&["--oci=yes"]).is_err());
+        assert!(run(&["--push=false"]).is_err());
         assert_eq!(run(&["--buildkit-info"]).unwrap(), Command::Info);
         assert_eq!(run(&["-h"]).unwrap(), Command::Help);
     }

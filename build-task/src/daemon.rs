@@ -17,6 +17,8 @@ pub struct DaemonConfig {
     pub dir: PathBuf,
     /// `REGISTRY_MIRRORS`: mirrors for `docker.io`.
     pub mirrors: Vec<String>,
+    /// How to reach registries the build itself names (a put's own registry).
+    pub registries: Vec<RegistryAccess>,
     /// `BUILDKIT_EXTRA_CONFIG`: more buildkitd TOML, merged over what kiln generates.
     pub extra_config: Option<String>,
     /// `DEBUG`: buildkitd logs at debug level.
@@ -58,9 +60,38 @@ pub struct Buildkitd {
     pub host: String,
 }
 
-/// The TOML kiln writes for buildkitd: the mirrors, then the user's extra config merged over it.
-pub fn config_toml(mirrors: &[String], extra: Option<&str>) -> Result<String, DaemonError> {
+/// How buildkitd reaches one registry: over plain HTTP, or trusting these CA files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// `host[:port]`.
+    pub host: String,
+    pub http: bool,
+    pub ca_files: Vec<PathBuf>,
+}
+
+/// The TOML kiln writes for buildkitd: the mirrors and registries, then the user's extra
+/// config merged over it.
+pub fn config_toml(
+    mirrors: &[String],
+    registries: &[RegistryAccess],
+    extra: Option<&str>,
+) -> Result<String, DaemonError> {
     let mut table = toml::Table::new();
+    for access in registries {
+        let mut host = toml::Table::new();
+        if access.http {
+            host.insert("http".into(), toml::Value::Boolean(true));
+        }
+        if !access.ca_files.is_empty() {
+            let files = access.ca_files.iter().map(|f| toml::Value::String(f.to_string_lossy().into_owned()));
+            host.insert("ca".into(), toml::Value::Array(files.collect()));
+        }
+        let mut registry = toml::Table::new();
+        registry.insert(access.host.clone(), toml::Value::Table(host));
+        let mut over = toml::Table::new();
+        over.insert("registry".into(), toml::Value::Table(registry));
+        merge(&mut table, over);
+    }
     if !mirrors.is_empty() {
         for m in mirrors {
             if m.is_empty() || m.contains(char::is_whitespace) || m.contains('"') {
@@ -72,7 +103,9 @@ pub fn config_toml(mirrors: &[String], extra: Option<&str>) -> Result<String, Da
         hub.insert("mirrors".into(), toml::Value::Array(mirrors));
         let mut registry = toml::Table::new();
         registry.insert("docker.io".into(), toml::Value::Table(hub));
-        table.insert("registry".into(), toml::Value::Table(registry));
+        let mut over = toml::Table::new();
+        over.insert("registry".into(), toml::Value::Table(registry));
+        merge(&mut table, over);
     }
     if let Some(extra) = extra {
         let extra: toml::Table = extra.parse().map_err(|e: toml::de::Error| DaemonError::ExtraConfig(e.to_string()))?;
@@ -197,7 +230,7 @@ impl Buildkitd {
         if which("buildkitd").is_none() {
             return Err(DaemonError::NoBuildkitd);
         }
-        let toml = config_toml(&config.mirrors, config.extra_config.as_deref())?;
+        let toml = config_toml(&config.mirrors, &config.registries, config.extra_config.as_deref())?;
         let root = rustix::process::geteuid().is_root();
         let mut note = if root { String::new() } else { rootless_check()? };
 
@@ -413,8 +446,13 @@ mod tests {
 
     #[test]
     fn mirrors_and_extra_config_merge() {
+        let registries = [
+            RegistryAccess { host: "127.0.0.1:5000".into(), http: true, ca_files: vec![] },
+            RegistryAccess { host: "ghcr.io".into(), http: false, ca_files: vec!["/run/ca.pem".into()] },
+        ];
         let toml = config_toml(
             &["mirror.example.com".into()],
+            &registries,
             Some("debug = true\n[registry.\"docker.io\"]\nhttp = true\n[registry.\"ghcr.io\"]\nmirrors = [\"m2\"]\n"),
         )
         .unwrap();
@@ -424,7 +462,10 @@ mod tests {
         assert_eq!(hub["mirrors"].as_array().unwrap()[0].as_str(), Some("mirror.example.com"));
         assert_eq!(hub["http"].as_bool(), Some(true));
         assert_eq!(parsed["registry"]["ghcr.io"]["mirrors"][0].as_str(), Some("m2"));
-        assert_eq!(config_toml(&[], None).unwrap(), "");
+        assert_eq!(parsed["registry"]["ghcr.io"]["ca"][0].as_str(), Some("/run/ca.pem"), "merged, not replaced");
+        assert_eq!(parsed["registry"]["127.0.0.1:5000"]["http"].as_bool(), Some(true));
+        assert!(parsed["registry"]["127.0.0.1:5000"].get("ca").is_none());
+        assert_eq!(config_toml(&[], &[], None).unwrap(), "");
     }
 
     #[test]
@@ -474,9 +515,9 @@ mod tests {
 
     #[test]
     fn bad_config_names_the_param() {
-        let e = config_toml(&[], Some("[registry\nx = ")).unwrap_err().to_string();
+        let e = config_toml(&[], &[], Some("[registry\nx = ")).unwrap_err().to_string();
         assert!(e.starts_with("BUILDKIT_EXTRA_CONFIG: not valid TOML"), "{e}");
-        let e = config_toml(&["a b".into()], None).unwrap_err().to_string();
+        let e = config_toml(&["a b".into()], &[], None).unwrap_err().to_string();
         assert!(e.starts_with("REGISTRY_MIRRORS: "), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 //!   itself when `BUILDKIT_HOST` is not set.
 //! - [`params`]: the task's params (oci-build-task's names) from the environment; [`cli`]
 //!   the same as flags, for running `build` by hand.
+//! - [`task`]: one run of the task, targets built and exported, and pushed with `PUSH`.
 //! - [`solve`]: one build, with [`progress`] printed as it happens.
 //! - [`session`]: the session BuildKit calls back into, serving [`filesync`] (context in,
 //!   image out), [`auth`] and [`secrets`]; [`context`] and [`patterns`] decide what is sent;
@@ -28,4 +29,5 @@ pub mod secrets;
 pub mod session;
 pub mod solve;
 pub mod ssh;
+pub mod task;
 pub mod transport;

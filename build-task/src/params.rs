@@ -36,6 +36,12 @@ pub const NAMES: &[&str] = &[
     "DOCKER_CONFIG",
     "DOCKER_HOST",
     "DEBUG",
+    "IMAGE_NAME",
+    "IMAGE_TAG",
+    "REGISTRY",
+    "PUSH",
+    "REGISTRY_USERNAME",
+    "REGISTRY_PASSWORD",
 ];
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
@@ -78,6 +84,67 @@ pub struct BuildParams {
     pub cache_dir: Option<PathBuf>,
     /// Where outputs go: `image/` in the task's working directory.
     pub output: PathBuf,
+    /// `IMAGE_NAME` (after `REGISTRY/` when that is set) and `IMAGE_TAG`: what the image is
+    /// called in `image.tar`, the layout's annotations and `image/tag`.
+    pub name: Option<ImageName>,
+    /// `PUSH`: push what was built to `name` (a registry's repository then).
+    pub push: bool,
+    /// `REGISTRY_USERNAME` / `REGISTRY_PASSWORD`, for the push; without them, Docker's
+    /// `config.json`.
+    pub registry_credentials: Option<kiln_registry::Credentials>,
+    /// How a `buildkitd` started for this build reaches registries the caller knows about
+    /// (a put's own registry); none from the task's params.
+    pub daemon_registries: Vec<crate::daemon::RegistryAccess>,
+}
+
+/// An image's name and tag, as `IMAGE_NAME`, `IMAGE_TAG` and `REGISTRY` give them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageName {
+    /// `REGISTRY/IMAGE_NAME`, or `IMAGE_NAME` alone.
+    pub repository: String,
+    pub tag: String,
+}
+
+impl std::fmt::Display for ImageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+impl ImageName {
+    /// Reads and checks the naming params (and `PUSH`'s needs) from `get`.
+    fn from_params(get: &dyn Fn(&str) -> Option<String>, push: bool) -> Result<Option<Self>, ParamError> {
+        let registry = get("REGISTRY").map(|r| r.trim_end_matches('/').to_string());
+        let tag = get("IMAGE_TAG");
+        let Some(name) = get("IMAGE_NAME") else {
+            if push {
+                return Err(err("PUSH", "needs IMAGE_NAME (and REGISTRY): the image's name in the registry"));
+            }
+            if let Some(set) = [("IMAGE_TAG", &tag), ("REGISTRY", &registry)].iter().find(|(_, v)| v.is_some()) {
+                return Err(err(set.0, "needs IMAGE_NAME, the name of the image it applies to"));
+            }
+            return Ok(None);
+        };
+        if push && registry.is_none() {
+            return Err(err(
+                "PUSH",
+                "needs REGISTRY, the registry (and namespace) to push to, e.g. registry.example.com/team",
+            ));
+        }
+        let tag = tag.unwrap_or_else(|| "latest".into());
+        kiln_registry::reference::validate_tag(&tag).map_err(|e| err("IMAGE_TAG", e.to_string()))?;
+        if name.contains('@') || name.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+            return Err(err("IMAGE_NAME", format!("{name:?}: give the name alone; the tag goes in IMAGE_TAG")));
+        }
+        let repository = match &registry {
+            Some(r) => format!("{r}/{name}"),
+            None => name,
+        };
+        let which = if registry.is_some() { "REGISTRY/IMAGE_NAME" } else { "IMAGE_NAME" };
+        kiln_registry::Repository::parse(&repository)
+            .map_err(|e| err(which, format!("{repository:?} is not an image name: {e}")))?;
+        Ok(Some(ImageName { repository, tag }))
+    }
 }
 
 /// One cache to import or export, as buildx's `--cache-from`/`--cache-to` take it.
@@ -190,7 +257,26 @@ impl BuildParams {
                 }
             }
         }
+        let push = match get("PUSH").as_deref() {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => return Err(err("PUSH", format!("{other:?} is not true or false"))),
+        };
+        let name = ImageName::from_params(&get, push)?;
+        let registry_credentials = match (get("REGISTRY_USERNAME"), get("REGISTRY_PASSWORD")) {
+            (Some(username), Some(password)) => Some(kiln_registry::Credentials { username, password }),
+            (None, None) => None,
+            (Some(_), None) => return Err(err("REGISTRY_USERNAME", "is set without REGISTRY_PASSWORD")),
+            (None, Some(_)) => return Err(err("REGISTRY_PASSWORD", "is set without REGISTRY_USERNAME")),
+        };
+        if registry_credentials.is_some() && !push {
+            return Err(err("REGISTRY_USERNAME", "is only used to push: set PUSH=true, or leave it out"));
+        }
         Ok(BuildParams {
+            daemon_registries: Vec::new(),
+            name,
+            push,
+            registry_credentials,
             context,
             dockerfile,
             build_args,

@@ -1,0 +1,363 @@
+//! One run of the build task, from checked params to the files in its output folder and,
+//! with `PUSH`, the image in its registry: BuildKit found or started ([`crate::daemon`]),
+//! each target solved ([`crate::solve`]), its export written in a fresh folder and renamed
+//! into place, then pushed by the resource's own push code ([`kiln_registry::push`]).
+//! The `build` binary and `out`'s `params.build` both run builds through here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use kiln_image::confined::{self, FreshDir};
+use kiln_proto::moby::buildkit::v1::Exporter;
+
+use crate::daemon::{self, Buildkitd, DaemonConfig};
+use crate::image_args;
+use crate::local_cache::LocalCaches;
+use crate::params::{BuildParams, ImageName};
+use crate::session::SessionSpec;
+use crate::solve::{self, Solve};
+use crate::{info, transport};
+
+/// BuildKit: at `BUILDKIT_HOST`; else a `buildkitd` started here (as oci-build-task does),
+/// put in `daemon` for the caller to stop, also when this is dropped half-way; else the
+/// default socket, if something listens there.
+async fn buildkit(
+    daemon: &mut Option<Buildkitd>,
+    registries: &[daemon::RegistryAccess],
+) -> anyhow::Result<tonic::transport::Channel> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let tls = transport::TlsFiles::from_env(env);
+    if let Some(host) = env("BUILDKIT_HOST") {
+        let address = transport::parse(&host, env("DOCKER_HOST").as_deref())?;
+        return Ok(transport::connect(&host, &address, tls.as_ref()).await?);
+    }
+    let default_socket = transport::DEFAULT_HOST.trim_start_matches("unix://");
+    if daemon::which("buildkitd").is_none() && Path::new(default_socket).exists() {
+        let address = transport::parse(transport::DEFAULT_HOST, None)?;
+        return Ok(transport::connect(transport::DEFAULT_HOST, &address, None).await?);
+    }
+    let start_timeout = match env("BUILDKIT_START_TIMEOUT") {
+        Some(s) => {
+            s.parse::<u64>().map_err(|_| anyhow::anyhow!("BUILDKIT_START_TIMEOUT: {s:?} is not a number of seconds"))?
+        }
+        None => 60,
+    };
+    let config = DaemonConfig {
+        dir: std::env::temp_dir().join(format!("kiln-buildkitd-{}", std::process::id())),
+        mirrors: env("REGISTRY_MIRRORS")
+            .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default(),
+        registries: registries.to_vec(),
+        extra_config: env("BUILDKIT_EXTRA_CONFIG"),
+        debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
+    };
+    let started = daemon.insert(Buildkitd::spawn(&config)?);
+    started.wait_ready(std::time::Duration::from_secs(start_timeout)).await?;
+    let address = transport::parse(&started.host, None)?;
+    Ok(transport::connect(&started.host, &address, None).await?)
+}
+
+/// Runs `work` with BuildKit, stopping a daemon started for it afterwards, also when the
+/// build is interrupted (Ctrl-C, or SIGTERM when Concourse aborts the build) at any moment,
+/// the daemon's start-up included. Dropping `work` closes its session and solve, so the
+/// daemon has nothing left to wait for when it is asked to stop.
+async fn with_buildkit<T, F, Fut>(registries: &[daemon::RegistryAccess], work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut daemon = None;
+    let result = tokio::select! {
+        r = async {
+            let channel = buildkit(&mut daemon, registries).await?;
+            work(channel).await
+        } => r,
+        _ = int.recv() => Err(anyhow::anyhow!("interrupted")),
+        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+    };
+    if let Some(daemon) = daemon {
+        if result.is_err() {
+            // Let the cancelled calls reach the daemon before it is told to stop.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        daemon.stop().await;
+    }
+    result
+}
+
+/// BuildKit's version and workers, as `build --buildkit-info` prints them.
+pub async fn buildkit_info() -> anyhow::Result<String> {
+    with_buildkit(&[], |channel| async move {
+        let daemon = info::query(channel)
+            .await
+            .map_err(|s| anyhow::anyhow!("BuildKit answered {:?}: {}", s.code(), s.message()))?;
+        Ok(daemon.to_string())
+    })
+    .await
+}
+
+/// Builds what `params` describe into `params.output` (and each additional target's
+/// folder) and, with `PUSH`, pushes the image. `params` are checked already (they come
+/// from [`BuildParams::from_env`]).
+pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
+    // Several platforms make an index, which only the OCI exporter writes; as oci-build-task
+    // does, they turn OUTPUT_OCI on, so pipelines find the layout at image/image/.
+    if params.platforms.len() > 1 {
+        params.output_oci = true;
+    }
+    let oci = params.output_oci;
+    if params.unpack_rootfs && params.platforms.len() > 1 {
+        anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
+    }
+    let caches = LocalCaches::prepare(&mut params)?;
+    let mut content = caches.stores.clone();
+    let mut extra_attrs = HashMap::new();
+    for (name, path) in &params.image_args {
+        let arg = image_args::load(name, path)?;
+        content.insert(arg.store_id, arg.store);
+        extra_attrs.extend(arg.frontend_attrs);
+    }
+    let ssh = crate::ssh::load(&params.ssh)?;
+    let prepared = Prepared { content, extra_attrs, caches, ssh };
+    let params = &params;
+    let mut built = with_buildkit(&params.daemon_registries, |channel| async move {
+        // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
+        for target in &params.additional_targets {
+            let dir = PathBuf::from(target);
+            if !dir.is_dir() {
+                eprintln!(
+                    "build: ADDITIONAL_TARGETS: not building {target}: the task has no output folder named {target}"
+                );
+                continue;
+            }
+            eprintln!("building additional target {target} into {target}/");
+            // Every image it exports is unpacked, as oci-build-task does.
+            let each = Output { target: Some(target), dir: &dir, oci, unpack: params.unpack_rootfs, name: None };
+            build_into(&channel, params, &prepared, each).await?;
+        }
+        let main = Output {
+            target: params.target.as_deref(),
+            dir: &params.output,
+            oci,
+            unpack: params.unpack_rootfs,
+            name: params.name.as_ref(),
+        };
+        build_into(&channel, params, &prepared, main).await
+    })
+    .await?;
+    if params.push {
+        built.digest = push(params, &built).await?;
+    }
+    Ok(built)
+}
+
+/// What the main target built: its digest (the manifest's, or the index's for several
+/// platforms) and the image file or layout folder, inside the output folder.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub digest: String,
+    pub output: PathBuf,
+    /// `image.tar`, or `image` (the OCI layout folder).
+    pub image: &'static str,
+}
+
+/// `PUSH`: the built image to `REGISTRY/IMAGE_NAME:IMAGE_TAG`, by the resource's own push
+/// code; `image/digest` then holds the digest the registry stored. The registry's answer
+/// is checked against the digest computed here, so a tag never moves to something else.
+async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
+    use kiln_registry::{Client, ClientConfig, Repository};
+    let name = params.name.as_ref().context("PUSH needs IMAGE_NAME")?;
+    let repo = Repository::parse(&name.repository).with_context(|| format!("PUSH: {}", name.repository))?;
+    let credentials = match &params.registry_credentials {
+        Some(c) => Some(c.clone()),
+        None => match kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()) {
+            Some(dir) => kiln_registry::docker_config::credentials_for(&dir, repo.registry())
+                .with_context(|| format!("PUSH: reading credentials for {} from {}", repo.registry(), dir.display()))?,
+            None => None,
+        },
+    };
+    let config = ClientConfig { credentials, ..ClientConfig::default() };
+    let client = std::sync::Arc::new(Client::new(repo, config)?);
+    let (root, image) = (built.output.clone(), built.image);
+    let loaded = tokio::task::spawn_blocking(move || {
+        kiln_image::archive::load_beneath(&root, Path::new(image), kiln_image::archive::Verify::OnRead)
+    })
+    .await
+    .context("reading the built image")??;
+    eprintln!("pushing {} to {name}", loaded.top.digest);
+    kiln_registry::push::push(&client, &loaded, std::slice::from_ref(&name.tag))
+        .await
+        .with_context(|| format!("PUSH: pushing to {name} failed"))?;
+    if loaded.top.digest != built.digest {
+        confined::write_new(&built.output, "digest", loaded.top.digest.as_bytes())
+            .with_context(|| format!("writing {}", built.output.join("digest").display()))?;
+    }
+    Ok(loaded.top.digest)
+}
+
+/// What every build of one run shares: content stores for the session, frontend options
+/// for image args, and the local caches to record after an export.
+struct Prepared {
+    content: HashMap<String, std::sync::Arc<crate::content::Store>>,
+    extra_attrs: HashMap<String, String>,
+    caches: LocalCaches,
+    ssh: HashMap<String, crate::ssh::Agent>,
+}
+
+/// Where one target's image goes, and how.
+struct Output<'a> {
+    target: Option<&'a str>,
+    dir: &'a Path,
+    oci: bool,
+    unpack: bool,
+    /// `IMAGE_NAME`/`IMAGE_TAG`: the image's name in `image.tar` and the layout, and `tag`.
+    name: Option<&'a ImageName>,
+}
+
+/// Builds `target` into `output` (`image.tar` or the `image/` layout, and `digest`).
+///
+/// Everything is written in a folder of a random name kiln makes in `output` (removed
+/// whatever happens, an interrupted build included) and renamed into place once complete,
+/// so a link `output` already holds is replaced, never written through.
+async fn build_into(
+    channel: &tonic::transport::Channel,
+    params: &BuildParams,
+    prepared: &Prepared,
+    out: Output<'_>,
+) -> anyhow::Result<Built> {
+    let Output { target, dir: output, oci, unpack, name: image_name } = out;
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let staging = FreshDir::create(output, "kiln-build")
+        .with_context(|| format!("creating a work folder in {}", output.display()))?;
+    let partial = staging.path().join("export.tar");
+
+    let context = std::fs::canonicalize(&params.context).context("CONTEXT")?;
+    let dockerfile_dir = std::fs::canonicalize(&params.dockerfile)
+        .context("DOCKERFILE")?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| context.clone());
+    let session = SessionSpec {
+        dirs: HashMap::from([("context".to_string(), context.clone()), ("dockerfile".to_string(), dockerfile_dir)]),
+        outputs: HashMap::from([(0, partial.clone())]),
+        secrets: params.secrets.clone(),
+        credentials: session_credentials(params),
+        docker_config: kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()),
+        shared_key: shared_key(&context),
+        content: prepared.content.clone(),
+        ssh: prepared.ssh.clone(),
+    };
+    let mut exporter_attrs = HashMap::new();
+    if let Some(n) = image_name {
+        // The docker exporter makes it image.tar's RepoTags; the OCI one, the layout's
+        // io.containerd.image.name and org.opencontainers.image.ref.name annotations.
+        exporter_attrs.insert("name".to_string(), n.to_string());
+    }
+    let exporter = Exporter { r#type: if oci { "oci" } else { "docker" }.into(), attrs: exporter_attrs };
+    let mut frontend_attrs = params.frontend_attrs();
+    frontend_attrs.extend(prepared.extra_attrs.clone());
+    match target {
+        Some(t) => frontend_attrs.insert("target".to_string(), t.to_string()),
+        None => frontend_attrs.remove("target"),
+    };
+    let cache = solve::cache_options(&params.cache_from, &params.cache_to);
+    let request = Solve { frontend_attrs, exporter, session, cache };
+
+    let response = solve::solve(channel.clone(), request).await?;
+    prepared.caches.finish(&response)?;
+    let digest =
+        response.get("containerimage.digest").cloned().context("BuildKit's answer has no containerimage.digest")?;
+    let name = if params.output_oci {
+        // OUTPUT_OCI: the OCI layout the tarball holds, as the folder image/image/.
+        let layout = staging.path().join("image");
+        std::fs::File::open(&partial)
+            .and_then(|f| tar::Archive::new(f).unpack(&layout))
+            .with_context(|| format!("unpacking the OCI layout into {}", output.join("image").display()))?;
+        "image"
+    } else {
+        std::fs::rename(&partial, staging.path().join("image.tar")).context("keeping the exported image")?;
+        "image.tar"
+    };
+    let _ = std::fs::remove_file(&partial);
+    confined::create_new(&staging.path().join("digest"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, digest.as_bytes()))
+        .with_context(|| format!("writing {}", output.join("digest").display()))?;
+    let mut names = vec![name, "digest"];
+    if let Some(n) = image_name {
+        confined::create_new(&staging.path().join("tag"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, n.tag.as_bytes()))
+            .with_context(|| format!("writing {}", output.join("tag").display()))?;
+        names.push("tag");
+    }
+    if unpack {
+        unpack_rootfs(&staging.path().join(name), staging.path())?;
+        names.extend(["rootfs", "metadata.json"]);
+    }
+    for name in names {
+        let (from, to) = (staging.path().join(name), output.join(name));
+        confined::rename_into(&from, &to).with_context(|| format!("moving {} into place", to.display()))?;
+    }
+    eprintln!("built {digest} into {}", output.join(name).display());
+    Ok(Built { digest, output: output.to_path_buf(), image: name })
+}
+
+/// `UNPACK_ROOTFS`: the built image as `rootfs` plus `metadata.json` in `output` (the
+/// build's fresh work folder).
+fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
+    use kiln_image::archive::{self, BlobLocation};
+    let loaded = archive::load(image_tar)?;
+    let kiln_image::oci::ManifestOrIndex::Manifest(manifest) =
+        kiln_image::oci::ManifestOrIndex::parse("the built image", &loaded.top.media_type, &loaded.top.bytes)?
+    else {
+        anyhow::bail!("UNPACK_ROOTFS needs a single-platform image");
+    };
+    let location = |digest: &str| loaded.blobs.iter().find(|(d, _)| d.digest == digest).map(|(_, l)| l.clone());
+    let read = |digest: &str| -> anyhow::Result<Vec<u8>> {
+        match location(digest).with_context(|| format!("blob {digest} is not in the image"))? {
+            BlobLocation::File(range) => Ok(range.read_all()?),
+            BlobLocation::Memory(bytes) => Ok(bytes),
+        }
+    };
+    let config: kiln_image::oci::ImageConfig = serde_json::from_slice(&read(&manifest.config.digest)?)?;
+    let rootfs = output.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    let mut unpacker = kiln_image::unpack::Unpacker::new(&rootfs, Default::default())?;
+    for layer in &manifest.layers {
+        let Some(BlobLocation::File(range)) = location(&layer.digest) else {
+            anyhow::bail!("layer {} is not in the image", layer.digest);
+        };
+        let tar = kiln_image::decompress::decompressed(range.reader()?)?;
+        unpacker.apply_layer(&layer.digest, tar)?;
+    }
+    let metadata = serde_json::json!({
+        "env": config.config.env.unwrap_or_default(),
+        "user": config.config.user.unwrap_or_default(),
+    });
+    std::fs::write(output.join("metadata.json"), serde_json::to_vec(&metadata)?)?;
+    Ok(())
+}
+
+/// `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` (or a put's source credentials) for the image's
+/// own registry, so BuildKit can also pull from it (a `FROM` there, a registry cache).
+fn session_credentials(params: &BuildParams) -> HashMap<String, (String, String)> {
+    let (Some(name), Some(c)) = (&params.name, &params.registry_credentials) else { return HashMap::new() };
+    let Ok(repo) = kiln_registry::Repository::parse(&name.repository) else { return HashMap::new() };
+    let mut hosts = vec![repo.registry().to_string()];
+    if repo.registry() == kiln_registry::reference::DOCKER_HUB {
+        // BuildKit asks for Docker Hub under the names its resolver uses.
+        hosts.extend(["docker.io".to_string(), "registry-1.docker.io".to_string()]);
+    }
+    hosts.into_iter().map(|h| (h, (c.username.clone(), c.password.clone()))).collect()
+}
+
+/// The same for every build of the same context folder, so BuildKit can reuse what it has.
+fn shared_key(context: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    context.hash(&mut h);
+    format!("kiln-{:016x}", h.finish())
+}
