@@ -13,5 +13,6 @@ pub mod progress;
 pub mod protocol;
 pub mod pull;
 pub mod put;
+pub mod put_build;
 pub mod semver;
 pub mod source;

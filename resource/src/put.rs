@@ -1,9 +1,8 @@
 //! `out` (a pipeline's `put`): pushes the image at `params.image` (a docker-save or OCI
-//! tarball, or an OCI layout) under every tag the request asks for.
+//! tarball, or an OCI layout), or the one `params.build` builds ([`crate::put_build`]),
+//! under every tag the request asks for, and writes its digest to `params.digest_file`.
 //!
-//! Blobs go first, several at once, skipping those the registry already has; then any
-//! child manifests by digest; then the manifest or index under each tag, each checked
-//! against the digest the registry reports.
+//! The push itself is [`kiln_registry::push`], shared with the build task's `PUSH`.
 //!
 //! Every file is read beneath the put's folder: the image `params.image` matches, each file
 //! of a layout, and the `additional_tags` file are opened without following a link that
@@ -11,21 +10,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
-use kiln_image::archive::{self, BlobLocation, LoadedImage};
-use kiln_registry::{BlobData, Client, Repository};
+use kiln_build_task::params::ImageName;
+use kiln_image::archive;
+use kiln_registry::Client;
 use serde::Deserialize;
-use tokio::task::JoinSet;
 
-use crate::progress::{human, short};
 use crate::protocol::{MetadataField, StepResponse, Version};
 use crate::semver;
 use crate::source::Source;
 
-/// Blobs uploaded at once.
-const PARALLEL_UPLOADS: usize = 4;
 /// The most an `additional_tags` file may weigh.
 const MAX_TAGS_FILE: u64 = 1 << 20;
 
@@ -52,32 +47,88 @@ pub struct PutParams {
     pub additional_tags: Option<String>,
     #[serde(default)]
     pub tag_prefix: Option<String>,
+    /// One tag or a list, pushed first; the first is the version `out` emits.
+    #[serde(default)]
+    pub tag: Option<OneOrMany>,
+    /// A Dockerfile to build and push instead of `image` (see [`crate::put_build`]).
+    #[serde(default)]
+    pub build: Option<serde_json::Value>,
+    /// With `build`: keep BuildKit's cache between builds (default true).
+    #[serde(default)]
+    pub cache: Option<bool>,
+    /// A file, relative to the put's folder, to write the pushed digest to.
+    #[serde(default)]
+    pub digest_file: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// Runs `out` with the put's directory `dir`.
 pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> {
-    req.source.validate()?;
+    let target = req.source.validate()?;
     let signer = req.source.cosign_signer()?;
-    if req.params.image.is_empty() {
-        bail!(
-            "params.image is not set: give the path of the image to push, relative to the put's directory (e.g. image/image.tar)"
-        );
-    }
-    let relative = find_image(&dir, &req.params.image)?;
-    let path = dir.join(&relative);
+    let input = match (&req.params.build, req.params.image.is_empty()) {
+        (Some(_), false) => bail!("params.build and params.image both name an image to push; set one of them"),
+        (Some(spec), true) => Input::Build(crate::put_build::BuildSpec::parse(spec, req.params.cache)?),
+        (None, true) => bail!(
+            "params.image is not set: give the path of the image to push, relative to the put's directory (e.g. image/image.tar), or params.build to build one"
+        ),
+        (None, false) => {
+            if req.params.cache.is_some() {
+                bail!("params.cache only applies with params.build");
+            }
+            Input::Image(find_image(&dir, &req.params.image)?)
+        }
+    };
+    let digest_file = match req.params.digest_file.as_deref().filter(|f| !f.is_empty()) {
+        Some(f) => Some(plain_relative("params.digest_file", f)?),
+        None => None,
+    };
     let (repo, config) = req.source.connect().await?;
+    let credentials = config.credentials.clone();
     let client = Arc::new(Client::new(repo, config)?);
     let tags = tags(&req, &dir, &client).await?;
+    // A built image is read from the fresh folder it was built in (kept until pushed).
+    let (root, relative, _built) = match input {
+        Input::Build(spec) => {
+            let name = ImageName { repository: req.source.repository.clone(), tag: tags[0].clone() };
+            let trust = crate::put_build::RegistryTrust {
+                host: target.registry().to_string(),
+                // As kiln's own client: plain HTTP when allowed, or on loopback without a CA.
+                http: req.source.allows_plain_http() || (target.is_loopback() && req.source.ca_certs.is_empty()),
+                ca_certs: req.source.ca_certs.clone(),
+            };
+            let built = spec.build(&dir, name, credentials, &trust).await?;
+            (built.dir.path().to_path_buf(), PathBuf::from(built.image), Some(built))
+        }
+        Input::Image(relative) => (dir.clone(), relative, None),
+    };
+    let path = root.join(&relative);
     eprintln!("reading {}", path.display());
     let loaded = {
-        let dir = dir.clone();
+        let root = root.clone();
         // Blobs are hashed as they are uploaded; what the registry has is not read at all.
-        tokio::task::spawn_blocking(move || archive::load_beneath(&dir, &relative, archive::Verify::OnRead))
+        tokio::task::spawn_blocking(move || archive::load_beneath(&root, &relative, archive::Verify::OnRead))
             .await
             .context("reading the image")??
     };
     eprintln!("pushing {} to {} as {}", loaded.top.digest, client.repository(), tags.join(", "));
-    push(&client, &loaded, &tags).await?;
+    kiln_registry::push::push(&client, &loaded, &tags).await?;
     if let Some(signer) = signer {
         // The image and, for an index, each manifest in it, as `cosign sign --recursive`.
         let digests: Vec<&str> =
@@ -86,6 +137,11 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
             crate::cosign::sign(&client, &signer, digest).await?;
         }
         eprintln!("signed {} with cosign ({} manifest(s))", loaded.top.digest, digests.len());
+    }
+    if let Some(file) = &digest_file {
+        kiln_image::confined::write_beneath(&dir, file, loaded.top.digest.as_bytes()).with_context(|| {
+            format!("params.digest_file: writing {} (the image is pushed)", dir.join(file).display())
+        })?;
     }
 
     Ok(StepResponse {
@@ -97,12 +153,43 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
     })
 }
 
+/// Where the image to push comes from.
+enum Input {
+    /// `params.image`: the file or folder it matched, relative to the put's folder.
+    Image(PathBuf),
+    Build(crate::put_build::BuildSpec),
+}
+
+/// `path` as a plain relative path (no `..`, not absolute), or an error naming `field`.
+fn plain_relative(field: &str, path: &str) -> anyhow::Result<PathBuf> {
+    let p = PathBuf::from(path);
+    if !p.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+        bail!("{field}: {path:?} must be a path inside the put's directory (relative, without ..)");
+    }
+    Ok(p)
+}
+
+/// A tag that looks like shell the user expected to run: Concourse passes params as written.
+fn looks_like_shell(tag: &str) -> bool {
+    tag.contains("$(") || tag.contains("${") || tag.contains('`') || tag.starts_with('$')
+}
+
 /// The tags to push, in registry-image-resource's order: `source.tag`, the version (with
 /// the variant), its aliases, then the additional tags.
 async fn tags(req: &PutRequest, dir: &Path, client: &Client) -> anyhow::Result<Vec<String>> {
     let (source, params) = (&req.source, &req.params);
     let variant = source.variant.as_deref().filter(|v| !v.is_empty());
     let mut tags = Vec::new();
+    for tag in params.tag.as_ref().map(OneOrMany::items).unwrap_or_default() {
+        if looks_like_shell(&tag) {
+            bail!(
+                "params.tag: {tag:?} looks like a shell command, but Concourse does not run or expand params; \
+                 write the tags to a file in an earlier step and name it in params.additional_tags"
+            );
+        }
+        kiln_registry::reference::validate_tag(&tag).context("params.tag")?;
+        tags.push(tag);
+    }
     if let Some(tag) = &source.tag {
         tags.push(tag.clone());
     }
@@ -134,7 +221,7 @@ async fn tags(req: &PutRequest, dir: &Path, client: &Client) -> anyhow::Result<V
     }
     tags.extend(additional.into_iter().map(|t| format!("{prefix}{t}")));
     if tags.is_empty() {
-        bail!("no tag specified: set params.version or source.tag (or params.additional_tags)");
+        bail!("no tag specified: set params.tag, params.version or source.tag (or params.additional_tags)");
     }
     for tag in &tags {
         kiln_registry::reference::validate_tag(tag).context("tags to push")?;
@@ -207,118 +294,6 @@ fn find_image(dir: &Path, pattern: &str) -> anyhow::Result<PathBuf> {
             many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         ),
     }
-}
-
-/// What happened to one blob.
-enum Outcome {
-    Uploaded(u64),
-    Mounted,
-    Present,
-}
-
-async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> anyhow::Result<()> {
-    let started = Instant::now();
-    // The repository already holds this exact image (a registry only accepts a manifest whose
-    // blobs and children it has): only the tags remain to be set.
-    if client.head_manifest(&image.top.digest).await.context("checking for the image")?.is_some() {
-        put_tags(client, image, tags).await?;
-        eprintln!(
-            "{} was already in {}; tagged {} in {:.1}s, no blobs read or sent",
-            image.top.digest,
-            client.repository(),
-            tags.join(", "),
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(());
-    }
-    let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
-    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
-    let mut uploads = JoinSet::new();
-    let total = image.blobs.len();
-    for (i, (descriptor, location)) in image.blobs.iter().cloned().enumerate() {
-        let (client, permits, mount_from) = (client.clone(), permits.clone(), mount_from.clone());
-        uploads.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let digest = &descriptor.digest;
-            let began = Instant::now();
-            let what = format!("blob {}/{total} {} ({})", i + 1, short(digest), human(descriptor.size));
-            if client.blob_exists(digest).await.with_context(|| format!("checking for blob {digest}"))?.is_some() {
-                eprintln!("  {what} already there");
-                return Ok::<_, anyhow::Error>(Outcome::Present);
-            }
-            for from in mount_from.iter() {
-                // A refused mount only means uploading it.
-                if client.mount_blob(digest, from).await.unwrap_or(false) {
-                    eprintln!("  {what} mounted from {from}");
-                    return Ok(Outcome::Mounted);
-                }
-            }
-            let data = match location {
-                BlobLocation::File(range) => {
-                    // Opened beneath the put's folder, as everything the image was read from.
-                    let file = range.open().with_context(|| format!("reading blob {digest}"))?;
-                    BlobData::File { path: range.path, file, offset: range.offset, len: range.len }
-                }
-                BlobLocation::Memory(bytes) => BlobData::Bytes(bytes.into()),
-            };
-            client.push_blob(digest, &data).await.with_context(|| format!("pushing blob {digest}"))?;
-            eprintln!("  {what} pushed in {:.1}s", began.elapsed().as_secs_f64());
-            Ok(Outcome::Uploaded(data.len()))
-        });
-    }
-    let (mut uploaded, mut bytes, mut mounted, mut present) = (0, 0, 0, 0);
-    while let Some(result) = uploads.join_next().await {
-        match result.context("an upload task failed")?? {
-            Outcome::Uploaded(n) => (uploaded, bytes) = (uploaded + 1, bytes + n),
-            Outcome::Mounted => mounted += 1,
-            Outcome::Present => present += 1,
-        }
-    }
-    for child in &image.children {
-        client.put_manifest(&child.digest, &child.media_type, &child.bytes).await?;
-        eprintln!("  manifest {} pushed", short(&child.digest));
-    }
-    put_tags(client, image, tags).await?;
-    eprintln!(
-        "pushed {} as {} in {:.1}s: {uploaded} blobs uploaded ({}), {mounted} mounted, {present} already there",
-        image.top.digest,
-        tags.join(", "),
-        started.elapsed().as_secs_f64(),
-        human(bytes),
-    );
-    Ok(())
-}
-
-/// Points every tag at the image, checking the registry stored the digest we computed.
-async fn put_tags(client: &Client, image: &LoadedImage, tags: &[String]) -> anyhow::Result<()> {
-    for tag in tags {
-        let pushed = client.put_manifest(tag, &image.top.media_type, &image.top.bytes).await?;
-        if pushed.digest != image.top.digest {
-            bail!("the registry stored {tag} as {}, not {}", pushed.digest, image.top.digest);
-        }
-    }
-    Ok(())
-}
-
-/// Repositories of `target`'s registry, other than `target`, that the image names as its
-/// origin (`registry/repo:tag`): blobs missing from `target` may be mounted from them.
-fn mount_sources(target: &Repository, origins: &[String]) -> Vec<String> {
-    let mut sources = Vec::new();
-    for origin in origins {
-        let name = origin.split_once('@').map_or(origin.as_str(), |(name, _)| name);
-        let name = match name.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => repo,
-            _ => name,
-        };
-        let Ok(repo) = Repository::parse(name) else { continue };
-        if repo.registry() == target.registry()
-            && repo.path() != target.path()
-            && !sources.iter().any(|s| s == repo.path())
-        {
-            sources.push(repo.path().to_string());
-        }
-    }
-    sources
 }
 
 #[cfg(test)]
@@ -432,21 +407,5 @@ mod tests {
         for (name, variant, version, existing, expected) in table {
             assert_eq!(bump(version, variant, existing), *expected, "{name}");
         }
-    }
-
-    #[test]
-    fn mount_sources_are_other_repositories_of_the_same_registry() {
-        let target = Repository::parse("127.0.0.1:5000/team/app").unwrap();
-        let origins = [
-            "127.0.0.1:5000/team/base:1.0",
-            "127.0.0.1:5000/team/base:latest",
-            "127.0.0.1:5000/team/app:old",
-            "127.0.0.1:5000/other@sha256:0000000000000000000000000000000000000000000000000000000000000000",
-            "127.0.0.1:6000/team/base:1.0",
-            "busybox:latest",
-            "not a name",
-        ];
-        let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
-        assert_eq!(mount_sources(&target, &origins), ["team/base", "other"]);
     }
 }
