@@ -52,6 +52,11 @@ pub enum RegistryError {
     BadCaCert { index: usize, detail: String },
     #[error("cannot reach registry {registry}: {detail}")]
     Unreachable { registry: String, detail: String },
+    #[error(
+        "{0} answered 404 for /v2/: it does not serve the registry API there; check the repository's host \
+         (a registry's own path prefix goes after the host, as in registry.example.com/prefix/app)"
+    )]
+    NotARegistry(String),
     #[error("registry {registry} refused access to {repository} ({status}): {hint}")]
     Unauthorized { registry: String, repository: String, status: StatusCode, hint: &'static str },
     #[error("token service {realm} failed: {detail}")]
@@ -411,9 +416,14 @@ impl Client {
             self.http.get(url).send()
         };
         let http_allowed = self.config.insecure || self.repo.is_loopback();
+        let not_a_registry = |resp: &reqwest::Response| resp.status() == StatusCode::NOT_FOUND;
         let scheme = match ping(Scheme::Https).await {
+            Ok(resp) if not_a_registry(&resp) => return Err(RegistryError::NotARegistry(self.repo.registry().into())),
             Ok(_) => Scheme::Https,
             Err(https_err) if http_allowed && !is_certificate_failure(&https_err) => match ping(Scheme::Http).await {
+                Ok(resp) if not_a_registry(&resp) => {
+                    return Err(RegistryError::NotARegistry(self.repo.registry().into()));
+                }
                 Ok(_) => Scheme::Http,
                 Err(http_err) => {
                     return Err(RegistryError::Unreachable {

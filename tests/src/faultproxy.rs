@@ -1,6 +1,6 @@
 //! A loopback HTTP proxy in front of a real registry that misbehaves on purpose, for the
 //! tests of how kiln survives flaky registries. Each rule matches a method and a path
-//! fragment and fires for its first `times` matches: an error status (with `Retry-After`
+//! fragment (or, ending in `$`, a whole path) and fires for its first `times` matches: an error status (with `Retry-After`
 //! for 429), a connection dropped before the answer, a body cut in the middle, a body
 //! with one byte flipped, a body that stops halfway with the connection left open, no
 //! answer at all, or both bodies passed through slowly (to kill the registry mid-transfer). Everything else passes through unchanged (the `Host` header too,
@@ -163,7 +163,12 @@ impl State {
 
     fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
         let mut rules = self.rules.lock().unwrap();
-        let rule = rules.iter_mut().find(|r| r.times > 0 && r.method == method && path.contains(&r.path))?;
+        // A rule path ending in `$` matches that whole path only (`/v2/$`: the ping).
+        let matches = |r: &Rule| match r.path.strip_suffix('$') {
+            Some(whole) => path == whole,
+            None => path.contains(&r.path),
+        };
+        let rule = rules.iter_mut().find(|r| r.times > 0 && r.method == method && matches(r))?;
         rule.times -= 1;
         self.fired.lock().unwrap().push(format!("{method} {path}: {:?}", rule.fault));
         Some(rule.fault.clone())

@@ -280,7 +280,9 @@ fn an_upload_the_registry_stops_reading_is_noticed_and_restarted() {
 }
 
 /// Answers users meet, each in one line that names the registry and says what to do: a
-/// quota used up (402), a refusal to push (403), and a registry that keeps failing (5xx).
+/// quota used up (402), a refusal to push (403), a host that serves no registry API (404
+/// on `/v2/`), a rate limit that outlasts the retries (429), and a registry that keeps
+/// failing (5xx).
 #[test]
 fn answers_users_meet_are_one_line_saying_what_to_do() {
     let env = dev_env_or_skip!();
@@ -291,6 +293,8 @@ fn answers_users_meet_are_one_line_saying_what_to_do() {
         (Fault::Status(402), "POST", "/blobs/uploads/", "402 Payment Required", "allowance is used up"),
         (Fault::Status(403), "POST", "/blobs/uploads/", "403 Forbidden", "permissions"),
         (Fault::Status(500), "POST", "/blobs/uploads/", "500 Internal Server Error", "the registry itself failed"),
+        (Fault::Status(404), "GET", "/v2/$", "answered 404 for /v2/", "check the repository's host"),
+        (Fault::Status(429), "HEAD", "/manifests/", "429 Too Many Requests", "log in for a higher limit"),
     ];
     for (fault, method, path, status, hint) in cases {
         let proxy = FaultProxy::start(upstream, vec![rule(method, path, 100, fault)]);
