@@ -42,7 +42,9 @@ fn resource_image_runs_check_as_concourse_does() {
     let env = dev_env_or_skip!();
     let base = debian_base(env);
     let work = tempfile::tempdir().unwrap();
-    context(&work.path().join("ctx"), "resource", &["check", "in", "out"]);
+    let ctx = work.path().join("ctx");
+    context(&ctx, "resource", &["check", "in", "out"]);
+    std::fs::copy(env.buildkitd.bin_dir.join("buildkitd"), ctx.join("buildkitd")).unwrap();
 
     let mut build = command("kiln-build");
     build
@@ -86,6 +88,36 @@ fn resource_image_runs_check_as_concourse_does() {
     assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
     let versions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(versions, json!([{ "tag": "latest", "digest": busybox }]));
+
+    // A put with params.build, as Concourse runs it for a `privileged: true` resource type:
+    // out starts the image's own buildkitd (as root) and pushes what it built.
+    let put_dir = tempfile::tempdir().unwrap();
+    write_files(
+        put_dir.path(),
+        &[("app/Dockerfile", &format!("{}RUN echo built-by-the-resource > /where\n", from_busybox(env)))],
+    );
+    let target = unique_repo("resource-image-build");
+    let request = json!({
+        "source": source(env, reg, &target),
+        "params": { "build": { "context": "app" }, "tag": ["v1", "latest"] },
+    });
+    let mut child = docker(env)
+        .args(["run", "-i", "--rm", "--privileged", "--network", "host", "-v"])
+        .arg(format!("{}:/tmp/put", put_dir.path().display()))
+        .args([&format!("{}@{digest}", reg.repo(&repo)), "/opt/resource/out", "/tmp/put"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running docker");
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "out with params.build in the resource image: {stderr}");
+    let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(stderr.contains("build: started buildkitd"), "its own buildkitd: {stderr}");
+    assert_eq!(response["version"]["tag"], "v1");
+    assert_eq!(response["version"]["digest"].as_str().unwrap(), skopeo_digest(env, reg, &target, "latest"));
 }
 
 #[test]
