@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use kiln_build_task::params::{DAEMON_ONLY, NAMES, PREFIXES};
 use kiln_resource::get::GetParams;
 use kiln_resource::put::PutParams;
+use kiln_resource::put_build::BuildSpec;
 use kiln_resource::source::Source;
 use serde_json::Value;
 
@@ -115,6 +116,12 @@ fn problems(path: &Path, doc: &Value) -> Vec<String> {
             }
             if let Some(name) = step["put"].as_str().filter(|n| registry_resources.iter().any(|r| r == n)) {
                 check_params::<PutParams>(&step["params"], &format!("{at}.put.{name}"), &mut problems);
+                // `build` is a map out reads itself, with its own field checks.
+                if let Some(build) = step["params"].get("build")
+                    && let Err(e) = BuildSpec::parse(build, step["params"]["cache"].as_bool())
+                {
+                    problems.push(format!("{at}.put.{name}.{e}"));
+                }
             }
             if let Some(name) = step["get"].as_str().filter(|n| registry_resources.iter().any(|r| r == n)) {
                 check_params::<GetParams>(&step["params"], &format!("{at}.get.{name}"), &mut problems);
@@ -127,7 +134,7 @@ fn problems(path: &Path, doc: &Value) -> Vec<String> {
 #[test]
 fn every_example_uses_only_what_kiln_reads() {
     let files = example_files();
-    assert!(files.len() >= 2, "examples: {files:?}");
+    assert!(files.len() >= 3, "examples: {files:?}");
     let mut all = Vec::new();
     for path in &files {
         all.extend(problems(path, &load(path)));
@@ -148,4 +155,13 @@ fn the_checks_catch_what_kiln_would_not_read() {
     assert!(found[0].contains("resources.\"hello-image\".source: unknown field `repo`"), "{found:#?}");
     assert!(found[1].contains("param BUILD_ARGZ_X is not one build reads"), "{found:#?}");
     assert!(found[2].contains("put.hello-image.params: unknown field `bump_alias`"), "{found:#?}");
+
+    let path = kiln_tests::harness::workspace().join("examples/build-and-push.yml");
+    let mut doc = load(&path);
+    doc["jobs"][0]["plan"][1]["params"]["build"]["contxt"] = "app-source".into();
+    doc["jobs"][1]["plan"][1]["config"]["params"]["IMAGE_TAGS"] = "v1".into();
+    let found = problems(&path, &doc);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].contains("put.my-app-image.params.build: unknown field \"contxt\""), "{found:#?}");
+    assert!(found[1].contains("param IMAGE_TAGS is not one build reads"), "{found:#?}");
 }
