@@ -23,6 +23,10 @@ pub struct DevEnv {
     pub json_key_file: PathBuf,
     /// moto's server (AWS's APIs on loopback), installed from PyPI by `scripts/dev-env`.
     pub moto_server: PathBuf,
+    /// crane (go-containerregistry's CLI, Debian sid's package), installed by `scripts/dev-env`;
+    /// absent from an env.json written before it did. Reach it through [`DevEnv::crane`].
+    #[serde(default)]
+    crane: Option<PathBuf>,
     pub registries: Registries,
     pub docker: Docker,
     pub buildkitd: Buildkitd,
@@ -77,6 +81,18 @@ pub struct Docker {
     pub buildkit_relay_socket: PathBuf,
     /// Where the engine's binaries (`docker`, `dockerd`, …) are.
     pub bin_dir: PathBuf,
+}
+
+impl DevEnv {
+    /// A `crane` command, to cross-check with another client what kiln wrote or read. Fails
+    /// the test when env.json names no crane or the binary is not there.
+    pub fn crane(&self) -> Command {
+        let path = self.crane.as_deref().unwrap_or_else(|| {
+            panic!("the dev environment's env.json names no crane: run scripts/dev-env up again to install it")
+        });
+        assert!(path.is_file(), "crane is missing at {}: run scripts/dev-env up to install it", path.display());
+        Command::new(path)
+    }
 }
 
 impl Registry {
