@@ -1,5 +1,5 @@
 //! `out` against the real registries: every input form, tags and aliases, re-pushes,
-//! and bad input, cross-checked with skopeo.
+//! and bad input, cross-checked with skopeo and crane.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,6 +24,22 @@ fn export(env: &DevEnv, seed_tag: &str, transport: &str, dest: &Path, all: bool)
     }
     args.extend([src.as_str(), dst.as_str()]);
     skopeo(&args);
+}
+
+/// crane's word on `reference` in the plain registry: it reads the image back whole (for an
+/// index, every image the index lists), checks each blob and layer against its descriptor and
+/// the config's diff_ids, and resolves the tag to `digest`. Only for gzip layers: crane's
+/// validate reads every layer through gunzip, so the plain tar layers of a docker save fail it.
+fn crane_agrees(env: &DevEnv, reference: &str, digest: &str) {
+    let crane = |args: &[&str]| {
+        let out = env.crane().arg("--insecure").args(args).output().expect("running crane");
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(out.status.success(), "crane {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let verdict = crane(&["validate", "--remote", reference]);
+    assert!(verdict.starts_with("PASS:"), "crane validate {reference}: {verdict}");
+    assert_eq!(crane(&["digest", reference]), digest, "crane's digest of {reference}");
 }
 
 fn put(env: &DevEnv, reg: &Registry, repo: &str, dir: &Path, params: Value) -> kiln_tests::harness::Outcome {
@@ -132,14 +148,18 @@ fn oci_archive_and_layouts_keep_their_digests() {
     export(env, "amd64", "oci-archive", &dir.path().join("image.tar"), false);
     let repo = unique_repo("out-ociarchive");
     let out = put(env, reg, &repo, dir.path(), json!({ "image": "image.tar", "version": "2.0.0" }));
-    assert_eq!(out.success().json()["version"]["digest"], json!(seeded_image));
+    let pushed = out.success().json()["version"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(pushed, seeded_image);
+    crane_agrees(env, &format!("{}:2.0.0", reg.repo(&repo)), &pushed);
 
     // A layout holding the multi-arch index: pushed whole, with the index's own digest.
     export(env, "latest", "oci", &dir.path().join("layout"), true);
     let repo = unique_repo("out-layout");
     let out = put(env, reg, &repo, dir.path(), json!({ "image": "layout", "version": "3.0.0" }));
-    assert_eq!(out.success().json()["version"]["digest"], json!(seeded_index));
+    let pushed = out.success().json()["version"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(pushed, seeded_index);
     assert_eq!(skopeo_digest(env, reg, &repo, "3.0.0"), seeded_index);
+    crane_agrees(env, &format!("{}:3.0.0", reg.repo(&repo)), &pushed);
     // Every platform's image arrived: skopeo can copy each one out.
     let copy = tempfile::tempdir().unwrap();
     skopeo(&[
