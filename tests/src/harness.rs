@@ -335,6 +335,22 @@ pub fn push_busybox(env: &DevEnv, seed_tag: &str, registry: &Registry, repo: &st
     skopeo_digest(env, registry, repo, tag)
 }
 
+/// crane's word on `reference` in the plain registry: it reads the image back whole (for an
+/// index, every image the index lists), checks each blob and layer against its descriptor and
+/// the config's diff_ids, and resolves the tag to `digest`. Only for gzip layers: crane's
+/// validate reads every layer through gunzip, so the plain tar layers of a docker save fail it.
+pub fn crane_agrees(env: &DevEnv, reference: &str, digest: &str) {
+    let crane = |args: &[&str]| {
+        let out = env.crane().arg("--insecure").args(args).output().expect("running crane");
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(out.status.success(), "crane {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let verdict = crane(&["validate", "--remote", reference]);
+    assert!(verdict.starts_with("PASS:"), "crane validate {reference}: {verdict}");
+    assert_eq!(crane(&["digest", reference]), digest, "crane's digest of {reference}");
+}
+
 /// The top-level digest skopeo sees for `repo:tag` (the index's for multi-arch images).
 pub fn skopeo_digest(env: &DevEnv, registry: &Registry, repo: &str, tag: &str) -> String {
     let mut cmd = Command::new("skopeo");

@@ -1,13 +1,13 @@
 //! `build` with the params users' documents promise beyond oci-build-task: `IMAGE_NAME`,
 //! `IMAGE_TAG` and `REGISTRY` name the image (`image.tar`'s `RepoTags`, the layout's
 //! annotations, `image/tag`), and `PUSH=true` pushes it with `out`'s own push code,
-//! against the dev engine's BuildKit and the dev registries, cross-checked with skopeo.
+//! against the dev engine's BuildKit and the dev registries, cross-checked with skopeo and crane.
 
 use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, build_task, from_busybox, skopeo_digest, unique_repo, write_files};
+use kiln_tests::harness::{DevEnv, build_task, crane_agrees, from_busybox, skopeo_digest, unique_repo, write_files};
 use serde_json::Value;
 
 /// A context whose Dockerfile only copies a file, so its arm64 image needs no emulation.
@@ -75,6 +75,7 @@ fn push_sends_the_build_to_the_registry() {
     out.success();
     let digest = std::fs::read_to_string(dir.path().join("image/digest")).unwrap();
     assert_eq!(digest, skopeo_digest(env, reg, &repo, "1.0"), "image/digest is what the registry holds");
+    crane_agrees(env, &format!("{}:1.0", reg.repo(&repo)), &digest);
     assert!(out.stderr.contains(&format!("pushed {digest} as 1.0")), "{}", out.stderr);
 
     // Several platforms: the whole index goes, under the one tag.
@@ -89,6 +90,7 @@ fn push_sends_the_build_to_the_registry() {
     build_task(env, dir.path(), &[], &vars).success();
     let digest = std::fs::read_to_string(dir.path().join("image/digest")).unwrap();
     assert_eq!(digest, skopeo_digest(env, reg, &repo, "multi"));
+    crane_agrees(env, &format!("{}:multi", reg.repo(&repo)), &digest);
     let raw = Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:multi", reg.repo(&repo))])
         .output()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Registry, push_busybox, resource, skopeo_digest, source, unique_repo};
+use kiln_tests::harness::{DevEnv, Registry, crane_agrees, push_busybox, resource, skopeo_digest, source, unique_repo};
 use serde_json::{Value, json};
 
 fn skopeo(args: &[&str]) -> Vec<u8> {
@@ -24,22 +24,6 @@ fn export(env: &DevEnv, seed_tag: &str, transport: &str, dest: &Path, all: bool)
     }
     args.extend([src.as_str(), dst.as_str()]);
     skopeo(&args);
-}
-
-/// crane's word on `reference` in the plain registry: it reads the image back whole (for an
-/// index, every image the index lists), checks each blob and layer against its descriptor and
-/// the config's diff_ids, and resolves the tag to `digest`. Only for gzip layers: crane's
-/// validate reads every layer through gunzip, so the plain tar layers of a docker save fail it.
-fn crane_agrees(env: &DevEnv, reference: &str, digest: &str) {
-    let crane = |args: &[&str]| {
-        let out = env.crane().arg("--insecure").args(args).output().expect("running crane");
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(out.status.success(), "crane {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        stdout
-    };
-    let verdict = crane(&["validate", "--remote", reference]);
-    assert!(verdict.starts_with("PASS:"), "crane validate {reference}: {verdict}");
-    assert_eq!(crane(&["digest", reference]), digest, "crane's digest of {reference}");
 }
 
 fn put(env: &DevEnv, reg: &Registry, repo: &str, dir: &Path, params: Value) -> kiln_tests::harness::Outcome {

@@ -2,15 +2,15 @@
 //! `tag` as a string or a list, `build` (a Dockerfile built with the build task's own
 //! engine, then pushed), `cache`, and `digest_file`. Against the dev registries and
 //! BuildKit (the dev engine's, and the real `buildkitd` that `out` starts itself),
-//! cross-checked with skopeo.
+//! cross-checked with skopeo and crane.
 
 use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
 use kiln_tests::harness::{
-    DevEnv, Outcome, Registry, command, from_busybox, plain_repo_exists, run, skopeo_digest, source, unique_repo,
-    write_files,
+    DevEnv, Outcome, Registry, command, crane_agrees, from_busybox, plain_repo_exists, run, skopeo_digest, source,
+    unique_repo, write_files,
 };
 use serde_json::{Value, json};
 
@@ -76,6 +76,7 @@ fn build_and_push_under_a_tag_list() {
     assert_eq!(response["metadata"][1]["value"], "v1.0.0 latest");
     for tag in ["v1.0.0", "latest"] {
         assert_eq!(skopeo_digest(env, reg, &repo, tag), digest, "{tag}");
+        crane_agrees(env, &format!("{}:{tag}", reg.repo(&repo)), &digest);
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("out/digest.txt")).unwrap(), digest, "no newline");
     // It is the Dockerfile's image: the build arg reached the RUN step.
