@@ -1,6 +1,7 @@
 //! `in` (a pipeline's `get`): fetches the version's image by digest and writes it as a
-//! root filesystem (`rootfs`, default), a docker-save/OCI tarball (`oci`) or an OCI
-//! image layout (`oci-layout`), then `tag`, `digest` and `repository`.
+//! root filesystem (`rootfs`, default), a docker-save/OCI tarball (`oci`, or `docker`,
+//! which writes the same tarball) or an OCI image layout (`oci-layout`), then `tag`,
+//! `digest` and `repository`.
 //!
 //! Everything is written under a work folder first and moved into place only once
 //! complete, so a failure never leaves output that looks whole. The work folder has a
@@ -56,7 +57,10 @@ pub struct GetParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Rootfs,
+    /// `image.tar`, read by docker-archive and oci-archive tools alike.
     Oci,
+    /// The same `image.tar`, under the name pipelines that feed `docker load` ask for.
+    Docker,
     OciLayout,
 }
 
@@ -65,8 +69,9 @@ impl Format {
         match raw.unwrap_or("rootfs") {
             "" | "rootfs" => Ok(Format::Rootfs),
             "oci" => Ok(Format::Oci),
+            "docker" => Ok(Format::Docker),
             "oci-layout" => Ok(Format::OciLayout),
-            other => bail!("params.format: unknown format {other:?}; use rootfs, oci or oci-layout"),
+            other => bail!("params.format: unknown format {other:?}; use rootfs, oci, docker or oci-layout"),
         }
     }
 }
@@ -154,7 +159,7 @@ async fn fetch(
             write_json(&work.path.join("labels.json"), &labels(&image))?;
             work.finish(&["rootfs", "metadata.json", "labels.json"])?;
         }
-        Format::Oci => {
+        Format::Oci | Format::Docker => {
             let name = format!("{}:{}", req.source.repository, req.version.tag);
             let tag = (!req.version.tag.is_empty()).then_some(name.as_str());
             write_image_tar(client, &image, tag, &work.path.join("image.tar"), &work.spool_dir).await?;

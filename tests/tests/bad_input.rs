@@ -22,6 +22,15 @@ fn assert_clear(what: &str, out: &Outcome, bin: &str, says: &str) {
 }
 
 const REPO: &str = "127.0.0.1:1/kiln/bad-input";
+/// A well-formed digest, so `in` gets past `version.digest` to its params.
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// An `in` request for [`REPO`]@[`DIGEST`] with `params`.
+fn get_request(params: &str) -> String {
+    format!(
+        r#"{{"source": {{"repository": "{REPO}"}}, "version": {{"tag": "1", "digest": "{DIGEST}"}}, "params": {params}}}"#
+    )
+}
 
 #[test]
 fn every_resource_binary_refuses_bad_requests_in_one_line() {
@@ -98,6 +107,11 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
             "params.",
         ),
         (&["in"], format!(r#"{{"source": {{"repository": "{REPO}"}}, "version": {{"tag": "1"}}}}"#), "invalid payload"),
+        (
+            &["in"],
+            get_request(r#"{"format": "bogus"}"#),
+            r#"params.format: unknown format "bogus"; use rootfs, oci, docker or oci-layout"#,
+        ),
     ];
     for (bins, stdin, says) in cases {
         for bin in *bins {

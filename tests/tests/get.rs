@@ -125,6 +125,91 @@ fn oci_format_is_readable_by_skopeo_as_docker_and_oci_archive() {
     }
 }
 
+/// What the plain registry serves for `repo@reference`: the manifest as stored, or with
+/// `--config`, the image's config.
+fn plain_raw(reg: &Registry, repo: &str, reference: &str, config: bool) -> Vec<u8> {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--raw", "--tls-verify=false"]);
+    if config {
+        cmd.arg("--config");
+    }
+    let out = cmd.arg(format!("docker://{}{reference}", reg.repo(repo))).output().unwrap();
+    assert!(out.status.success(), "skopeo inspect {repo}{reference}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Every file of a tarball, by name.
+fn tar_files(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    files
+}
+
+#[test]
+fn docker_format_is_a_docker_save_tarball_of_the_registry_image() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-docker");
+    let digest = push_busybox(env, "amd64", reg, &repo, "d1");
+    let dest = tempfile::tempdir().unwrap();
+    let out =
+        resource("in", Some(dest.path()), &request(env, reg, &repo, "d1", &digest, json!({ "format": "docker" })));
+    out.success();
+    assert_eq!(read(dest.path(), "labels.json"), "{}");
+    let tar = dest.path().join("image.tar");
+
+    // skopeo reads it as a docker-save archive, under the name the tarball gives it.
+    let inspected = Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", tar.display())]).output();
+    let inspected = inspected.unwrap();
+    assert!(inspected.status.success(), "{}", String::from_utf8_lossy(&inspected.stderr));
+    let info: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let registry_manifest = plain_raw(reg, &repo, &format!("@{digest}"), false);
+    let registry_manifest: Value = serde_json::from_slice(&registry_manifest).unwrap();
+    let registry_layers: Vec<&Value> =
+        registry_manifest["layers"].as_array().unwrap().iter().map(|l| &l["digest"]).collect();
+    let registry_config: Value = serde_json::from_slice(&plain_raw(reg, &repo, &format!("@{digest}"), true)).unwrap();
+    // A docker-save archive's layers go by their uncompressed digests.
+    assert_eq!(info["Layers"], registry_config["rootfs"]["diff_ids"]);
+    assert_eq!(info["Architecture"], "amd64");
+
+    // docker's manifest.json: the repository and tag, the registry's config and layers.
+    let files = tar_files(&tar);
+    let docker: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(docker[0]["RepoTags"], json!([format!("{}:d1", reg.repo(&repo))]));
+    let blob = |d: &Value| format!("blobs/sha256/{}", d.as_str().unwrap().trim_start_matches("sha256:"));
+    assert_eq!(docker[0]["Config"], json!(blob(&registry_manifest["config"]["digest"])));
+    let layer_paths: Vec<String> = registry_layers.iter().map(|d| blob(d)).collect();
+    assert_eq!(docker[0]["Layers"], json!(layer_paths));
+    // The config skopeo reads back is the registry's, byte for byte; so are the manifest and layers.
+    let config = Command::new("skopeo")
+        .args(["inspect", "--raw", "--config", &format!("docker-archive:{}", tar.display())])
+        .output()
+        .unwrap();
+    assert_eq!(config.stdout, plain_raw(reg, &repo, &format!("@{digest}"), true));
+    assert_eq!(sha256(&config.stdout), registry_manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(sha256(&files[&blob(&json!(digest))]), digest);
+    for (path, d) in layer_paths.iter().zip(&registry_layers) {
+        assert_eq!(sha256(&files[path]), d.as_str().unwrap(), "{path}");
+    }
+
+    // The very tarball `format: oci` writes.
+    let oci = tempfile::tempdir().unwrap();
+    let out = resource("in", Some(oci.path()), &request(env, reg, &repo, "d1", &digest, json!({ "format": "oci" })));
+    out.success();
+    assert!(std::fs::read(oci.path().join("image.tar")).unwrap() == std::fs::read(&tar).unwrap());
+}
+
 #[test]
 fn oci_layout_keeps_the_whole_index() {
     let env = dev_env_or_skip!();
