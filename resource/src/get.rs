@@ -1,7 +1,8 @@
 //! `in` (a pipeline's `get`): fetches the version's image by digest and writes it as a
 //! root filesystem (`rootfs`, default), a docker-save/OCI tarball (`oci`, or `docker`,
 //! which writes the same tarball) or an OCI image layout (`oci-layout`), then `tag`,
-//! `digest` and `repository`.
+//! `digest` and `repository`; with `params.output_metadata`, a JSON summary of the image
+//! too ([`crate::metadata`]).
 //!
 //! Everything is written under a work folder first and moved into place only once
 //! complete, so a failure never leaves output that looks whole. The work folder has a
@@ -20,6 +21,7 @@ use kiln_image::oci::{self, Descriptor, ManifestOrIndex, Platform};
 use kiln_registry::Client;
 use serde::Deserialize;
 
+use crate::metadata;
 use crate::progress::Progress;
 use crate::protocol::{MetadataField, StepResponse, Version};
 use crate::pull::{self, Image, Spool};
@@ -52,6 +54,10 @@ pub struct GetParams {
     /// size); the default is `kiln_image::unpack::budget_for` the layers' declared sizes.
     #[serde(default)]
     pub unpack_max_bytes: Option<u64>,
+    /// A file (relative to the output folder) to write the image's metadata to as JSON
+    /// ([`crate::metadata`]).
+    #[serde(default)]
+    pub output_metadata: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +80,36 @@ impl Format {
             other => bail!("params.format: unknown format {other:?}; use rootfs, oci, docker or oci-layout"),
         }
     }
+
+    /// The names a get in this format writes into its output folder, besides the version files.
+    fn outputs(self) -> &'static [&'static str] {
+        match self {
+            Format::Rootfs => &["rootfs", "metadata.json", "labels.json"],
+            Format::Oci | Format::Docker => &["image.tar", "labels.json"],
+            Format::OciLayout => &["oci"],
+        }
+    }
 }
+
+/// The version files every get writes.
+const VERSION_FILES: [&str; 3] = ["tag", "digest", "repository"];
 
 /// Runs `in` into `dest`.
 pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse> {
     req.source.validate()?;
     kiln_registry::reference::validate_digest(&req.version.digest).context("version.digest")?;
     let format = Format::parse(req.params.format.as_deref())?;
+    // Checked before anything is fetched, against the folder as it is now.
+    let metadata_target = match &req.params.output_metadata {
+        Some(raw) => {
+            let mut reserved = VERSION_FILES.to_vec();
+            if !req.params.skip_download {
+                reserved.extend(format.outputs());
+            }
+            Some(metadata::Target::check(&dest, raw, &reserved)?)
+        }
+        None => None,
+    };
     let label_regex = compile(req.source.label_regex.as_deref(), "source.label_regex")?;
     let annotation_regex = compile(req.source.annotation_regex.as_deref(), "source.annotation_regex")?;
     let platform = source::Platform::resolve(req.params.platform.as_ref().or(req.source.platform.as_ref()));
@@ -110,9 +139,14 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
         None => fetch(&origin, &req, format, &platform, &dest).await?,
     };
 
-    for (name, value) in [("tag", &req.version.tag), ("digest", digest), ("repository", &req.source.repository)] {
+    let values = [&req.version.tag, digest, &req.source.repository];
+    for (name, value) in VERSION_FILES.into_iter().zip(values) {
         confined::write_new(&dest, name, value.as_bytes())
             .with_context(|| format!("writing {}", dest.join(name).display()))?;
+    }
+    if let Some(target) = &metadata_target {
+        let summary = metadata::Metadata::of(&req.source.repository, &req.version.tag, digest, &image);
+        target.write(&dest, &summary)?;
     }
 
     let mut metadata = vec![
@@ -157,18 +191,18 @@ async fn fetch(
             write_rootfs(client, &image, &work, req.source.debug, req.params.unpack_max_bytes).await?;
             write_json(&work.path.join("metadata.json"), &run_metadata(&image))?;
             write_json(&work.path.join("labels.json"), &labels(&image))?;
-            work.finish(&["rootfs", "metadata.json", "labels.json"])?;
+            work.finish(format.outputs())?;
         }
         Format::Oci | Format::Docker => {
             let name = format!("{}:{}", req.source.repository, req.version.tag);
             let tag = (!req.version.tag.is_empty()).then_some(name.as_str());
             write_image_tar(client, &image, tag, &work.path.join("image.tar"), &work.spool_dir).await?;
             write_json(&work.path.join("labels.json"), &labels(&image))?;
-            work.finish(&["image.tar", "labels.json"])?;
+            work.finish(format.outputs())?;
         }
         Format::OciLayout => {
             write_layout(client, digest, &work.path.join("oci"), &work).await?;
-            work.finish(&["oci"])?;
+            work.finish(format.outputs())?;
         }
     }
     eprintln!("fetched {}@{digest} in {:.1}s", client.repository(), started.elapsed().as_secs_f64());

@@ -4,11 +4,13 @@
 //! - [`source`]: the `source:` schema.
 //! - [`protocol`]: requests, versions and the stdin/stdout contract.
 //! - [`check`]: finding versions.
-//! - [`get`]: `in`, fetching a version as a rootfs, tarball or layout ([`pull`] downloads).
+//! - [`get`]: `in`, fetching a version as a rootfs, tarball or layout ([`pull`] downloads;
+//!   [`metadata`] writes `params.output_metadata`).
 
 pub mod check;
 pub mod cosign;
 pub mod get;
+pub mod metadata;
 pub mod progress;
 pub mod protocol;
 pub mod pull;

@@ -123,6 +123,44 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
     }
 }
 
+/// `params.output_metadata` naming a place outside the output folder, by `..`, by an absolute
+/// path or through a link the folder holds, is refused before the registry is asked (it is a
+/// closed port: asking it would fail otherwise), and nothing is written anywhere.
+#[test]
+fn in_refuses_output_metadata_outside_its_folder() {
+    let top = tempfile::tempdir().unwrap();
+    let (dest, outside) = (top.path().join("dest"), top.path().join("outside"));
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../outside", dest.join("up-link")).unwrap();
+    std::os::unix::fs::symlink("..", dest.join("parent-link")).unwrap();
+    let absolute = outside.join("meta.json");
+    let cases = [
+        ("../x".to_string(), "params.output_metadata: ../x has a `..`"),
+        ("sub/../../outside/m.json".to_string(), "has a `..`"),
+        (absolute.display().to_string(), "is absolute"),
+        ("abs-link/meta.json".to_string(), "points outside the folder"),
+        ("up-link/meta.json".to_string(), "points outside the folder"),
+        ("parent-link/outside/meta.json".to_string(), "points outside the folder"),
+        ("up-link/new/meta.json".to_string(), "points outside the folder"),
+        (String::new(), "params.output_metadata is empty"),
+        ("digest".to_string(), "params.output_metadata: digest is where this get writes its own \"digest\""),
+        ("rootfs/etc/meta.json".to_string(), "its own \"rootfs\""),
+    ];
+    for (path, says) in cases {
+        let stdin = get_request(&serde_json::json!({ "output_metadata": path }).to_string());
+        let out = resource("in", &dest, &stdin);
+        assert_clear(&format!("output_metadata {path:?}"), &out, "in", says);
+        assert!(out.stderr.contains("params.output_metadata"), "{path:?}: {}", out.stderr);
+        let mut left: Vec<_> = std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["abs-link", "parent-link", "up-link"], "{path:?}: output left behind");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{path:?}: written outside");
+        assert_eq!(std::fs::read_dir(top.path()).unwrap().count(), 2, "{path:?}: written beside the folder");
+    }
+}
+
 #[test]
 fn the_build_task_refuses_bad_params_in_one_line() {
     let work = tempfile::tempdir().unwrap();

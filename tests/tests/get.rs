@@ -7,6 +7,7 @@ use kiln_tests::dev_env_or_skip;
 use kiln_tests::harness::{
     DevEnv, Registry, TinyImage, push_busybox, push_tiny, put_manifest, resource, source, unique_repo,
 };
+use kiln_tests::images::{Compression, Layer, push_layout, write_layout};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -208,6 +209,125 @@ fn docker_format_is_a_docker_save_tarball_of_the_registry_image() {
     let out = resource("in", Some(oci.path()), &request(env, reg, &repo, "d1", &digest, json!({ "format": "oci" })));
     out.success();
     assert!(std::fs::read(oci.path().join("image.tar")).unwrap() == std::fs::read(&tar).unwrap());
+}
+
+/// Pushes an image with labels, env, entrypoint, cmd and user set, in two layers (one
+/// gzipped, one not); returns its digest and the metadata `in` should write for it as `tag`.
+fn push_described_image(env: &DevEnv, repo: &str, tag: &str) -> (String, Value) {
+    let reg = &env.registries.plain;
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let first = Layer::new().dir("app", 0o755).file("app/run", 0o755, b"#!/bin/sh\necho hi\n").bytes();
+    let second = Layer::new().file("app/data", 0o644, &[7u8; 3000]).bytes();
+    let config = json!({
+        "Env": ["PATH=/usr/bin:/bin", "APP_MODE=test"],
+        "Entrypoint": ["/app/run"],
+        "Cmd": ["--verbose"],
+        "User": "1000:1000",
+        "Labels": { "org.example.team": "kiln", "org.example.rev": "42" },
+    });
+    write_layout(&layout, tag, &[(first, Compression::Gzip), (second, Compression::None)], config).unwrap();
+    let digest = push_layout(env, &layout, tag, reg, repo);
+    let manifest: Value = serde_json::from_slice(&plain_raw(reg, repo, &format!("@{digest}"), false)).unwrap();
+    let sizes: Vec<u64> = manifest["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes.len(), 2);
+    let expected = json!({
+        "repository": reg.repo(repo),
+        "tag": tag,
+        "digest": digest,
+        "manifest_digest": digest,
+        "platform": { "os": "linux", "architecture": "amd64" },
+        "created": "2024-05-01T00:00:00Z",
+        "labels": { "org.example.team": "kiln", "org.example.rev": "42" },
+        "env": ["PATH=/usr/bin:/bin", "APP_MODE=test"],
+        "entrypoint": ["/app/run"],
+        "cmd": ["--verbose"],
+        "user": "1000:1000",
+        "layers": 2,
+        "size": sizes.iter().sum::<u64>(),
+    });
+    (digest, expected)
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn output_metadata_describes_the_fetched_image() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-metadata");
+    let (digest, expected) = push_described_image(env, &repo, "m1");
+    let json_at = |path: &Path| -> Value {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    };
+
+    // rootfs, over a link left where the file goes: the link is replaced, its target untouched.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("victim"), "untouched").unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path().join("victim"), dest.path().join("meta.json")).unwrap();
+    let params = json!({ "output_metadata": "meta.json" });
+    resource("in", Some(dest.path()), &request(env, reg, &repo, "m1", &digest, params)).success();
+    assert_eq!(json_at(&dest.path().join("meta.json")), expected);
+    assert!(std::fs::symlink_metadata(dest.path().join("meta.json")).unwrap().is_file());
+    assert_eq!(read(outside.path(), "victim"), "untouched");
+    assert_eq!(read(&dest.path().join("rootfs/app"), "data").len(), 3000);
+
+    // docker, into folders that do not exist yet.
+    let dest = tempfile::tempdir().unwrap();
+    let params = json!({ "format": "docker", "output_metadata": "out/image/meta.json" });
+    resource("in", Some(dest.path()), &request(env, reg, &repo, "m1", &digest, params)).success();
+    assert_eq!(json_at(&dest.path().join("out/image/meta.json")), expected);
+    assert_eq!(names_in(dest.path()), ["digest", "image.tar", "labels.json", "out", "repository", "tag"]);
+
+    // skip_download: the same document, from the manifest and config alone.
+    let dest = tempfile::tempdir().unwrap();
+    let params = json!({ "skip_download": true, "output_metadata": "meta.json" });
+    resource("in", Some(dest.path()), &request(env, reg, &repo, "m1", &digest, params)).success();
+    assert_eq!(json_at(&dest.path().join("meta.json")), expected);
+    assert_eq!(names_in(dest.path()), ["digest", "meta.json", "repository", "tag"]);
+}
+
+/// For an index, the metadata is the fetched platform's; `digest` stays the version's.
+#[test]
+fn output_metadata_of_an_index_is_the_fetched_platforms() {
+    let env = dev_env_or_skip!();
+    let reg = &env.registries.plain;
+    let repo = unique_repo("in-metadata-index");
+    let digest = push_busybox(env, "latest", reg, &repo, "multi");
+    let index: Value = serde_json::from_slice(&plain_raw(reg, &repo, &format!("@{digest}"), false)).unwrap();
+    let arm64 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .expect("an arm64 entry")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: Value = serde_json::from_slice(&plain_raw(reg, &repo, &format!("@{arm64}"), false)).unwrap();
+    let size: u64 = manifest["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
+
+    let dest = tempfile::tempdir().unwrap();
+    let params = json!({
+        "format": "oci-layout",
+        "platform": { "os": "linux", "architecture": "arm64" },
+        "output_metadata": "meta.json",
+    });
+    resource("in", Some(dest.path()), &request(env, reg, &repo, "multi", &digest, params)).success();
+    let got: Value = serde_json::from_str(&read(dest.path(), "meta.json")).unwrap();
+    assert_eq!(got["digest"], json!(digest));
+    assert_eq!(got["manifest_digest"], json!(arm64));
+    assert_eq!(got["platform"], json!({ "os": "linux", "architecture": "arm64", "variant": "v8" }));
+    assert_eq!(got["layers"], json!(manifest["layers"].as_array().unwrap().len()));
+    assert_eq!(got["size"], json!(size));
+    assert!(dest.path().join("oci/index.json").is_file());
 }
 
 #[test]
