@@ -3,9 +3,9 @@
 //!
 //! The name is checked before anything is fetched ([`Target::check`]): it must be relative,
 //! never climb with `..`, not be one of the names `in` itself writes, and no folder on its way
-//! may be, or pass through, a link out of the output folder. The file is written fresh
-//! ([`confined::write_new`]), so a link standing at its name is replaced, never written
-//! through.
+//! may be, or pass through, a link out of the output folder. The file is written fresh by
+//! descriptors opened beneath the output folder ([`confined::write_beneath`]), so a link
+//! standing at its name is replaced, never written through.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -74,12 +74,13 @@ impl Target {
 
     /// Writes `metadata` as JSON, making the missing folders on the way.
     pub fn write(&self, dest: &Path, metadata: &Metadata) -> anyhow::Result<()> {
-        let shown = dest.join(&self.folder).join(&self.name);
-        let context = || format!("{FIELD}: writing {}", shown.display());
-        confined::create_dir_beneath(dest, &self.folder).with_context(context)?;
+        let relative = self.folder.join(&self.name);
+        let context = || format!("{FIELD}: writing {}", dest.join(&relative).display());
         let mut bytes = serde_json::to_vec_pretty(metadata)?;
         bytes.push(b'\n');
-        confined::write_new(&dest.join(&self.folder), &self.name, &bytes).with_context(context)
+        // Folders made and the file renamed in by descriptor: nothing swapped in meanwhile
+        // is followed out of the output folder.
+        confined::write_beneath(dest, &relative, &bytes).with_context(context)
     }
 }
 
