@@ -123,7 +123,10 @@ fn problems(path: &Path, doc: &Value) -> Vec<String> {
                     problems.push(format!("{at}.put.{name}.{e}"));
                 }
             }
-            if let Some(name) = step["get"].as_str().filter(|n| registry_resources.iter().any(|r| r == n)) {
+            // A get may name its artifact apart from the resource (`resource:`).
+            let fetched = step["resource"].as_str().or(step["get"].as_str());
+            if let Some(name) = fetched.filter(|n| step["get"].is_string() && registry_resources.iter().any(|r| r == n))
+            {
                 check_params::<GetParams>(&step["params"], &format!("{at}.get.{name}"), &mut problems);
             }
         }
