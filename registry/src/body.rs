@@ -55,3 +55,22 @@ pub async fn text_capped(resp: reqwest::Response, limit: u64) -> Result<String, 
         Err(BodyError::Transport(e)) => Err(crate::error_chain(&e)),
     }
 }
+
+/// Control characters (an escape sequence, a carriage return, a newline that would forge
+/// another log line) escaped, so text a server sent stays one printable line wherever it
+/// is shown.
+pub fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_text_stays_one_printable_line() {
+        assert_eq!(
+            super::one_line("denied\x1b[2J\r\nbuild: pushed\x07 ok"),
+            "denied\\u{1b}[2J\\r\\nbuild: pushed\\u{7} ok"
+        );
+        assert_eq!(super::one_line("plain text, ünïcode"), "plain text, ünïcode");
+    }
+}

@@ -480,7 +480,8 @@ impl Client {
         // Only the start is shown; the rest is never read.
         let body = crate::body::text_prefix(resp, 4096).await;
         let body = body.trim();
-        let body = if body.is_empty() { String::new() } else { format!(": {}", truncate(body, 300)) };
+        // The server's text, escaped where it is taken in: every caller prints it safely.
+        let body = if body.is_empty() { String::new() } else { format!(": {}", crate::one_line(truncate(body, 300))) };
         Err(RegistryError::Status { registry: self.repo.registry().into(), what: what.into(), status, body })
     }
 

@@ -30,5 +30,6 @@ pub use auth::{Challenge, Credentials};
 /// Looks a variable up in the environment (a closure, so tests and callers pass their own).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub use blobs::{BlobData, BlobStream};
+pub use body::one_line;
 pub use client::{Client, ClientConfig, Descriptor, RegistryError, error_chain};
 pub use reference::{ReferenceError, Repository};

@@ -115,9 +115,7 @@ fn without_values(text: &str) -> String {
 
 /// Control characters (a newline inside a JSON key, or an escape sequence in a registry's
 /// answer) escaped, so an error about any input stays one printable line in the build log.
-pub fn one_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}
+pub use kiln_registry::one_line;
 
 /// serde's wording, with field names quoted the way our users' tools expect.
 fn describe_json_error(e: &serde_json::Error) -> String {

@@ -81,7 +81,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("build: {e:#}");
+            // Its own lines kept (a daemon's log tail), control characters in each escaped.
+            let text = format!("{e:#}");
+            let lines: Vec<String> = text.lines().map(kiln_registry::one_line).collect();
+            eprintln!("build: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }
