@@ -451,6 +451,53 @@ fn stats_count_what_happened() {
     assert_eq!(stats[0], LayerStats { entries: 4, bytes: 8, whiteouts: 1, ..Default::default() });
 }
 
+/// A whiteout in a later layer hides files a lower layer made, however many directories
+/// the later layer also adds to around them (the prune walk visits every kept one).
+#[test]
+fn whiteouts_hide_files_beside_several_kept_directories() {
+    let s = Sandbox::new();
+    let lower = layer(&[
+        dir("d", 0o755),
+        dir("d/a", 0o755),
+        file("d/a/secret", 0o600, "s1"),
+        dir("d/b", 0o755),
+        file("d/b/secret", 0o600, "s2"),
+        dir("d/c", 0o755),
+        dir("d/c/deep", 0o755),
+        file("d/c/deep/secret", 0o600, "s3"),
+    ]);
+    // This layer adds to d/a, d/b and d/c/deep, and makes d opaque: only what it made stays.
+    let upper = layer(&[
+        dir("d", 0o755),
+        opaque("d"),
+        dir("d/a", 0o755),
+        file("d/a/new", 0o644, ""),
+        dir("d/b", 0o755),
+        file("d/b/new", 0o644, ""),
+        dir("d/c", 0o755),
+        dir("d/c/deep", 0o755),
+        file("d/c/deep/new", 0o644, ""),
+    ]);
+    s.apply(&[lower, upper]).unwrap();
+    assert_eq!(
+        s.tree(),
+        ["d", "d/a", "d/a/new", "d/b", "d/b/new", "d/c", "d/c/deep", "d/c/deep/new"],
+        "every lower secret is gone"
+    );
+    s.outside_untouched();
+}
+
+/// Layers far larger than the tar reader's header allowance unpack: the allowance
+/// counts only what lies between entries, never their bodies.
+#[test]
+fn entries_larger_than_the_header_allowance_unpack() {
+    let s = Sandbox::new();
+    let big = vec![7u8; (kiln_image::unpack::MAX_HEADER_OVERHEAD + (1 << 20)) as usize];
+    s.apply(&[layer(&[file("big", 0o644, &big), file("after", 0o644, "a")])]).unwrap();
+    assert_eq!(fs::read(s.p("big")).unwrap(), big);
+    assert_eq!(fs::read(s.p("after")).unwrap(), b"a");
+}
+
 // ---------------------------------------------------------------- hostile layers
 
 #[test]
@@ -622,4 +669,36 @@ fn an_entry_replacing_a_symlinked_dir_stays_inside() {
     assert!(s.hostile(&[first, second], "").is_none());
     assert!(fs::symlink_metadata(s.p("etc")).unwrap().is_dir());
     assert_eq!(fs::read(s.p("etc/passwd")).unwrap(), b"inside");
+}
+
+/// A directory the layer made and then replaced with a link to a host folder: the
+/// directory's mode and times, set after the layer's entries, never reach the host folder.
+#[test]
+fn a_directory_replaced_by_a_link_leaves_the_host_folders_metadata_alone() {
+    let s = Sandbox::new();
+    let host = s.outside.join("etc");
+    let layer = layer(&[dir("d", 0o700).mtime(1), symlink("d", host.to_str().unwrap())]);
+    s.hostile(&[layer], "d");
+    s.outside_untouched();
+}
+
+/// A whiteout of a link (not of something under it) removes the link only: the host
+/// folder it points at keeps everything it holds.
+#[test]
+fn a_whiteout_of_a_link_removes_only_the_link() {
+    for same_layer in [true, false] {
+        let s = Sandbox::new();
+        let host = s.outside.join("etc");
+        let link = symlink("l", host.to_str().unwrap());
+        let layers = if same_layer {
+            vec![layer(&[link, whiteout("l")])]
+        } else {
+            vec![layer(&[link]), layer(&[whiteout("l")])]
+        };
+        s.hostile(&layers, "l");
+        s.outside_untouched();
+        if !same_layer {
+            assert!(fs::symlink_metadata(s.p("l")).is_err(), "the lower layer's link is whited out");
+        }
+    }
 }

@@ -28,6 +28,8 @@
 
 mod meta;
 mod meter;
+/// What the tar reader may read between two entries (headers, long names, PAX records).
+pub use meter::MAX_OVERHEAD as MAX_HEADER_OVERHEAD;
 mod names;
 mod resolve;
 mod tree;
