@@ -452,39 +452,48 @@ fn stats_count_what_happened() {
 }
 
 /// A whiteout in a later layer hides files a lower layer made, however many directories
-/// the later layer also adds to around them (the prune walk visits every kept one).
+/// the later layer also adds to around them (the prune walk visits every kept one), with
+/// the opaque marker before or after the layer's own entries.
 #[test]
 fn whiteouts_hide_files_beside_several_kept_directories() {
-    let s = Sandbox::new();
-    let lower = layer(&[
-        dir("d", 0o755),
-        dir("d/a", 0o755),
-        file("d/a/secret", 0o600, "s1"),
-        dir("d/b", 0o755),
-        file("d/b/secret", 0o600, "s2"),
-        dir("d/c", 0o755),
-        dir("d/c/deep", 0o755),
-        file("d/c/deep/secret", 0o600, "s3"),
-    ]);
-    // This layer adds to d/a, d/b and d/c/deep, and makes d opaque: only what it made stays.
-    let upper = layer(&[
-        dir("d", 0o755),
-        opaque("d"),
-        dir("d/a", 0o755),
-        file("d/a/new", 0o644, ""),
-        dir("d/b", 0o755),
-        file("d/b/new", 0o644, ""),
-        dir("d/c", 0o755),
-        dir("d/c/deep", 0o755),
-        file("d/c/deep/new", 0o644, ""),
-    ]);
-    s.apply(&[lower, upper]).unwrap();
-    assert_eq!(
-        s.tree(),
-        ["d", "d/a", "d/a/new", "d/b", "d/b/new", "d/c", "d/c/deep", "d/c/deep/new"],
-        "every lower secret is gone"
-    );
-    s.outside_untouched();
+    for marker_last in [true, false] {
+        let s = Sandbox::new();
+        let lower = layer(&[
+            dir("d", 0o755),
+            dir("d/a", 0o755),
+            file("d/a/secret", 0o600, "s1"),
+            dir("d/b", 0o755),
+            file("d/b/secret", 0o600, "s2"),
+            dir("d/c", 0o755),
+            dir("d/c/deep", 0o755),
+            file("d/c/deep/secret", 0o600, "s3"),
+            dir("d/gone", 0o755),
+            file("d/gone/secret", 0o600, "s4"),
+        ]);
+        // This layer adds to d/a, d/b and d/c/deep, and makes d opaque: only what it made stays.
+        let mut upper = vec![
+            dir("d", 0o755),
+            dir("d/a", 0o755),
+            file("d/a/new", 0o644, ""),
+            dir("d/b", 0o755),
+            file("d/b/new", 0o644, ""),
+            dir("d/c", 0o755),
+            dir("d/c/deep", 0o755),
+            file("d/c/deep/new", 0o644, ""),
+        ];
+        if marker_last {
+            upper.push(opaque("d"));
+        } else {
+            upper.insert(1, opaque("d"));
+        }
+        s.apply(&[lower, layer(&upper)]).unwrap();
+        assert_eq!(
+            s.tree(),
+            ["d", "d/a", "d/a/new", "d/b", "d/b/new", "d/c", "d/c/deep", "d/c/deep/new"],
+            "every lower secret is gone (marker last: {marker_last})"
+        );
+        s.outside_untouched();
+    }
 }
 
 /// Layers far larger than the tar reader's header allowance unpack: the allowance
