@@ -167,6 +167,9 @@ mod tests {
         assert!(!l.matches("docs/keep.md"), "exceptions win when last");
         assert!(!l.matches("src/main.rs"));
         assert!(l.has_exclusions());
+        // Without a `!` nothing excluded needs walking (context.rs skips such folders whole).
+        assert!(!list(&["*.log", "build"]).has_exclusions());
+        assert!(!PatternList::default().has_exclusions());
     }
 
     #[test]
