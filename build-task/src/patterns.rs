@@ -192,5 +192,19 @@ mod tests {
         let l = list(&["sub/dir/Dockerfile"]);
         assert!(l.may_match_below("sub") && l.may_match_below("sub/dir"));
         assert!(!l.may_match_below("other"));
+        // A pattern naming a folder covers every folder below it.
+        assert!(list(&["sub"]).may_match_below("sub/dir/deeper"));
+        assert!(list(&["**/Dockerfile"]).may_match_below("anywhere"));
+    }
+
+    #[test]
+    fn backslash_escapes_the_next_character() {
+        let l = list(&["file\\*", "a\\?b", "br\\[x]"]);
+        assert!(l.matches("file*") && !l.matches("fileabc"), "\\* is a literal star");
+        assert!(l.matches("a?b") && !l.matches("axb"), "\\? is a literal question mark");
+        assert!(l.matches("br[x]") && !l.matches("brx"), "\\[ opens no class");
+        // A backslash with nothing after it stands for itself.
+        let trailing = list(&["end\\"]);
+        assert!(trailing.matches("end\\") && !trailing.matches("end"));
     }
 }
