@@ -119,8 +119,23 @@ mod tests {
     }
 
     #[test]
+    fn token_answers_use_either_field_and_skip_empty_ones() {
+        let answer = |json: &str| serde_json::from_str::<TokenResponse>(json).unwrap().into_token();
+        assert_eq!(answer(r#"{"token":"t1"}"#).as_deref(), Some("t1"));
+        assert_eq!(answer(r#"{"access_token":"a1"}"#).as_deref(), Some("a1"));
+        assert_eq!(answer(r#"{"token":"t1","access_token":"a1"}"#).as_deref(), Some("t1"), "token first");
+        assert_eq!(answer(r#"{"token":"","access_token":"a1"}"#).as_deref(), Some("a1"), "an empty token is none");
+        assert_eq!(answer(r#"{"token":"t1","access_token":""}"#).as_deref(), Some("t1"));
+        assert_eq!(answer(r#"{"token":"","access_token":""}"#), None);
+        assert_eq!(answer(r#"{}"#), None);
+    }
+
+    #[test]
     fn debug_hides_password() {
-        let c = Credentials { username: "u".into(), password: "hunter2".into() };
-        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = Credentials { username: "robot-user".into(), password: "hunter2".into() };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        // Still useful in a log: who, and that a password is there.
+        assert!(shown.contains("robot-user") && shown.contains("<redacted>"), "{shown}");
     }
 }

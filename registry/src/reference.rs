@@ -216,6 +216,22 @@ mod tests {
     }
 
     #[test]
+    fn names_are_at_most_255_characters_with_the_registry() {
+        // "127.0.0.1:5000" + "/" + path: exactly 255 is fine, 256 is not.
+        let registry = "127.0.0.1:5000";
+        let path = |n: usize| format!("{registry}/{}", "a".repeat(n));
+        assert!(Repository::parse(&path(255 - registry.len() - 1)).is_ok());
+        let e = Repository::parse(&path(255 - registry.len())).unwrap_err().to_string();
+        assert!(e.contains("longer than 255 characters"), "{e}");
+    }
+
+    #[test]
+    fn shown_as_registry_slash_path() {
+        assert_eq!(Repository::parse("127.0.0.1:5000/team/app").unwrap().to_string(), "127.0.0.1:5000/team/app");
+        assert_eq!(Repository::parse("busybox").unwrap().to_string(), "index.docker.io/library/busybox");
+    }
+
+    #[test]
     fn only_docker_hub_is_docker_hub() {
         for hub in ["busybox", "library/busybox", "docker.io/library/busybox", "index.docker.io/x/y"] {
             assert!(Repository::parse(hub).unwrap().is_docker_hub(), "{hub}");
