@@ -67,26 +67,19 @@ fn resource_image_runs_check_as_concourse_does() {
     // Host networking, so that 127.0.0.1 is the host's, where the registries are.
     let busybox = skopeo_digest(env, reg, "library/busybox", "latest");
     let request = json!({ "source": { "repository": reg.repo("library/busybox"), "tag": "latest" } });
-    let mut child = docker(env)
-        .args([
-            "run",
-            "-i",
-            "--rm",
-            "--network",
-            "host",
-            &format!("{}@{digest}", reg.repo(&repo)),
-            "/opt/resource/check",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running docker");
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
-    let versions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut check = docker(env);
+    check.args([
+        "run",
+        "-i",
+        "--rm",
+        "--network",
+        "host",
+        &format!("{}@{digest}", reg.repo(&repo)),
+        "/opt/resource/check",
+    ]);
+    let out = run(check, request.to_string().as_bytes());
+    assert_eq!(out.code, Some(0), "docker run: {}", out.stderr);
+    let versions = out.json();
     assert_eq!(versions, json!([{ "tag": "latest", "digest": busybox }]));
 
     // A put with params.build, as Concourse runs it for a `privileged: true` resource type:
@@ -101,20 +94,14 @@ fn resource_image_runs_check_as_concourse_does() {
         "source": source(env, reg, &target),
         "params": { "build": { "context": "app" }, "tag": ["v1", "latest"] },
     });
-    let mut child = docker(env)
-        .args(["run", "-i", "--rm", "--privileged", "--network", "host", "-v"])
+    let mut put = docker(env);
+    put.args(["run", "-i", "--rm", "--privileged", "--network", "host", "-v"])
         .arg(format!("{}:/tmp/put", put_dir.path().display()))
-        .args([&format!("{}@{digest}", reg.repo(&repo)), "/opt/resource/out", "/tmp/put"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running docker");
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "out with params.build in the resource image: {stderr}");
-    let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .args([&format!("{}@{digest}", reg.repo(&repo)), "/opt/resource/out", "/tmp/put"]);
+    let out = run(put, request.to_string().as_bytes());
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(0), "out with params.build in the resource image: {stderr}");
+    let response = out.json();
     assert!(stderr.contains("build: started buildkitd"), "its own buildkitd: {stderr}");
     assert_eq!(response["version"]["tag"], "v1");
     assert_eq!(response["version"]["digest"].as_str().unwrap(), skopeo_digest(env, reg, &target, "latest"));
