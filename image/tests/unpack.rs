@@ -13,12 +13,64 @@ use std::path::{Path, PathBuf};
 use common::*;
 use kiln_image::unpack::{EntryError, LayerStats, UnpackError, UnpackOptions, Unpacker};
 
-/// A root inside a sandbox, with a sentinel folder beside it that no layer may touch.
+/// A root inside a sandbox, with a sentinel folder beside it that no layer may touch, and
+/// the host paths a test's hostile links aim at, as they were before the layers.
 struct Sandbox {
     dir: tempfile::TempDir,
     root: PathBuf,
     outside: PathBuf,
     before: BTreeMap<String, Node>,
+    watched: Vec<(PathBuf, HostPath)>,
+}
+
+/// What stands at a host path: nothing, a file (its identity, links, size, times and
+/// bytes), a folder (its identity and the names in it) or anything else (its identity).
+/// Creating, replacing, hard-linking, writing or emptying it changes this.
+#[derive(Debug, PartialEq, Eq)]
+enum HostPath {
+    Absent,
+    File { dev: u64, ino: u64, nlink: u64, mode: u32, size: u64, mtime: (i64, i64), ctime: (i64, i64), bytes: Vec<u8> },
+    Dir { dev: u64, ino: u64, mode: u32, names: Vec<std::ffi::OsString> },
+    Other { dev: u64, ino: u64, mode: u32 },
+}
+
+impl HostPath {
+    fn of(path: &Path) -> Self {
+        let md = match fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HostPath::Absent,
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
+        let (dev, ino, mode) = (md.dev(), md.ino(), md.mode());
+        if md.is_file() {
+            let bytes = fs::read(path).unwrap();
+            let (mtime, ctime) = ((md.mtime(), md.mtime_nsec()), (md.ctime(), md.ctime_nsec()));
+            HostPath::File { dev, ino, nlink: md.nlink(), mode, size: md.size(), mtime, ctime, bytes }
+        } else if md.is_dir() {
+            let mut names: Vec<_> = fs::read_dir(path).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            HostPath::Dir { dev, ino, mode, names }
+        } else {
+            HostPath::Other { dev, ino, mode }
+        }
+    }
+}
+
+/// Where `target`, a symlink's target, leads on the host from the folder `from` the link
+/// stands in, as the kernel would follow it (`..` stops at `/`), then `rest` below it
+/// (an absolute `rest` is taken as relative, as a layer's entry under the link is).
+fn on_host(from: &Path, target: &str, rest: &str) -> PathBuf {
+    let mut at = if target.starts_with('/') { PathBuf::from("/") } else { from.to_path_buf() };
+    for part in Path::new(target).components().chain(Path::new(rest.trim_start_matches('/')).components()) {
+        match part {
+            std::path::Component::ParentDir => {
+                at.pop();
+            }
+            std::path::Component::Normal(name) => at.push(name),
+            _ => {}
+        }
+    }
+    at
 }
 
 impl Sandbox {
@@ -33,7 +85,17 @@ impl Sandbox {
         fs::write(outside.join("x"), "x").unwrap();
         let before = snapshot(dir.path());
         let before = before.into_iter().filter(|(p, _)| p.starts_with("outside")).collect();
-        Self { dir, root, outside, before }
+        Self { dir, root, outside, before, watched: Vec::new() }
+    }
+
+    /// Notes what stands at the host path that `link` (a path in the root) with `target`
+    /// leads to outside a chroot, then `rest` below it, so that
+    /// [`Sandbox::outside_untouched`] can tell it was left alone; returns the path.
+    fn watch(&mut self, link: &str, target: &str, rest: &str) -> PathBuf {
+        let from = self.root.canonicalize().unwrap().join(Path::new(link).parent().unwrap_or(Path::new("")));
+        let path = on_host(&from, target, rest);
+        self.watched.push((path.clone(), HostPath::of(&path)));
+        path
     }
 
     fn apply(&self, layers: &[Vec<u8>]) -> Result<Vec<LayerStats>, UnpackError> {
@@ -41,8 +103,12 @@ impl Sandbox {
         layers.iter().enumerate().map(|(i, l)| u.apply_layer(&format!("layer{i}"), l.as_slice())).collect()
     }
 
-    /// The sentinel is as it was, and nothing new stands beside the root.
+    /// The watched host paths and the sentinel are as they were, and nothing new stands
+    /// beside the root.
     fn outside_untouched(&self) {
+        for (path, before) in &self.watched {
+            assert_eq!(&HostPath::of(path), before, "{} changed: a link led a write out of the root", path.display());
+        }
         let after: BTreeMap<String, Node> =
             snapshot(self.dir.path()).into_iter().filter(|(p, _)| p.starts_with("outside")).collect();
         assert_eq!(after, self.before, "something outside the root changed");
@@ -84,7 +150,9 @@ fn is_root() -> bool {
 
 #[test]
 fn whiteouts_remove_lower_entries() {
-    let s = Sandbox::new();
+    let mut s = Sandbox::new();
+    let etc = s.outside.join("etc");
+    s.watch("a/link", etc.to_str().unwrap(), "");
     let lower = layer(&[
         dir("a", 0o755),
         file("a/keep", 0o644, "k"),
@@ -221,8 +289,13 @@ fn removed_hardlinks() {
 
 #[test]
 fn replacements_never_write_through_symlinks() {
-    let s = Sandbox::new();
+    let mut s = Sandbox::new();
     let outside_file = s.outside.join("etc/passwd");
+    s.watch("f", outside_file.to_str().unwrap(), "");
+    s.watch("rel", "../outside/etc/passwd", "");
+    let etc = s.outside.join("etc");
+    s.watch("dirlink", etc.to_str().unwrap(), "");
+    s.watch("dirlink", etc.to_str().unwrap(), "passwd");
     let lower = layer(&[
         symlink("f", outside_file.to_str().unwrap()),
         symlink("rel", "../outside/etc/passwd"),
@@ -541,7 +614,11 @@ fn s_outside_abs() -> String {
 fn symlinks_to_the_host_root_lead_to_the_root() {
     // Chroot semantics: a link to "/" or ".." leads to the root, never out of it.
     for target in ["/", "..", "../..", "../../..", "/../..", "./../../."] {
-        let s = Sandbox::new();
+        let mut s = Sandbox::new();
+        // Followed on the host, the link leads to its /etc/passwd, or to an etc/ beside or
+        // above the sandbox.
+        s.watch("escape", target, "etc");
+        s.watch("escape", target, "etc/passwd");
         let l = layer(&[symlink("escape", target), file("escape/etc/passwd", 0o644, "inside")]);
         assert!(s.hostile(&[l], "escape").is_none());
         assert_eq!(fs::read(s.p("etc/passwd")).unwrap(), b"inside", "{target}");
@@ -550,8 +627,13 @@ fn symlinks_to_the_host_root_lead_to_the_root() {
 
 #[test]
 fn symlinked_parents_across_layers() {
-    let s = Sandbox::new();
+    let mut s = Sandbox::new();
     let outside = s.outside.to_str().unwrap().to_string();
+    s.watch("abs", &outside, "etc/passwd");
+    s.watch("rel", "../outside", "etc/passwd");
+    s.watch("rel", "../outside", "newdir");
+    s.watch("up", "../../../../../..", &format!("{outside}/etc/passwd"));
+    s.watch("nested/back", "../../outside/etc", "passwd");
     let first = layer(&[
         symlink("abs", &outside),
         symlink("rel", "../outside"),
@@ -592,35 +674,54 @@ fn hostile_hardlinks() {
         ("h", vec![hardlink("h", "/etc/passwd")]),
     ];
     for (name, entries) in cases {
-        let s = Sandbox::new();
+        let mut s = Sandbox::new();
+        // A hardlink's target names a path from the root: followed on the host, the file
+        // it names there would gain a link.
+        let target = String::from_utf8(entries[0].link.clone().unwrap()).unwrap();
+        s.watch(name, &target, "");
         let err = s.hostile(&[layer(&entries)], name).expect("refused");
         assert!(matches!(err, UnpackError::Entry { source: EntryError::Refused(_), .. }), "{err}");
     }
     // A symlink pointing out, then a hardlink "to" a file under it: resolved inside the
     // root, where there is no such file.
-    let s = Sandbox::new();
-    let l = layer(&[symlink("up", s.outside.to_str().unwrap()), hardlink("stolen", "up/etc/passwd")]);
+    let mut s = Sandbox::new();
+    let outside = s.outside.to_str().unwrap().to_string();
+    s.watch("up", &outside, "etc/passwd");
+    let l = layer(&[symlink("up", &outside), hardlink("stolen", "up/etc/passwd")]);
     s.hostile(&[l], "stolen").expect("refused");
-    let s = Sandbox::new();
+    let mut s = Sandbox::new();
+    s.watch("up", "..", "outside/etc/passwd");
     let l = layer(&[symlink("up", ".."), hardlink("stolen", "up/outside/etc/passwd")]);
     s.hostile(&[l], "stolen").expect("refused");
     // A hardlink to a symlink pointing out links the symlink itself, and a later file
     // by that name replaces it rather than writing through.
-    let s = Sandbox::new();
+    let mut s = Sandbox::new();
     let passwd = s.outside.join("etc/passwd");
+    s.watch("link", passwd.to_str().unwrap(), "");
     let first = layer(&[symlink("link", passwd.to_str().unwrap()), hardlink("copy", "link")]);
     let second = layer(&[file("copy", 0o644, "no write through")]);
     assert!(s.hostile(std::slice::from_ref(&first), "").is_none());
     assert_eq!(fs::read_link(s.p("copy")).unwrap(), passwd);
-    let s = Sandbox::new();
+    let mut s = Sandbox::new();
+    // The second sandbox's own sentinel, where `link` (and so `copy`) points.
+    let passwd = s.outside.join("etc/passwd");
+    s.watch("copy", passwd.to_str().unwrap(), "");
+    let first = layer(&[symlink("link", passwd.to_str().unwrap()), hardlink("copy", "link")]);
     assert!(s.hostile(&[first, second], "").is_none());
     assert_eq!(fs::read(s.p("copy")).unwrap(), b"no write through");
 }
 
 #[test]
 fn whiteouts_through_symlinks_pointing_out() {
-    let s = Sandbox::new();
-    let outside = s.outside.to_str().unwrap();
+    let mut s = Sandbox::new();
+    let outside = s.outside.to_str().unwrap().to_string();
+    let outside = outside.as_str();
+    s.watch("d", outside, "");
+    s.watch("d", outside, "etc");
+    s.watch("e", "../outside/etc", "");
+    s.watch("e", "../outside/etc", "sub");
+    s.watch("f", &format!("{outside}/etc"), "passwd");
+    s.watch("g", "../outside", "x");
     let first = layer(&[
         symlink("d", outside),
         symlink("e", "../outside/etc"),
@@ -633,8 +734,10 @@ fn whiteouts_through_symlinks_pointing_out() {
     // The links themselves are still there: only what they lead to, inside the root, is
     // looked at (and there is nothing there).
     assert_eq!(s.tree(), ["d", "e", "f", "g"]);
-    // Opaque markers under a link to the root itself only clear the root, inside.
-    let s = Sandbox::new();
+    // Opaque markers under a link to the root itself only clear the root, inside: the
+    // host's own / keeps everything in it.
+    let mut s = Sandbox::new();
+    s.watch("r", "/", "");
     let first = layer(&[file("victim", 0o644, ""), symlink("r", "/")]);
     let second = layer(&[opaque("r")]);
     assert!(s.hostile(&[first, second], "").is_none());
@@ -672,8 +775,12 @@ fn an_oversized_pax_header_is_refused_without_holding_it() {
 #[test]
 fn an_entry_replacing_a_symlinked_dir_stays_inside() {
     // A directory entry where a symlink to outside stands replaces the link.
-    let s = Sandbox::new();
-    let first = layer(&[symlink("etc", s.outside.join("etc").to_str().unwrap())]);
+    let mut s = Sandbox::new();
+    let etc = s.outside.join("etc").to_str().unwrap().to_string();
+    s.watch("etc", &etc, "");
+    s.watch("etc", &etc, "passwd");
+    s.watch("etc", &etc, "sub");
+    let first = layer(&[symlink("etc", &etc)]);
     let second = layer(&[dir("etc", 0o755), file("etc/passwd", 0o644, "inside"), whiteout("etc/sub")]);
     assert!(s.hostile(&[first, second], "").is_none());
     assert!(fs::symlink_metadata(s.p("etc")).unwrap().is_dir());

@@ -14,12 +14,22 @@ use serde_json::{Value, json};
 
 /// Pushes an image made of `layers`, fetches it with `in` (rootfs) and returns the output folder.
 fn fetch(env: &DevEnv, name: &str, layers: &[(Vec<u8>, Compression)], config: Value) -> (tempfile::TempDir, Value) {
+    fetch_into(env, name, layers, config, tempfile::tempdir().unwrap())
+}
+
+/// [`fetch`] into `dest`, made by the caller (to know beforehand where its links lead).
+fn fetch_into(
+    env: &DevEnv,
+    name: &str,
+    layers: &[(Vec<u8>, Compression)],
+    config: Value,
+    dest: tempfile::TempDir,
+) -> (tempfile::TempDir, Value) {
     let reg = &env.registries.plain;
     let repo = unique_repo(name);
     let work = tempfile::tempdir().unwrap();
     write_layout(&work.path().join("layout"), "t", layers, config).unwrap();
     let digest = push_layout(env, &work.path().join("layout"), "t", reg, &repo);
-    let dest = tempfile::tempdir().unwrap();
     let req = json!({ "source": source(env, reg, &repo), "version": { "tag": "t", "digest": digest } });
     let out = resource("in", Some(dest.path()), &req);
     (dest, json!({ "code": out.code, "stderr": out.stderr, "repo": repo }))
@@ -157,6 +167,63 @@ fn sentinel() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// What stands at a host path: nothing, or its identity, link count, size, times and (for a
+/// file) bytes. Creating, replacing, hard-linking or writing it changes this.
+#[derive(Debug, PartialEq, Eq)]
+enum HostPath {
+    Absent,
+    Present { dev: u64, ino: u64, nlink: u64, mode: u32, size: u64, mtime: i64, ctime: i64, bytes: Option<Vec<u8>> },
+}
+
+fn host_path(path: &Path) -> HostPath {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostPath::Absent,
+        Err(e) => panic!("{}: {e}", path.display()),
+        Ok(md) => HostPath::Present {
+            dev: md.dev(),
+            ino: md.ino(),
+            nlink: md.nlink(),
+            mode: md.mode(),
+            size: md.size(),
+            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            bytes: md.is_file().then(|| std::fs::read(path).unwrap()),
+        },
+    }
+}
+
+/// Where a symlink standing in the host folder `from` (a path without symlinks) leads, as
+/// the kernel follows it outside any chroot (`..` stops at `/`), with `rest` below.
+fn followed_on_host(from: &Path, target: &str, rest: &str) -> PathBuf {
+    let mut at = if target.starts_with('/') { PathBuf::from("/") } else { from.to_path_buf() };
+    for part in Path::new(target).join(rest).components() {
+        match part {
+            std::path::Component::RootDir => at = PathBuf::from("/"),
+            std::path::Component::ParentDir => {
+                at.pop();
+            }
+            std::path::Component::Normal(name) => at.push(name),
+            std::path::Component::CurDir | std::path::Component::Prefix(_) => {}
+        }
+    }
+    at
+}
+
+/// The host paths a hostile layer aims at, each as it was before `in` ran.
+struct Aimed(Vec<(PathBuf, HostPath)>);
+
+impl Aimed {
+    fn at(paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        Aimed(paths.into_iter().map(|p| (p.clone(), host_path(&p))).collect())
+    }
+
+    fn assert_untouched(&self, what: &str) {
+        for (path, before) in &self.0 {
+            assert_eq!(&host_path(path), before, "{what}: {} was created or changed", path.display());
+        }
+    }
+}
+
 fn assert_sentinel(path: &Path) {
     let names: Vec<_> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["canary"], "something was written into {}", path.display());
@@ -169,33 +236,63 @@ fn hostile_layers_fail_without_writing_outside() {
     let (_keep, target) = sentinel();
     let t = target.to_str().unwrap();
     let traversal = format!("../../../../../../../..{t}/evil");
-    let cases: Vec<(&str, Vec<Vec<u8>>, String)> = vec![
-        ("dotdot", vec![Layer::new().raw_file(traversal.as_bytes(), b"x").bytes()], "climb out".into()),
-        ("absolute", vec![Layer::new().raw_file(format!("{t}/evil").as_bytes(), b"x").bytes()], "absolute path".into()),
-        ("hardlink-out", vec![Layer::new().hardlink("stolen", &format!("{t}/canary")).bytes()], "stolen".into()),
+    // Each case, and the host path it aims at (the file it would write or link), if any.
+    let (evil, canary) = (target.join("evil"), target.join("canary"));
+    let cases: Vec<(&str, Vec<Vec<u8>>, String, Vec<PathBuf>)> = vec![
+        (
+            "dotdot",
+            vec![Layer::new().raw_file(traversal.as_bytes(), b"x").bytes()],
+            "climb out".into(),
+            vec![evil.clone()],
+        ),
+        (
+            "absolute",
+            vec![Layer::new().raw_file(format!("{t}/evil").as_bytes(), b"x").bytes()],
+            "absolute path".into(),
+            vec![evil.clone()],
+        ),
+        (
+            "hardlink-out",
+            vec![Layer::new().hardlink("stolen", &format!("{t}/canary")).bytes()],
+            "stolen".into(),
+            vec![canary],
+        ),
         (
             "whiteout-dotdot",
             vec![Layer::new().dir("a", 0o755).raw_file(b"a/.wh...", b"").bytes()],
             "whiteout names no entry".into(),
+            vec![],
         ),
     ];
-    for (name, layers, expected) in cases {
+    for (name, layers, expected, aims) in cases {
+        let aimed = Aimed::at(aims);
         let layers: Vec<_> = layers.into_iter().map(|l| (l, Compression::Gzip)).collect();
         let (dest, result) = fetch(env, name, &layers, run_config(&["sh"], None, &[], ""));
         assert_ne!(result["code"], 0, "{name}: in should fail");
         let stderr = result["stderr"].as_str().unwrap();
         assert!(stderr.contains(&expected), "{name}: {stderr}");
         assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0, "{name}: output left behind");
+        aimed.assert_untouched(name);
         assert_sentinel(&target);
     }
 
     // Symlinks out, followed by writes through them (same layer and the next): these land
     // inside the rootfs (as they would in a container) or are refused, never outside.
+    let up = "../../../../../..";
     let layers = vec![
         (Layer::new().symlink("escape", t).file("escape/evil", 0o644, b"x").bytes(), Compression::Gzip),
-        (Layer::new().symlink("up", "../../../../../..").file("up/evil2", 0o644, b"x").bytes(), Compression::Gzip),
+        (Layer::new().symlink("up", up).file("up/evil2", 0o644, b"x").bytes(), Compression::Gzip),
     ];
-    let (dest, result) = fetch(env, "symlink-escape", &layers, run_config(&["sh"], None, &[], ""));
+    // Followed on the host, `escape` leads into the sentinel and `up` (from rootfs/, where
+    // it stands) to an ancestor of the output folder, `/` itself unless that is deep. `in`
+    // unpacks into rootfs/ of a fresh folder inside the output folder and moves it up when
+    // done, so `up` could be followed from either depth: both places are watched.
+    let dest = tempfile::tempdir().unwrap();
+    let out = dest.path().canonicalize().unwrap();
+    let (unpacking, done) = (out.join("kiln-in-fresh/rootfs"), out.join("rootfs"));
+    let aimed = Aimed::at([evil, followed_on_host(&unpacking, up, "evil2"), followed_on_host(&done, up, "evil2")]);
+    let (dest, result) = fetch_into(env, "symlink-escape", &layers, run_config(&["sh"], None, &[], ""), dest);
+    aimed.assert_untouched("symlink-escape");
     if result["code"] == 0 {
         assert!(dest.path().join("rootfs/evil2").exists(), "the write through `up` landed at the rootfs's root");
     }
