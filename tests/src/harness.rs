@@ -524,40 +524,65 @@ pub fn plain_manifest_status(env: &DevEnv, repo: &str, reference: &str) -> u16 {
     plain_http(env, "HEAD", &format!("/v2/{repo}/manifests/{reference}"), "", &[]).0
 }
 
-/// The tags of `repo` on the plain registry, in the order the registry lists them.
-/// Whether `repo` exists on the plain registry at all (a pushed blob or manifest makes it).
+/// Whether `repo` exists on the plain registry at all: a blob pushed to it is enough, with
+/// or without a manifest or tag (its tag list answers 404 until a manifest arrives, so the
+/// registry's catalog is asked). Any other answer than a listing fails the test.
 pub fn plain_repo_exists(env: &DevEnv, repo: &str) -> bool {
-    let (status, answer) = plain_http(env, "GET", &format!("/v2/{repo}/tags/list"), "", &[]);
-    match status {
-        200 => true,
-        404 => false,
-        other => panic!("listing the tags of {repo}: {other}: {answer}"),
+    // The catalog lists names after `last` in the registry's order (bytes, with `/` before
+    // every other character): start just before `repo` (its name less the last character)
+    // and read on until a name at or past it.
+    let order = |name: &str| name.replace('/', "\0");
+    let mut last = repo[..repo.len() - 1].to_string();
+    loop {
+        let (status, answer) = plain_http(env, "GET", &format!("/v2/_catalog?n=20&last={last}"), "", &[]);
+        assert_eq!(status, 200, "listing the plain registry's catalog after {last}: {answer}");
+        let body = http_body(&answer);
+        let list: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("the catalog after {last} ({e}): {body}"));
+        let names: Vec<&str> = list["repositories"]
+            .as_array()
+            .unwrap_or_else(|| panic!("the catalog after {last} lists no repositories field: {body}"))
+            .iter()
+            .map(|n| n.as_str().unwrap_or_else(|| panic!("a catalog name that is no string: {body}")))
+            .collect();
+        if let Some(found) = names.iter().find(|n| order(n) >= order(repo)) {
+            return *found == repo;
+        }
+        match names.last() {
+            Some(name) => last = name.to_string(),
+            None => return false,
+        }
     }
 }
 
-pub fn plain_tags(env: &DevEnv, repo: &str) -> Vec<String> {
-    let (status, answer) = plain_http(env, "GET", &format!("/v2/{repo}/tags/list"), "", &[]);
-    assert_eq!(status, 200, "listing the tags of {repo}: {answer}");
+/// The body of an HTTP/1.1 answer read whole, its chunks joined if it came chunked.
+fn http_body(answer: &str) -> String {
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
     let chunked = head.lines().any(|l| {
         l.split_once(':').is_some_and(|(n, v)| {
             n.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
         })
     });
-    let body = if chunked {
-        let (mut rest, mut out) = (body, String::new());
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).expect("a chunk size");
-            if size == 0 {
-                break;
-            }
-            out.push_str(&after[..size]);
-            rest = after[size..].trim_start_matches("\r\n");
+    if !chunked {
+        return body.to_string();
+    }
+    let (mut rest, mut out) = (body, String::new());
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
         }
-        out
-    } else {
-        body.to_string()
-    };
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The tags of `repo` on the plain registry, in the order the registry lists them.
+pub fn plain_tags(env: &DevEnv, repo: &str) -> Vec<String> {
+    let (status, answer) = plain_http(env, "GET", &format!("/v2/{repo}/tags/list"), "", &[]);
+    assert_eq!(status, 200, "listing the tags of {repo}: {answer}");
+    let body = http_body(&answer);
     let list: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("tags of {repo} ({e}): {body}"));
     list["tags"].as_array().map(|t| t.iter().filter_map(|t| t.as_str().map(String::from)).collect()).unwrap_or_default()
