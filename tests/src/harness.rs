@@ -501,13 +501,19 @@ pub fn put_manifest(env: &DevEnv, repo: &str, reference: &str, media_type: &str,
 
 /// One HTTP/1.1 request to the plain registry; its status and everything it answered.
 fn plain_http(env: &DevEnv, method: &str, target: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let headers: &[(&str, &str)] = if content_type.is_empty() { &[] } else { &[("Content-Type", content_type)] };
+    plain_request(env, method, target, headers, body)
+}
+
+/// [`plain_http`] with any request headers.
+fn plain_request(env: &DevEnv, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     use std::io::Read as _;
     let addr = &env.registries.plain.addr;
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
     let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if !content_type.is_empty() {
-        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(request.as_bytes()).and_then(|()| stream.write_all(body)).expect("sending a request");
@@ -518,10 +524,16 @@ fn plain_http(env: &DevEnv, method: &str, target: &str, content_type: &str, body
     (status, answer)
 }
 
+/// Every manifest type a registry may hold, for `Accept`.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
 /// The status the plain registry answers `HEAD /v2/<repo>/manifests/<reference>` with:
-/// 200 when `repo` has that tag or digest, 404 when not.
+/// 200 when `repo` has that tag or digest, 404 when not. Every manifest type is accepted:
+/// asked without `Accept`, the registry answers 404 for an OCI manifest or index it holds.
 pub fn plain_manifest_status(env: &DevEnv, repo: &str, reference: &str) -> u16 {
-    plain_http(env, "HEAD", &format!("/v2/{repo}/manifests/{reference}"), "", &[]).0
+    let target = format!("/v2/{repo}/manifests/{reference}");
+    plain_request(env, "HEAD", &target, &[("Accept", MANIFEST_TYPES)], &[]).0
 }
 
 /// Whether `repo` exists on the plain registry at all: a blob pushed to it is enough, with
