@@ -255,6 +255,25 @@ impl Outcome {
     }
 }
 
+/// Asserts that `out`, a `step` (`check`, `in`, `out`) given credentials `registry` does not
+/// take, failed saying so in its last line (after what it was doing, for `out`): the
+/// registry by address, the repository, that access was refused, and the 401 it answered;
+/// and that none of `secrets` (the password
+/// given, the right one) is in anything it printed.
+pub fn assert_access_refused(out: &Outcome, step: &str, registry: &str, repo: &str, secrets: &[&str]) {
+    out.failure();
+    let last = out.stderr.trim_end().lines().last().unwrap_or_default();
+    let says = format!("registry {registry} refused access to {repo} (401 Unauthorized): ");
+    assert!(
+        last.starts_with(&format!("{step}: ")) && last.contains(&says),
+        "wanted {step}'s last line to say {says:?}:\n{}",
+        out.stderr
+    );
+    for secret in secrets {
+        assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret), "{secret:?} printed:\n{}", out.stderr);
+    }
+}
+
 /// A command for a workspace binary with a clean environment (only `PATH`), as
 /// Concourse gives resources.
 pub fn command(name: &str) -> Command {

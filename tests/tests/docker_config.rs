@@ -7,7 +7,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, command, push_busybox, run, source, unique_repo};
+use kiln_tests::harness::{DevEnv, Outcome, assert_access_refused, command, push_busybox, run, source, unique_repo};
 use serde_json::json;
 
 /// `check` for `repo` on the basic-auth registry with credentials removed from `source`,
@@ -36,8 +36,8 @@ fn auths_and_credential_helpers_stand_in_for_source_credentials() {
 
     // No configuration: the registry refuses, and says what to do.
     let out = check(env, &repo, &dir.path().join("nowhere"), &bin);
-    out.failure();
-    assert!(out.stderr.contains("401") || out.stderr.contains("credentials"), "{}", out.stderr);
+    assert_access_refused(&out, "check", &reg.addr, &repo, &[&password]);
+    assert!(out.stderr.contains("the registry wants credentials: set username and password"), "{}", out.stderr);
 
     // auths: base64 of user:password under the registry's host.
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, Registry, files_under, push_busybox, resource, source, unique_repo};
+use kiln_tests::harness::{
+    DevEnv, Outcome, Registry, assert_access_refused, files_under, push_busybox, resource, source, unique_repo,
+};
 use serde_json::{Value, json};
 
 /// Neither the password nor anything shaped like a JWT (a bearer token) appears anywhere.
@@ -42,7 +44,7 @@ fn cases(env: &DevEnv, reg: &Registry, name: &str) {
         if label == "good" {
             out.success();
         } else {
-            out.failure();
+            assert_access_refused(&out, bin, &reg.addr, &repo, &[&password]);
         }
         assert_no_secret(&format!("{name} {bin} ({label})"), &out, dir.path(), &password);
     }
@@ -57,7 +59,7 @@ fn cases(env: &DevEnv, reg: &Registry, name: &str) {
         if label == "good" {
             out.success();
         } else {
-            out.failure();
+            assert_access_refused(&out, "out", &reg.addr, &repo, &[&password]);
         }
         assert_no_secret(&format!("{name} out ({label})"), &out, dir.path(), &password);
     }
