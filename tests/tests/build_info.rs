@@ -129,8 +129,9 @@ fn missing_or_wrong_endpoints_fail_in_one_line_naming_buildkit_host() {
     let closed_port = kiln_tests::harness::free_port();
     let cases = [
         (missing.clone(), "No such file or directory"),
-        ("tcp://127.0.0.1:1".to_string(), "refused"),
-        (format!("tcp://127.0.0.1:{closed_port}"), "refused"),
+        // The connection itself refused (ECONNREFUSED), not a refused certificate or login.
+        ("tcp://127.0.0.1:1".to_string(), "tcp connect error: Connection refused"),
+        (format!("tcp://127.0.0.1:{closed_port}"), "tcp connect error: Connection refused"),
         ("ftp://example".to_string(), "not an address kiln understands"),
     ];
     for (host, detail) in cases {

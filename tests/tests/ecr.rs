@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{Outcome, command, free_port, run, wait_for_port};
+use kiln_tests::harness::{Outcome, assert_access_refused, command, free_port, run, wait_for_port};
 use kiln_tests::images::noise_image_tar;
 use kiln_tests::imds_standin::ImdsStandIn;
 use kiln_tests::moto::{DEFAULT_ACCOUNT, Moto, ecr_password};
@@ -105,9 +105,10 @@ fn role_chains_and_the_default_credential_chain() {
     // Only the first role: account 222222222222's login, which the registry refuses.
     let mut source = with(keys.clone());
     source["aws_role_arn"] = "arn:aws:iam::222222222222:role/first".into();
+    // The registry's own refusal of that login (its 401), not a connection refused.
     let out = step("check", None, &moto, &[], &json!({ "source": source }));
-    out.failure();
-    assert!(out.stderr.contains("401") || out.stderr.contains("refused"), "{}", out.stderr);
+    let logins = [ecr_password("222222222222"), ecr_password("333333333333")];
+    assert_access_refused(&out, "check", &registry.addr, "app", &[&logins[0], &logins[1], "kiln-test-secret"]);
 
     // The default chain, each source alone, with the role that leads to the right account.
     let role = with(json!({ "aws_role_arn": "arn:aws:iam::333333333333:role/pusher" }));
