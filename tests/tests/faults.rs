@@ -180,20 +180,29 @@ fn twenty_seeded_random_fault_runs_of_each_step() {
     let upstream = &env.registries.plain.addr;
     let (repo, digest) = seeded(env, "faults-random");
     let image = oci_tarball(env, &repo, &digest);
-    let mut succeeded = 0;
+    // Runs that ended with the right digest; of those where a fault fired, how many, and
+    // how many of them still ended right.
+    let (mut succeeded, mut faulted, mut recovered) = (0, 0, 0);
+    let mut tally = |ok: bool, fired: &[String]| {
+        succeeded += ok as u32;
+        if !fired.is_empty() {
+            faulted += 1;
+            recovered += ok as u32;
+        }
+    };
     for seed in 0..20u64 {
         let mut rng = Lcg(seed);
         let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
         let src = json!({ "repository": format!("{}/{repo}", proxy.addr), "read_timeout": "2s" });
         let out = resource("check", None, &json!({ "source": src }));
-        succeeded +=
-            assert_right_or_clear(&format!("check seed {seed} {:?}", proxy.fired()), &out, &digest, None) as u32;
+        let ok = assert_right_or_clear(&format!("check seed {seed} {:?}", proxy.fired()), &out, &digest, None);
+        tally(ok, &proxy.fired());
 
         let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
         let dest = tempfile::tempdir().unwrap();
         let out = fetch(&proxy, &repo, &digest, dest.path());
         let what = format!("in seed {seed} {:?}", proxy.fired());
-        succeeded += assert_right_or_clear(&what, &out, &digest, Some(dest.path())) as u32;
+        tally(assert_right_or_clear(&what, &out, &digest, Some(dest.path())), &proxy.fired());
 
         let proxy = FaultProxy::start(upstream, random_rules(&mut rng));
         let target = unique_repo("faults-random-out");
@@ -202,15 +211,27 @@ fn twenty_seeded_random_fault_runs_of_each_step() {
             "params": { "image": "image.tar", "version": "1.0.0" },
         });
         let out = resource("out", Some(image.path()), &request);
-        if assert_right_or_clear(&format!("out seed {seed} {:?}", proxy.fired()), &out, &digest, None) {
-            succeeded += 1;
+        let ok = assert_right_or_clear(&format!("out seed {seed} {:?}", proxy.fired()), &out, &digest, None);
+        if ok {
             assert_eq!(skopeo_digest(env, &env.registries.plain, &target, "1.0.0"), digest, "out seed {seed}");
         }
+        tally(ok, &proxy.fired());
     }
-    eprintln!("{succeeded} of 60 runs succeeded with the right digest; the others failed clearly");
-    // Faults are injected once or twice and retries outlast them: most runs must end right.
-    // (Earlier runs: 55 and 51 of 60.) All 60 failing "clearly" would not be a pass.
+    eprintln!(
+        "{succeeded} of 60 runs succeeded with the right digest ({recovered} of the {faulted} where a fault fired); \
+         the others failed clearly"
+    );
+    // Why these floors: about a third of the runs draw rules for requests their step never
+    // makes, and some faults do no harm unretried (a cut HEAD answer), so runs end right
+    // without any retry; a floor must sit above what kiln reaches with its retries gone.
+    // Measured with RETRIES = 0 (registry/src/client.rs), RESUMES = 0 and UPLOAD_ATTEMPTS =
+    // 1 (registry/src/blobs.rs): 30 of 60 ended right, 7 of the 37 where a fault fired;
+    // with RETRIES = 0 alone, 35 and 12. With them all: 51 of 60 (55 in an earlier run),
+    // 28 of 37; the rest are faults not worth retrying (a 500, a flipped byte in a manifest
+    // or blob). Both floors leave room for timing to cost a few runs, and neither is
+    // reachable with the retries gone.
     assert!(succeeded >= 45, "only {succeeded} of 60 runs ended with the right digest");
+    assert!(recovered >= 20, "only {recovered} of the {faulted} runs where a fault fired ended with the right digest");
 }
 
 #[test]
