@@ -238,7 +238,8 @@ fn hostile_layers_fail_without_writing_outside() {
     let traversal = format!("../../../../../../../..{t}/evil");
     // Each case, and the host path it aims at (the file it would write or link), if any.
     let (evil, canary) = (target.join("evil"), target.join("canary"));
-    let cases: Vec<(&str, Vec<Vec<u8>>, String, Vec<PathBuf>)> = vec![
+    type Case<'a> = (&'a str, Vec<Vec<u8>>, String, Vec<PathBuf>);
+    let cases: Vec<Case> = vec![
         (
             "dotdot",
             vec![Layer::new().raw_file(traversal.as_bytes(), b"x").bytes()],
