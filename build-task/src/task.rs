@@ -283,13 +283,11 @@ async fn build_into(
         "image.tar"
     };
     let _ = std::fs::remove_file(&partial);
-    confined::create_new(&staging.path().join("digest"))
-        .and_then(|mut f| std::io::Write::write_all(&mut f, digest.as_bytes()))
+    confined::create_with(&staging.path().join("digest"), digest.as_bytes())
         .with_context(|| format!("writing {}", output.join("digest").display()))?;
     let mut names = vec![name, "digest"];
     if let Some(n) = image_name {
-        confined::create_new(&staging.path().join("tag"))
-            .and_then(|mut f| std::io::Write::write_all(&mut f, n.tag.as_bytes()))
+        confined::create_with(&staging.path().join("tag"), n.tag.as_bytes())
             .with_context(|| format!("writing {}", output.join("tag").display()))?;
         names.push("tag");
     }

@@ -322,6 +322,12 @@ pub fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Creates `path` as [`create_new`] does and writes `bytes` into it (a file in a folder
+/// kiln just made, which nothing else can have put a link in).
+pub fn create_with(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    create_new(path)?.write_all(bytes)
+}
+
 fn libc_flags(flags: OFlags) -> i32 {
     flags.bits() as i32
 }
@@ -334,9 +340,7 @@ pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     }
     let fresh = FreshDir::create(dir, "kiln-write")?;
     let staged = fresh.path().join(name);
-    let mut file = create_new(&staged)?;
-    file.write_all(bytes)?;
-    drop(file);
+    create_with(&staged, bytes)?;
     std::fs::rename(&staged, dir.join(name))
 }
 

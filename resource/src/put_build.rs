@@ -167,9 +167,7 @@ impl BuildSpec {
         let mut ca_files = Vec::new();
         for (i, pem) in trust.ca_certs.iter().enumerate() {
             let file = output.join(format!("registry-ca-{i}.pem"));
-            confined::create_new(&file)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, pem.as_bytes()))
-                .with_context(|| format!("writing {}", file.display()))?;
+            confined::create_with(&file, pem.as_bytes()).with_context(|| format!("writing {}", file.display()))?;
             ca_files.push(file);
         }
         params.daemon_registries =
