@@ -174,11 +174,8 @@ async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
     let repo = Repository::parse(&name.repository).with_context(|| format!("PUSH: {}", name.repository))?;
     let credentials = match &params.registry_credentials {
         Some(c) => Some(c.clone()),
-        None => match kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()) {
-            Some(dir) => kiln_registry::docker_config::credentials_for(&dir, repo.registry())
-                .with_context(|| format!("PUSH: reading credentials for {} from {}", repo.registry(), dir.display()))?,
-            None => None,
-        },
+        None => kiln_registry::docker_config::lookup(repo.registry())
+            .with_context(|| format!("PUSH: reading Docker's credentials for {}", repo.registry()))?,
     };
     let config = ClientConfig { credentials, ..ClientConfig::default() };
     let client = std::sync::Arc::new(Client::new(repo, config)?);

@@ -54,6 +54,16 @@ pub fn config_dir(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".docker")))
 }
 
+/// Credentials for `host` from this process's Docker configuration ([`config_dir`] of the
+/// environment), if it has any: what the resource and the build task use when they are
+/// given none.
+pub fn lookup(host: &str) -> Result<Option<Credentials>, DockerConfigError> {
+    match config_dir(|k| std::env::var(k).ok()) {
+        Some(dir) => credentials_for(&dir, host),
+        None => Ok(None),
+    }
+}
+
 /// Credentials for `host` (`ghcr.io`, `127.0.0.1:5000`, `registry-1.docker.io`), if the
 /// configuration in `dir` has any. A missing file means no credentials.
 pub fn credentials_for(dir: &Path, host: &str) -> Result<Option<Credentials>, DockerConfigError> {

@@ -321,13 +321,10 @@ impl Source {
     /// (`DOCKER_CONFIG` or `~/.docker`: `auths`, `credHelpers`, `credsStore`), the same
     /// lookup the build task uses, when it has any.
     pub fn client_config(&self) -> Result<ClientConfig, SourceError> {
-        let mut credentials = credentials(&self.username, &self.password);
-        if credentials.is_none()
-            && let Some(dir) = kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok())
-        {
-            let repo = Repository::parse(&self.repository)?;
-            credentials = kiln_registry::docker_config::credentials_for(&dir, repo.registry())?;
-        }
+        let credentials = match credentials(&self.username, &self.password) {
+            Some(given) => Some(given),
+            None => kiln_registry::docker_config::lookup(Repository::parse(&self.repository)?.registry())?,
+        };
         Ok(self.config_with(credentials))
     }
 }
