@@ -179,12 +179,7 @@ async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
     };
     let config = ClientConfig { credentials, ..ClientConfig::default() };
     let client = std::sync::Arc::new(Client::new(repo, config)?);
-    let (root, image) = (built.output.clone(), built.image);
-    let loaded = tokio::task::spawn_blocking(move || {
-        kiln_image::archive::load_beneath(&root, Path::new(image), kiln_image::archive::Verify::OnRead)
-    })
-    .await
-    .context("reading the built image")??;
+    let loaded = kiln_registry::push::load(&built.output, Path::new(built.image)).await?;
     eprintln!("pushing {} to {name}", loaded.top.digest);
     kiln_registry::push::push(&client, &loaded, std::slice::from_ref(&name.tag))
         .await

@@ -6,10 +6,11 @@
 //! then the manifest or index under each tag, each checked against the digest the
 //! registry reports. An image the repository already holds only gets its tags.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kiln_image::archive::{BlobLocation, LoadedImage};
+use kiln_image::archive::{self, ArchiveError, BlobLocation, LoadedImage};
 use kiln_image::display::{human, short};
 use tokio::task::JoinSet;
 
@@ -38,7 +39,11 @@ pub enum PushError {
     },
     #[error("the registry stored {tag} as {stored}, not {expected}")]
     Moved { tag: String, stored: String, expected: String },
-    #[error("an upload task failed: {0}")]
+    /// The image on disk could not be read; the message names the file.
+    #[error(transparent)]
+    Image(#[from] ArchiveError),
+    /// A task of the push ended abnormally (a panic, or the runtime shutting down).
+    #[error("{0}")]
     Task(String),
 }
 
@@ -63,6 +68,17 @@ enum Outcome {
     Uploaded(u64),
     Mounted,
     Present,
+}
+
+/// Reads the image at `relative` beneath `root` for [`push`]: its manifests and indexes are
+/// checked now; each blob is hashed as it is uploaded, and one the registry already has is
+/// never read.
+pub async fn load(root: &Path, relative: &Path) -> Result<LoadedImage, PushError> {
+    let (root, relative): (PathBuf, PathBuf) = (root.into(), relative.into());
+    tokio::task::spawn_blocking(move || archive::load_beneath(&root, &relative, archive::Verify::OnRead))
+        .await
+        .map_err(|e| PushError::Task(format!("reading the image: {e}")))?
+        .map_err(PushError::Image)
 }
 
 /// Pushes `image` to `client`'s repository and points every tag at it, printing a line
@@ -119,7 +135,7 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
     }
     let mut pushed = Pushed::default();
     while let Some(result) = uploads.join_next().await {
-        match result.map_err(|e| PushError::Task(e.to_string()))?? {
+        match result.map_err(|e| PushError::Task(format!("an upload task failed: {e}")))?? {
             Outcome::Uploaded(n) => (pushed.uploaded, pushed.bytes) = (pushed.uploaded + 1, pushed.bytes + n),
             Outcome::Mounted => pushed.mounted += 1,
             Outcome::Present => pushed.present += 1,

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use kiln_build_task::params::ImageName;
-use kiln_image::archive;
 use kiln_registry::Client;
 use serde::Deserialize;
 
@@ -120,13 +119,7 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
     };
     let path = root.join(&relative);
     eprintln!("reading {}", path.display());
-    let loaded = {
-        let root = root.clone();
-        // Blobs are hashed as they are uploaded; what the registry has is not read at all.
-        tokio::task::spawn_blocking(move || archive::load_beneath(&root, &relative, archive::Verify::OnRead))
-            .await
-            .context("reading the image")??
-    };
+    let loaded = kiln_registry::push::load(&root, &relative).await?;
     eprintln!("pushing {} to {} as {}", loaded.top.digest, client.repository(), tags.join(", "));
     kiln_registry::push::push(&client, &loaded, &tags).await?;
     if let Some(signer) = signer {
