@@ -109,7 +109,6 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     if params.platforms.len() > 1 {
         params.output_oci = true;
     }
-    let oci = params.output_oci;
     if params.unpack_rootfs && params.platforms.len() > 1 {
         anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
     }
@@ -136,16 +135,10 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
             }
             eprintln!("building additional target {target} into {target}/");
             // Every image it exports is unpacked, as oci-build-task does.
-            let each = Output { target: Some(target), dir: &dir, oci, unpack: params.unpack_rootfs, name: None };
+            let each = Output { target: Some(target), dir: &dir, name: None };
             build_into(&channel, params, &prepared, each).await?;
         }
-        let main = Output {
-            target: params.target.as_deref(),
-            dir: &params.output,
-            oci,
-            unpack: params.unpack_rootfs,
-            name: params.name.as_ref(),
-        };
+        let main = Output { target: params.target.as_deref(), dir: &params.output, name: params.name.as_ref() };
         build_into(&channel, params, &prepared, main).await
     })
     .await?;
@@ -200,12 +193,10 @@ struct Prepared {
     ssh: HashMap<String, crate::ssh::Agent>,
 }
 
-/// Where one target's image goes, and how.
+/// Where one target's image goes (the format and `UNPACK_ROOTFS` are the run's, in params).
 struct Output<'a> {
     target: Option<&'a str>,
     dir: &'a Path,
-    oci: bool,
-    unpack: bool,
     /// `IMAGE_NAME`/`IMAGE_TAG`: the image's name in `image.tar` and the layout, and `tag`.
     name: Option<&'a ImageName>,
 }
@@ -221,7 +212,7 @@ async fn build_into(
     prepared: &Prepared,
     out: Output<'_>,
 ) -> anyhow::Result<Built> {
-    let Output { target, dir: output, oci, unpack, name: image_name } = out;
+    let Output { target, dir: output, name: image_name } = out;
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let staging = FreshDir::create(output, "kiln-build")
         .with_context(|| format!("creating a work folder in {}", output.display()))?;
@@ -249,7 +240,7 @@ async fn build_into(
         // io.containerd.image.name and org.opencontainers.image.ref.name annotations.
         exporter_attrs.insert("name".to_string(), n.to_string());
     }
-    let exporter = Exporter { r#type: if oci { "oci" } else { "docker" }.into(), attrs: exporter_attrs };
+    let exporter = Exporter { r#type: if params.output_oci { "oci" } else { "docker" }.into(), attrs: exporter_attrs };
     let mut frontend_attrs = params.frontend_attrs();
     frontend_attrs.extend(prepared.extra_attrs.clone());
     match target {
@@ -283,7 +274,7 @@ async fn build_into(
             .with_context(|| format!("writing {}", output.join("tag").display()))?;
         names.push("tag");
     }
-    if unpack {
+    if params.unpack_rootfs {
         unpack_rootfs(&staging.path().join(name), staging.path())?;
         names.extend(["rootfs", "metadata.json"]);
     }
