@@ -86,11 +86,7 @@ pub fn config_toml(
             let files = access.ca_files.iter().map(|f| toml::Value::String(f.to_string_lossy().into_owned()));
             host.insert("ca".into(), toml::Value::Array(files.collect()));
         }
-        let mut registry = toml::Table::new();
-        registry.insert(access.host.clone(), toml::Value::Table(host));
-        let mut over = toml::Table::new();
-        over.insert("registry".into(), toml::Value::Table(registry));
-        merge(&mut table, over);
+        merge_registry(&mut table, &access.host, host);
     }
     if !mirrors.is_empty() {
         for m in mirrors {
@@ -101,17 +97,22 @@ pub fn config_toml(
         let mirrors: Vec<toml::Value> = mirrors.iter().map(|m| toml::Value::String(m.clone())).collect();
         let mut hub = toml::Table::new();
         hub.insert("mirrors".into(), toml::Value::Array(mirrors));
-        let mut registry = toml::Table::new();
-        registry.insert("docker.io".into(), toml::Value::Table(hub));
-        let mut over = toml::Table::new();
-        over.insert("registry".into(), toml::Value::Table(registry));
-        merge(&mut table, over);
+        merge_registry(&mut table, "docker.io", hub);
     }
     if let Some(extra) = extra {
         let extra: toml::Table = extra.parse().map_err(|e: toml::de::Error| DaemonError::ExtraConfig(e.to_string()))?;
         merge(&mut table, extra);
     }
     Ok(toml::to_string(&table).expect("a toml::Table always serializes"))
+}
+
+/// Merges `settings` into `[registry."host"]` of `table`.
+fn merge_registry(table: &mut toml::Table, host: &str, settings: toml::Table) {
+    let mut registry = toml::Table::new();
+    registry.insert(host.to_string(), toml::Value::Table(settings));
+    let mut over = toml::Table::new();
+    over.insert("registry".into(), toml::Value::Table(registry));
+    merge(table, over);
 }
 
 /// Tables merge key by key; anything else in `over` replaces what `base` has.
