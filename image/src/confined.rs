@@ -344,13 +344,18 @@ pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&staged, dir.join(name))
 }
 
+/// Whether `path` is a plain relative path: not empty, not absolute, only names (no `.` or
+/// `..`), as [`write_beneath`] takes.
+pub fn is_plain_relative(path: &Path) -> bool {
+    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
 /// Writes `bytes` as `root/relative`, a plain relative path (no `..`, not absolute) whose
 /// folders are made when missing and must stay inside `root`. The file is made fresh under
 /// a random name next to it and renamed into place, so a link standing at the name is
 /// replaced, never written through; an unfinished write leaves nothing under the name.
 pub fn write_beneath(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()> {
-    let plain = !relative.as_os_str().is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
-    let (Some(name), true) = (relative.file_name(), plain) else {
+    let (Some(name), true) = (relative.file_name(), is_plain_relative(relative)) else {
         let why = format!("{} is not a plain relative path (no .., not absolute)", relative.display());
         return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
     };

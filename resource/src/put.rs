@@ -156,7 +156,7 @@ enum Input {
 /// `path` as a plain relative path (no `..`, not absolute), or an error naming `field`.
 fn plain_relative(field: &str, path: &str) -> anyhow::Result<PathBuf> {
     let p = PathBuf::from(path);
-    if !p.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+    if !kiln_image::confined::is_plain_relative(&p) {
         bail!("{field}: {path:?} must be a path inside the put's directory (relative, without ..)");
     }
     Ok(p)
