@@ -46,14 +46,15 @@ fn app(env: &DevEnv) -> tempfile::TempDir {
     dir
 }
 
-fn config_of(env: &DevEnv, reg: &Registry, repo: &str, tag: &str) -> Value {
+/// skopeo's `inspect` of `repo:tag` in the plain registry (`--config`: the image's config).
+fn inspect(reg: &Registry, repo: &str, tag: &str, extra: &[&str]) -> Value {
     let out = Command::new("skopeo")
-        .args(["inspect", "--config", "--tls-verify=false"])
+        .args(["inspect", "--tls-verify=false"])
+        .args(extra)
         .arg(format!("docker://{}:{tag}", reg.repo(repo)))
         .output()
         .unwrap();
     assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
-    let _ = env;
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -80,7 +81,7 @@ fn build_and_push_under_a_tag_list() {
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("out/digest.txt")).unwrap(), digest, "no newline");
     // It is the Dockerfile's image: the build arg reached the RUN step.
-    let config = config_of(env, reg, &repo, "v1.0.0");
+    let config = inspect(reg, &repo, "v1.0.0", &["--config"]);
     let history = config["history"].to_string();
     assert!(history.contains("GREETING=hello"), "{history}");
 
@@ -172,15 +173,7 @@ fn the_cache_travels_with_the_image_between_fresh_daemons() {
     let dir = tempfile::tempdir().unwrap();
     let dockerfile = format!("{}RUN cat /proc/sys/kernel/random/uuid > /stamp\n", from_busybox(env));
     write_files(dir.path(), &[("Dockerfile", &dockerfile)]);
-    let layers = |tag: &str| -> Value {
-        let out = Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false"])
-            .arg(format!("docker://{}:{tag}", reg.repo(&repo)))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["Layers"].clone()
-    };
+    let layers = |tag: &str| inspect(reg, &repo, tag, &[])["Layers"].clone();
     let first = put(env, reg, &repo, dir.path(), json!({ "build": {}, "tag": "one" }), true);
     let digest = first.success().json()["version"]["digest"].clone();
     let second = put(env, reg, &repo, dir.path(), json!({ "build": {}, "tag": "one" }), true);
