@@ -212,6 +212,7 @@ pub(crate) fn api_client(timeout: Duration) -> Result<reqwest::Client, String> {
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .timeout(timeout)
+        .tls_backend_preconfigured(crate::tls::client_config(&[]).map_err(|e| e.to_string())?)
         .build()
         .map_err(|e| error_chain(&e))
 }

@@ -52,10 +52,11 @@ pub(crate) fn parse_ca_certs(ca_certs: &[String]) -> Result<Vec<CertificateDer<'
 /// ALPN, as reqwest does on its own.
 pub(crate) fn client_config(ca_certs: &[String]) -> Result<rustls::ClientConfig, RegistryError> {
     let pinned = parse_ca_certs(ca_certs)?;
-    // reqwest's choice: a provider the process installed, else aws-lc-rs.
-    let provider = CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    // A provider the process installed, else ring, whose random numbers come straight from
+    // the kernel: aws-lc-rs (reqwest's default) seeds its own from CPU jitter, about 50 ms
+    // of CPU at a process's first handshake, which was most of a re-push's time.
+    let provider =
+        CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
     let inner = rustls_platform_verifier::Verifier::new_with_extra_roots(pinned.clone(), provider.clone())
         .map_err(|e| RegistryError::Client(format!("loading the trusted certificates: {e}")))?;
     let verifier = PinningVerifier::new(Arc::new(inner), pinned);
@@ -444,7 +445,7 @@ mod tests {
         for cert in &pinned {
             roots.add(cert.clone()).unwrap();
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let inner =
             rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
         PinningVerifier::new(inner, pinned)

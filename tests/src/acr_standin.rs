@@ -50,7 +50,7 @@ impl AcrStandIn {
             expect,
             upstream: upstream.to_string(),
             seen: Mutex::new(Vec::new()),
-            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            client: crate::faultproxy::forwarding_client(),
         });
         let server =
             LoopbackServer::start(state.clone(), |state: Arc<State>, req| async move { Ok(state.answer(req).await) });

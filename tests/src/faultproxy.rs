@@ -78,7 +78,7 @@ impl FaultProxy {
             fired: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             throttled: Default::default(),
-            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            client: forwarding_client(),
         });
         let server =
             LoopbackServer::start(state.clone(), |state: Arc<State>, req| async move { state.answer(req).await });
@@ -229,4 +229,11 @@ impl State {
         }
         Ok(resp)
     }
+}
+
+/// The client a stand-in forwards requests with: no redirects followed, rustls with ring
+/// (kiln's provider; reqwest is built without one of its own).
+pub(crate) fn forwarding_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }

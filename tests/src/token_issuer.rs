@@ -67,7 +67,7 @@ pub fn tls_acceptor(cert_dir: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor
         .collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pemfile::private_key(&mut std::fs::read(cert_dir.join(certs::SERVER_KEY))?.as_slice())?
         .context("no server key")?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
