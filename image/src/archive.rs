@@ -3,9 +3,10 @@
 //!
 //! Nothing is loaded into memory but the small JSON documents: blobs are located as
 //! byte ranges of the tarball or as files of the layout, so they can be streamed out.
-//! Every blob is hashed while it is read here (several at once) and checked against what
-//! the manifest, or for a docker-save tarball the config's `rootfs.diff_ids`, says it is,
-//! so a damaged image fails before anything is pushed.
+//! With [`Verify::Now`] every blob is hashed while it is read here (several at once) and
+//! checked against what the manifest, or for a docker-save tarball the config's
+//! `rootfs.diff_ids`, says it is, so a damaged image fails before anything is pushed; with
+//! [`Verify::OnRead`] an OCI image's blobs are left to whoever receives them.
 //!
 //! Nothing is read through a link that leaves the image's folder: a layout's files are
 //! opened beneath the folder it was given in ([`load_beneath`]; with [`load`], the layout
@@ -188,9 +189,10 @@ pub fn load(path: &Path) -> Result<LoadedImage, ArchiveError> {
 pub enum Verify {
     /// While loading: every blob is read and hashed here.
     Now,
-    /// By whoever reads a blob later (`out` hashes what it uploads, and reads nothing the
-    /// registry already has). Manifests and indexes are still checked here, and docker-save
-    /// layers and configs always are, since their digests must be computed.
+    /// By whoever receives a blob later: `out` leaves it to the registry, which checks an
+    /// upload against its digest before storing it, and reads nothing the registry already
+    /// has. Manifests and indexes are still checked here, and docker-save layers and configs
+    /// always are, since their digests must be computed.
     OnRead,
 }
 

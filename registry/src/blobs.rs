@@ -2,7 +2,7 @@
 //! from another repository of the same registry, and uploaded.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, LOCATION, RANGE};
@@ -210,9 +210,11 @@ impl Client {
     }
 
     /// Uploads a blob and checks the registry stored it under `digest`: bytes in memory in
-    /// one request, a file range streamed in one `PATCH` and hashed on the way. Nothing is
-    /// committed but under `digest`, which the registry checks too: a damaged file fails
-    /// before the final `PUT`, and its upload is cancelled. A failed upload starts over.
+    /// one request, a file range streamed in one `PATCH`. Nothing is committed but under
+    /// `digest`, and the registry checks the bytes it received against it before it stores
+    /// them (the spec's `DIGEST_INVALID`): kiln does not hash them again on the way, and a
+    /// damaged file fails at that final `PUT`, its upload cancelled. A failed upload starts
+    /// over.
     pub async fn push_blob(&self, digest: &str, data: &BlobData) -> Result<(), RegistryError> {
         let mut attempt = 1;
         loop {
@@ -257,32 +259,36 @@ impl Client {
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .body(bytes.clone())
             }
-            // From a file: one PATCH streaming the range (hashed on the way, memory stays at a
-            // few chunks whatever the size), then a PUT naming the digest.
+            // From a file: one PATCH streaming the range (memory stays at a few chunks
+            // whatever the size), then a PUT naming the digest, which the registry checks.
             BlobData::File { path, file, offset, len } => {
                 if *len > 0 {
-                    let hasher = Arc::new(Mutex::new(Sha256::new()));
                     let range = FileRange { path: path.clone(), file: file.clone(), offset: *offset, len: *len };
                     let patch = Call::new(Method::PATCH, location.clone(), Access::Push, what)
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(reqwest::header::CONTENT_RANGE, &format!("0-{}", len - 1))
-                        .file_body(&range, hasher.clone());
+                        .file_body(&range);
                     let resp = self.expect_success(self.execute(&patch).await?, what).await?;
                     *location = self.next_location(&resp, what)?;
-                    let sent =
-                        format!("sha256:{}", hex::encode(hasher.lock().expect("hasher lock").clone().finalize()));
-                    if sent != digest {
-                        return Err(RegistryError::Local {
-                            what: format!("{} ({len} bytes at {offset})", path.display()),
-                            detail: format!("its content has digest {sent}, not {digest}: the image is damaged"),
-                        });
-                    }
                 }
                 Call::new(Method::PUT, format!("{location}{}digest={digest}", separator(location)), Access::Push, what)
                     .header(CONTENT_TYPE, "application/octet-stream")
             }
         };
-        let resp = self.expect_success(self.execute(&put).await?, what).await?;
+        let resp = match self.expect_success(self.execute(&put).await?, what).await {
+            Err(RegistryError::Status { status: StatusCode::BAD_REQUEST, body, .. })
+                if body.contains("DIGEST_INVALID")
+                    && let BlobData::File { path, offset, len, .. } = data =>
+            {
+                return Err(RegistryError::Local {
+                    what: format!("{} ({len} bytes at {offset})", path.display()),
+                    detail: format!(
+                        "the registry found its content is not {digest} (DIGEST_INVALID): the image is damaged"
+                    ),
+                });
+            }
+            other => other?,
+        };
         if let Some(stored) = header_str(resp.headers(), "docker-content-digest")
             && stored != digest
         {

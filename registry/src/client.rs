@@ -12,8 +12,6 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::auth::{Challenge, Credentials, TokenResponse};
 use crate::reference::Repository;
 
@@ -114,10 +112,10 @@ impl Call {
         self
     }
 
-    /// Streams `len` bytes of the open `file` from `offset`, hashing them into `hasher`
-    /// (reset at the start of every attempt) as they go.
-    pub fn file_body(mut self, file: &FileRange, hasher: Arc<Mutex<Sha256>>) -> Self {
-        self.body = Some(Body::File { file: file.clone(), hasher });
+    /// Streams `len` bytes of the open `file` from `offset` (from the start again at every
+    /// attempt).
+    pub fn file_body(mut self, file: &FileRange) -> Self {
+        self.body = Some(Body::File(file.clone()));
         self
     }
 }
@@ -135,18 +133,17 @@ pub(crate) struct FileRange {
 /// What a request sends.
 pub(crate) enum Body {
     Bytes(bytes::Bytes),
-    File { file: FileRange, hasher: Arc<Mutex<Sha256>> },
+    File(FileRange),
 }
 
 /// Bytes read from a file per chunk of a streamed body.
 const STREAM_CHUNK: usize = 256 << 10;
 
 /// A file range as a request body: read (by position, off the async threads) as it is
-/// sent, hashed on the way.
-fn file_stream(range: &FileRange, hasher: &Arc<Mutex<Sha256>>) -> reqwest::Body {
+/// sent.
+fn file_stream(range: &FileRange) -> reqwest::Body {
     use std::os::unix::fs::FileExt as _;
-    *hasher.lock().expect("hasher lock") = Sha256::new();
-    let (hasher, range) = (hasher.clone(), range.clone());
+    let range = range.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
     tokio::task::spawn_blocking(move || {
         let (mut at, end) = (range.offset, range.offset + range.len);
@@ -165,7 +162,6 @@ fn file_stream(range: &FileRange, hasher: &Arc<Mutex<Sha256>>) -> reqwest::Body 
                 }
             };
             chunk.truncate(n);
-            hasher.lock().expect("hasher lock").update(&chunk);
             at += n as u64;
             // The request was dropped: stop reading.
             if tx.blocking_send(Ok(chunk.into())).is_err() {
@@ -328,8 +324,8 @@ impl Client {
         }
         match &call.body {
             Some(Body::Bytes(body)) => req = req.body(body.clone()),
-            Some(Body::File { file, hasher }) => {
-                req = req.header(reqwest::header::CONTENT_LENGTH, file.len.to_string()).body(file_stream(file, hasher));
+            Some(Body::File(file)) => {
+                req = req.header(reqwest::header::CONTENT_LENGTH, file.len.to_string()).body(file_stream(file));
             }
             None if matches!(call.method, Method::PUT | Method::POST | Method::PATCH) => {
                 req = req.header(reqwest::header::CONTENT_LENGTH, "0");

@@ -71,8 +71,9 @@ enum Outcome {
 }
 
 /// Reads the image at `relative` beneath `root` for [`push`]: its manifests and indexes are
-/// checked now; each blob is hashed as it is uploaded, and one the registry already has is
-/// never read.
+/// checked now (and a docker save's layers hashed, to learn their digests); each blob of an
+/// OCI image is checked by the registry as it is uploaded, and one the registry already has
+/// is never read.
 pub async fn load(root: &Path, relative: &Path) -> Result<LoadedImage, PushError> {
     let (root, relative): (PathBuf, PathBuf) = (root.into(), relative.into());
     tokio::task::spawn_blocking(move || archive::load_beneath(&root, &relative, archive::Verify::OnRead))

@@ -555,6 +555,12 @@ pub fn plain_manifest_status(env: &DevEnv, repo: &str, reference: &str) -> u16 {
     plain_request(env, "HEAD", &target, &[("Accept", MANIFEST_TYPES)], &[]).0
 }
 
+/// The status the plain registry answers `HEAD /v2/<repo>/blobs/<digest>` with: 200 when
+/// `repo` holds that blob, 404 when not.
+pub fn plain_blob_status(env: &DevEnv, repo: &str, digest: &str) -> u16 {
+    plain_request(env, "HEAD", &format!("/v2/{repo}/blobs/{digest}"), &[], &[]).0
+}
+
 /// Whether `repo` exists on the plain registry at all: a blob pushed to it is enough, with
 /// or without a manifest or tag (its tag list answers 404 until a manifest arrives, so the
 /// registry's catalog is asked). Any other answer than a listing fails the test.

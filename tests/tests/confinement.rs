@@ -20,8 +20,8 @@ use std::process::Stdio;
 use kiln_tests::dev_env_or_skip;
 use kiln_tests::faultproxy::FaultProxy;
 use kiln_tests::harness::{
-    DevEnv, Outcome, build_task, command, files_under, plain_manifest_status, push_busybox, resource, skopeo_digest,
-    unique_repo,
+    DevEnv, Outcome, build_task, command, files_under, plain_blob_status, plain_manifest_status, push_busybox,
+    resource, skopeo_digest, unique_repo,
 };
 use serde_json::{Value, json};
 
@@ -181,8 +181,10 @@ fn a_layout_blob_that_is_not_its_digest_is_cancelled_and_never_tagged() {
     out.failure();
     assert!(out.stderr.contains(&format!("sha256:{hex}")) && out.stderr.contains("damaged"), "{}", out.stderr);
     let requests = proxy.requests();
-    // Never committed under its digest, its upload cancelled, and nothing tagged.
-    assert!(!requests.iter().any(|r| r.starts_with("PUT ") && r.contains(&hex)), "{requests:#?}");
+    // kiln does not hash it again: its commit under the digest is the check, which the
+    // registry refuses; the upload is cancelled, the blob never stored, and nothing tagged.
+    assert!(requests.iter().any(|r| r.starts_with("PUT ") && r.contains(&hex)), "{requests:#?}");
+    assert_eq!(plain_blob_status(env, &repo, &format!("sha256:{hex}")), 404, "the damaged blob was stored");
     assert!(requests.iter().any(|r| r.starts_with("DELETE ") && r.contains("/blobs/uploads/")), "{requests:#?}");
     assert!(!requests.iter().any(|r| r.starts_with("PUT ") && r.contains("/manifests/")), "{requests:#?}");
     assert_eq!(plain_manifest_status(env, &repo, "1.0.0"), 404);
