@@ -16,7 +16,8 @@ use tokio::task::JoinSet;
 
 use crate::{BlobData, Client, RegistryError, Repository};
 
-/// Blobs uploaded at once.
+/// Blobs uploaded at once. Four and six measured the same against the loopback registry
+/// on two cores, whose own ingest (hashing and writing) is the bound.
 const PARALLEL_UPLOADS: usize = 4;
 
 /// Why a push failed. Each names what it was doing; the registry's own error follows.
@@ -100,10 +101,13 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
         return Ok(Pushed { already_there: true, ..Pushed::default() });
     }
     let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
-    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
     let mut uploads = JoinSet::new();
     let total = image.blobs.len();
-    for (i, (descriptor, location)) in image.blobs.iter().cloned().enumerate() {
+    // The largest start first, so a large one never starts last and runs on alone.
+    let mut blobs: Vec<_> = image.blobs.iter().cloned().enumerate().collect();
+    blobs.sort_by_key(|(_, (descriptor, _))| std::cmp::Reverse(descriptor.size));
+    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
+    for (i, (descriptor, location)) in blobs {
         let (client, permits, mount_from) = (client.clone(), permits.clone(), mount_from.clone());
         uploads.spawn(async move {
             let _permit = permits.acquire_owned().await;
