@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -57,8 +57,7 @@ pub(crate) fn client_config(ca_certs: &[String]) -> Result<rustls::ClientConfig,
     // of CPU at a process's first handshake, which was most of a re-push's time.
     let provider =
         CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let inner = rustls_platform_verifier::Verifier::new_with_extra_roots(pinned.clone(), provider.clone())
-        .map_err(|e| RegistryError::Client(format!("loading the trusted certificates: {e}")))?;
+    let inner = PlatformOnDemand { extra_roots: pinned.clone(), provider: provider.clone(), made: OnceLock::new() };
     let verifier = PinningVerifier::new(Arc::new(inner), pinned);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
@@ -77,6 +76,59 @@ pub(crate) fn http_builder(ca_certs: &[String]) -> Result<reqwest::ClientBuilder
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
         .redirect(crate::scope::redirect_policy())
         .tls_backend_preconfigured(client_config(ca_certs)?))
+}
+
+/// The platform verifier with `extra_roots`, made when the first certificate is to be
+/// checked: loading the system's roots reads every file in `/etc/ssl/certs`, which a
+/// plain-HTTP registry never needs. Handshake signatures need no roots: they are checked
+/// with the provider's algorithms, as the platform verifier does.
+#[derive(Debug)]
+struct PlatformOnDemand {
+    extra_roots: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+    made: OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
+}
+
+impl ServerCertVerifier for PlatformOnDemand {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let made = self.made.get_or_init(|| {
+            rustls_platform_verifier::Verifier::new_with_extra_roots(self.extra_roots.clone(), self.provider.clone())
+                .map_err(|e| format!("loading the trusted certificates: {e}"))
+        });
+        match made {
+            Ok(verifier) => verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            Err(why) => Err(rustls::Error::General(why.clone())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Accepts a leaf that is one of the pinned certificates after its own checks; hands
