@@ -87,6 +87,26 @@ pub async fn load(root: &Path, relative: &Path) -> Result<LoadedImage, PushError
 /// per blob and one at the end on stderr.
 pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) -> Result<Pushed, PushError> {
     let started = Instant::now();
+    // Tags that already name this exact image are left as they are (and a push whose tags
+    // all do sends nothing at all).
+    let mut to_set = Vec::new();
+    for tag in tags {
+        let current = client.head_manifest(tag).await.map_err(registry(format!("looking up tag {tag}")))?;
+        if current.is_none_or(|d| d.digest != image.top.digest) {
+            to_set.push(tag.clone());
+        }
+    }
+    if to_set.is_empty() {
+        eprintln!(
+            "{} was already in {} as {}: nothing read or sent in {:.1}s",
+            image.top.digest,
+            client.repository(),
+            tags.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(Pushed { already_there: true, ..Pushed::default() });
+    }
+    let tags = &to_set[..];
     // The repository already holds this exact image (a registry only accepts a manifest whose
     // blobs and children it has): only the tags remain to be set.
     if client.head_manifest(&image.top.digest).await.map_err(registry("checking for the image"))?.is_some() {

@@ -103,6 +103,10 @@ fn docker_save_layers_go_as_they_are_and_read_back() {
         "{}",
         again.stderr
     );
+    // A third, to a tag that already names it, sends nothing at all (not even the tag).
+    let third = put(env, reg, &repo, dir.path(), json!({ "image": "image.tar", "version": "1.0.1" }));
+    assert_eq!(third.success().json()["version"]["digest"], json!(digest));
+    assert!(third.stderr.contains("as 1.0.1: nothing read or sent"), "{}", third.stderr);
 }
 
 #[test]
