@@ -818,3 +818,208 @@ fn a_whiteout_of_a_link_removes_only_the_link() {
         }
     }
 }
+
+// ------------------------------------------- properties a mutation run found unchecked
+
+#[test]
+fn new_directories_and_the_root_get_their_xattrs() {
+    let s = Sandbox::new();
+    s.apply(&[layer(&[dir("./", 0o755).xattr("user.root", "r"), dir("d", 0o755).xattr("user.made", "m")])]).unwrap();
+    if xattr_get(&s.p("d"), "user.made").is_none() && xattr_get(&s.root, "user.root").is_none() {
+        // Either both are set or the filesystem takes no user xattrs at all.
+        let probe = s.root.join("probe");
+        fs::write(&probe, "").unwrap();
+        if rustix::fs::setxattr(&probe, "user.probe", b"1", rustix::fs::XattrFlags::empty()).is_err() {
+            eprintln!("!!! skipped: user xattrs unsupported here");
+            return;
+        }
+    }
+    assert_eq!(xattr_get(&s.p("d"), "user.made").as_deref(), Some(&b"m"[..]), "a new directory's xattr");
+    assert_eq!(xattr_get(&s.root, "user.root").as_deref(), Some(&b"r"[..]), "the root entry's xattr");
+}
+
+#[test]
+fn a_kept_directory_keeps_the_hosts_own_xattrs() {
+    // trusted.overlay.* belongs to the host's overlayfs: never unpacked, never cleared.
+    let s = Sandbox::new();
+    s.apply(&[layer(&[dir("d", 0o755)])]).unwrap();
+    if rustix::fs::setxattr(s.p("d"), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty()).is_err() {
+        eprintln!("!!! skipped: trusted xattrs cannot be set here (not root?)");
+        return;
+    }
+    s.apply(&[layer(&[dir("d", 0o755).xattr("user.a", "1")])]).unwrap();
+    assert_eq!(xattr_get(&s.p("d"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+}
+
+#[test]
+fn warnings_stop_at_sixteen_but_every_skip_is_counted() {
+    let s = Sandbox::new();
+    let links: Vec<E> = (0..20).map(|i| symlink(format!("l{i}"), "t").xattr("user.x", "1")).collect();
+    let stats = s.apply(&[layer(&links)]).unwrap();
+    assert_eq!(stats[0].skipped_xattrs, 20);
+    assert_eq!(stats[0].warnings.len(), 16, "{:?}", stats[0].warnings);
+}
+
+#[test]
+fn a_layer_of_exactly_the_byte_limit_unpacks() {
+    let data = vec![7u8; 1000];
+    for (limit, ok) in [(2000, true), (1999, false)] {
+        let s = Sandbox::new();
+        let l = layer(&[file("a", 0o644, &data), file("b", 0o644, &data)]);
+        let mut u = Unpacker::new(&s.root, UnpackOptions { max_bytes: Some(limit), ..Default::default() }).unwrap();
+        let result = u.apply_layer("exact", l.as_slice());
+        assert_eq!(result.is_ok(), ok, "limit {limit}: {result:?}");
+    }
+}
+
+#[test]
+fn bytes_that_are_not_written_count_against_the_limit_too() {
+    // A whiteout or a directory carrying content: read all the same, so counted.
+    for carrier in [whiteout("gone"), dir("d", 0o755)] {
+        let s = Sandbox::new();
+        let mut e = carrier;
+        e.data = vec![1u8; 4096];
+        let l = layer(&[e]);
+        let mut u = Unpacker::new(&s.root, UnpackOptions { max_bytes: Some(1024), ..Default::default() }).unwrap();
+        let err = u.apply_layer("padded", l.as_slice()).unwrap_err();
+        assert!(matches!(err, UnpackError::TooLarge { .. }), "{err}");
+    }
+}
+
+#[test]
+fn metadata_fields_are_read_as_go_reads_them() {
+    let s = Sandbox::new();
+    let l = layer(&[
+        // An empty (all spaces) mode field is 0; a device's and a hardlink's own metadata is
+        // never read, so a damaged field there does not matter.
+        file("spaces", 0o644, "s").raw(100, b"       \0"),
+        chardev("dev").raw(100, b"zzzzzzz\0"),
+        file("target", 0o644, "t"),
+        hardlink("link", "target").raw(136, b"zzzzzzzzzzz\0"),
+    ]);
+    let stats = s.apply(&[l]).unwrap();
+    assert_eq!(s.mode("spaces"), 0);
+    assert_eq!(stats[0].skipped_devices, 1);
+    assert_eq!(fs::read(s.p("link")).unwrap(), b"t");
+    // A damaged field of an entry whose metadata is used is refused, by name.
+    let s = Sandbox::new();
+    let err = s.apply(&[layer(&[file("bad", 0o644, "b").raw(100, b"zzzzzzz\0")])]).unwrap_err();
+    assert!(err.to_string().contains("bad mode field") && err.to_string().contains("bad"), "{err}");
+}
+
+#[test]
+fn a_gnu_access_time_is_kept() {
+    let s = Sandbox::new();
+    let l = layer(&[file("with", 0o644, "").raw(345, b"13062102200\0"), file("without", 0o644, "")]);
+    s.apply(&[l]).unwrap();
+    let md = |p: &str| fs::symlink_metadata(s.p(p)).unwrap();
+    assert_eq!(md("with").atime(), 0o13062102200);
+    assert_eq!(md("with").mtime(), MTIME as i64);
+    assert_eq!(md("without").atime(), MTIME as i64, "no access time: the modification time");
+}
+
+#[test]
+fn a_name_of_exactly_path_max_unpacks() {
+    let s = Sandbox::new();
+    // 4096 bytes: 1023 components "dd/" and one "fff".
+    let name = "dd/".repeat(1364) + "fff";
+    assert_eq!(name.len(), 4095);
+    let name = format!("{name}f");
+    s.apply(&[layer(&[file(&name, 0o644, "x")])]).unwrap();
+    // Longer than a path the kernel takes whole: read in two steps.
+    let (first, rest) = name.split_at(3 * 700);
+    let half = rustix::fs::open(
+        s.p(first),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let f = rustix::fs::openat(&half, rest, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()).unwrap();
+    assert_eq!(std::io::read_to_string(fs::File::from(f)).unwrap(), "x");
+    let s = Sandbox::new();
+    assert!(s.hostile(&[layer(&[file(format!("{name}f"), 0o644, "x")])], "dd/dd").is_some());
+}
+
+#[test]
+fn forty_links_in_a_row_resolve_and_forty_one_do_not() {
+    for (links, ok) in [(40, true), (41, false)] {
+        let s = Sandbox::new();
+        let mut entries = vec![dir("real", 0o755)];
+        // l0 -> real, l1 -> l0, ...: a path through the last link follows every one.
+        entries.push(symlink("l0", "real"));
+        for i in 1..links {
+            entries.push(symlink(format!("l{i}"), format!("l{}", i - 1)));
+        }
+        entries.push(file(format!("l{}/f", links - 1), 0o644, "x"));
+        let result = s.apply(&[layer(&entries)]);
+        assert_eq!(result.is_ok(), ok, "{links} links: {result:?}");
+        if ok {
+            assert_eq!(fs::read(s.p("real/f")).unwrap(), b"x");
+        }
+        s.outside_untouched();
+    }
+}
+
+/// Runs this test's `body` as an unprivileged user: here when not root, else in a child
+/// process of this test binary running only `test`, as `nobody` (uid and gid 65534).
+fn unprivileged(test: &str, body: impl FnOnce()) {
+    if !is_root() {
+        return body();
+    }
+    use std::os::unix::process::CommandExt as _;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("TMPDIR", "/tmp")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "as nobody:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the test did not run as nobody:\n{stdout}");
+}
+
+#[test]
+fn unprivileged_unpacks_set_directories_deepest_first() {
+    unprivileged("unprivileged_unpacks_set_directories_deepest_first", || {
+        let s = Sandbox::new();
+        // A mode without search permission locks its owner out too: set first, it would
+        // keep the unpacker from reaching what is below it.
+        let l = layer(&[dir("./", 0o600), dir("a", 0o600), dir("a/b", 0o755), file("a/b/f", 0o644, "x")]);
+        let result = s.apply(&[l]);
+        // Read the modes, unlocking each directory after, so the sandbox can be removed.
+        let root_mode = fs::symlink_metadata(&s.root).unwrap().mode() & 0o7777;
+        fs::set_permissions(&s.root, fs::Permissions::from_mode(0o755)).unwrap();
+        let a_mode = s.mode("a");
+        fs::set_permissions(s.p("a"), fs::Permissions::from_mode(0o755)).unwrap();
+        result.unwrap();
+        assert_eq!((root_mode, a_mode), (0o600, 0o600));
+        assert_eq!(s.mode("a/b"), 0o755);
+    });
+}
+
+#[test]
+fn unprivileged_unpacks_count_xattrs_they_cannot_set() {
+    unprivileged("unprivileged_unpacks_count_xattrs_they_cannot_set", || {
+        let s = Sandbox::new();
+        // Write and search but no read: a kept directory cannot be opened to set xattrs.
+        let stats = s.apply(&[layer(&[dir("d", 0o300)]), layer(&[dir("d", 0o755).xattr("user.k", "v")])]).unwrap();
+        assert_eq!(stats[1].skipped_xattrs, 1, "{:?}", stats[1].warnings);
+        assert!(stats[1].warnings.iter().any(|w| w.contains("d: xattrs not set")), "{:?}", stats[1].warnings);
+    });
+}
+
+#[test]
+fn implicit_directories_are_0755_whatever_the_umask() {
+    unprivileged("implicit_directories_are_0755_whatever_the_umask", || {
+        // No read permission on what mkdir makes: only an O_PATH handle reaches it.
+        let s = Sandbox::new();
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o477));
+        let result = s.apply(&[layer(&[file("x/y/f", 0o644, "f")])]);
+        rustix::process::umask(old);
+        result.unwrap();
+        assert_eq!(s.mode("x"), 0o755);
+        assert_eq!(s.mode("x/y"), 0o755);
+        assert_eq!(fs::read(s.p("x/y/f")).unwrap(), b"f");
+    });
+}

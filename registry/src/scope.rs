@@ -139,6 +139,115 @@ mod tests {
         assert_eq!(for_realm(&tls, &url("ldap://auth.example/")), Err(Refusal::NotHttp));
     }
 
+    /// A loopback server answering every request on a connection with `answer(path)`,
+    /// over TLS when `tls` is given; the paths it was asked for.
+    async fn serve(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        answer: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen, answer) = (asked.clone(), std::sync::Arc::new(answer));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (tls, seen, answer) = (tls.clone(), seen.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let stream: Box<dyn Stream> = match tls {
+                        Some(tls) => match tls.accept(tcp).await {
+                            Ok(s) => Box::new(s),
+                            Err(_) => return,
+                        },
+                        None => Box::new(tcp),
+                    };
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                        // The rest of the head; requests here have no body.
+                        loop {
+                            let mut header = String::new();
+                            if stream.read_line(&mut header).await.unwrap_or(0) == 0 || header == "\r\n" {
+                                break;
+                            }
+                        }
+                        seen.lock().unwrap().push(path.clone());
+                        if stream.write_all(answer(&path).as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, asked)
+    }
+
+    trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+    impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+    fn redirect_to(location: &str) -> String {
+        format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn redirects_from_https_to_plain_http_are_refused() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())];
+        let cert = params.self_signed(&key).unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                )
+                .unwrap();
+        let (plain, plain_asked) = serve(None, |_| OK.to_string()).await;
+        let (tls, _) =
+            serve(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))), move |path| match path {
+                "/down" => redirect_to(&format!("http://127.0.0.1:{plain}/leaked")),
+                _ => redirect_to("/down"),
+            })
+            .await;
+        let client = crate::tls::http_builder(&[cert.pem()]).unwrap().build().unwrap();
+        let err = client.get(format!("https://127.0.0.1:{tls}/start")).send().await.unwrap_err();
+        assert!(crate::error_chain(&err).contains("https to plain http"), "{}", crate::error_chain(&err));
+        assert!(plain_asked.lock().unwrap().is_empty(), "the plain server was asked");
+        // From plain http to https, or within the same scheme, is followed.
+        let (hops, _) = serve(None, move |path| match path {
+            "/start" => redirect_to(&format!("http://127.0.0.1:{plain}/end")),
+            _ => OK.to_string(),
+        })
+        .await;
+        let resp = client.get(format!("http://127.0.0.1:{hops}/start")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn ten_redirects_are_followed_and_eleven_are_not() {
+        // /r/N redirects to /r/N-1; /r/0 answers.
+        let (port, _) = serve(None, |path| match path.strip_prefix("/r/").and_then(|n| n.parse::<u32>().ok()) {
+            Some(0) => OK.to_string(),
+            Some(n) => redirect_to(&format!("/r/{}", n - 1)),
+            None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
+        })
+        .await;
+        let client = crate::tls::http_builder(&[]).unwrap().build().unwrap();
+        let ten = client.get(format!("http://127.0.0.1:{port}/r/10")).send().await.unwrap();
+        assert_eq!(ten.status(), 200);
+        let eleven = client.get(format!("http://127.0.0.1:{port}/r/11")).send().await.unwrap_err();
+        assert!(crate::error_chain(&eleven).contains("more than ten redirects"), "{}", crate::error_chain(&eleven));
+    }
+
     #[test]
     fn shown_urls_carry_no_signature_or_user() {
         assert_eq!(shown(&url("https://u:p@s.example/b?X-Amz-Signature=s#f")), "https://s.example/b");

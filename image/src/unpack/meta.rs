@@ -191,6 +191,10 @@ mod tests {
         assert_eq!(t(""), None);
         assert_eq!(t("12a"), None);
         assert_eq!(t(".5"), None);
+        // Only digits: no sign of its own, nothing after the fraction.
+        assert_eq!(t("+1"), None);
+        assert_eq!(t("1.5x"), None);
+        assert_eq!(t("1.x5"), None);
     }
 
     #[test]

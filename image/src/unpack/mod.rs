@@ -309,13 +309,9 @@ impl LayerRun<'_> {
             | tar::EntryType::Block => false,
             other => return Err(EntryError::UnsupportedType(char::from(other.as_byte())).into()),
         };
-        // A sparse file's header says how large it becomes, not only what it stores.
-        let size = match kind {
-            tar::EntryType::GNUSparse => {
-                entry.header().as_gnu().and_then(|g| g.real_size().ok()).unwrap_or(0).max(entry.size())
-            }
-            _ => entry.size(),
-        };
+        // For a sparse file, how large it becomes (the tar crate reads the sparse map and
+        // reports the real size), not only what it stores.
+        let size = entry.size();
         if let Some(limit) = self.unpacker.opts.max_bytes
             && self.unpacker.read.saturating_add(size) > limit
         {
@@ -588,7 +584,8 @@ impl LayerRun<'_> {
         self.copy(entry, None)
     }
 
-    /// Directories' metadata, deepest first, now that nothing more changes inside them;
+    /// Directories' metadata, deepest first (a parent's mode may lock out what is below it),
+    /// now that nothing more changes inside them;
     /// then the times of the directories the layer changed without an entry of its own.
     fn finish(self) -> Result<LayerStats, (Vec<u8>, Failure)> {
         let mut paths: Vec<Vec<u8>> = self.dirs.keys().chain(self.touched.keys()).cloned().collect();
@@ -608,8 +605,11 @@ impl LayerRun<'_> {
                         let (uid, gid) = meta.owner();
                         chown_dir(&fd, uid, gid).op(|| "setting the owner".into())?;
                     }
-                    rustix::fs::chmodat(&fd, ".", meta.mode(), AtFlags::empty()).op(|| "setting the mode".into())?;
-                    rustix::fs::utimensat(&fd, ".", &meta.times(), AtFlags::empty()).op(|| "setting the times".into())
+                    // Times before the mode: a mode without search permission would keep even
+                    // its owner from reaching `.` in it.
+                    rustix::fs::utimensat(&fd, ".", &meta.times(), AtFlags::empty())
+                        .op(|| "setting the times".into())?;
+                    rustix::fs::chmodat(&fd, ".", meta.mode(), AtFlags::empty()).op(|| "setting the mode".into())
                 } else {
                     let times = &self.touched[&path];
                     rustix::fs::utimensat(&fd, ".", times, AtFlags::empty()).op(|| "restoring the times".into())

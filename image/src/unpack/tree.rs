@@ -35,17 +35,26 @@ fn list(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
         if name == b"." || name == b".." {
             continue;
         }
-        let is_dir = match entry.file_type() {
-            FileType::Unknown => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Directory,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(e),
-            },
-            t => t == FileType::Directory,
-        };
-        out.push((name.to_vec(), is_dir));
+        match is_dir(dir, name, entry.file_type())? {
+            Some(is_dir) => out.push((name.to_vec(), is_dir)),
+            // Gone meanwhile.
+            None => continue,
+        }
     }
     Ok(out)
+}
+
+/// Whether the entry `name` of `dir`, listed with type `listed`, is a directory; `None` if
+/// it is gone. A filesystem that lists no types (`Unknown`) has the entry looked at.
+fn is_dir(dir: &OwnedFd, name: &[u8], listed: FileType) -> Result<Option<bool>, Errno> {
+    match listed {
+        FileType::Unknown => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode) == FileType::Directory)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
+        },
+        t => Ok(Some(t == FileType::Directory)),
+    }
 }
 
 fn unlink(dir: impl AsFd, name: &[u8], flags: AtFlags) -> Result<(), Errno> {
@@ -183,6 +192,20 @@ mod tests {
 
     fn open(path: &std::path::Path) -> OwnedFd {
         rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn entries_listed_without_a_type_are_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("f"), "").unwrap();
+        symlink("d", dir.path().join("link-to-d")).unwrap();
+        let fd = open(dir.path());
+        assert_eq!(is_dir(&fd, b"d", FileType::Unknown), Ok(Some(true)));
+        assert_eq!(is_dir(&fd, b"f", FileType::Unknown), Ok(Some(false)));
+        assert_eq!(is_dir(&fd, b"link-to-d", FileType::Unknown), Ok(Some(false)), "a link is not followed");
+        assert_eq!(is_dir(&fd, b"gone", FileType::Unknown), Ok(None));
+        assert_eq!(is_dir(&fd, b"f", FileType::Directory), Ok(Some(true)), "a listed type is taken as it is");
     }
 
     #[test]

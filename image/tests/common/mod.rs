@@ -24,6 +24,8 @@ pub struct E {
     pub pax: Vec<(String, Vec<u8>)>,
     /// A size to claim in the header instead of the data's.
     pub claimed_size: Option<u64>,
+    /// Bytes written over the header at these offsets (then the checksum is set).
+    pub raw: Vec<(usize, Vec<u8>)>,
 }
 
 pub const MTIME: u64 = 1_600_000_000;
@@ -40,6 +42,7 @@ fn entry(name: impl AsRef<[u8]>, kind: tar::EntryType, mode: u32) -> E {
         data: Vec::new(),
         pax: Vec::new(),
         claimed_size: None,
+        raw: Vec::new(),
     }
 }
 
@@ -100,6 +103,12 @@ impl E {
 
     pub fn claim_size(mut self, size: u64) -> Self {
         self.claimed_size = Some(size);
+        self
+    }
+
+    /// Writes `bytes` over the header's field at `offset` (e.g. 100, the mode).
+    pub fn raw(mut self, offset: usize, bytes: &[u8]) -> Self {
+        self.raw.push((offset, bytes.to_vec()));
         self
     }
 }
@@ -166,6 +175,9 @@ pub fn layer(entries: &[E]) -> Vec<u8> {
             gnu.linkname[..n].copy_from_slice(&link[..n]);
         }
         h.set_size(e.claimed_size.unwrap_or(e.data.len() as u64));
+        for (offset, bytes) in &e.raw {
+            h.as_mut_bytes()[*offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
         h.set_cksum();
         append(&mut out, &h, &e.data);
     }
