@@ -438,9 +438,19 @@ mod tests {
             "1.2.x",
             "18446744073709551616",
             "alpine",
+            // Digits only: no sign, though Rust's own number parsing takes one.
+            "+1.2.3",
+            "1.+2.3",
         ] {
             assert!(Version::parse(bad).is_none(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn a_refused_constraint_says_where_it_stopped() {
+        let reason = |c: &str| Constraint::parse(c).unwrap_err().reason;
+        assert!(reason(">=").contains("expected a version at the end"), "{}", reason(">="));
+        assert!(reason(">= 1.0 !2").contains("at \"!2\""), "{}", reason(">= 1.0 !2"));
     }
 
     #[test]
