@@ -339,7 +339,9 @@ async fn write_image_tar(
                 })?;
             }
         }
-        tar.into_inner()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        // Flushed, not synced to disk: the next step reads it from the page cache, and a
+        // crash of the machine ends the build anyway. Syncing cost 0.4 s per 170 MB.
+        tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
         Ok(())
     })
     .await
