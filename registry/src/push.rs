@@ -96,29 +96,21 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
             to_set.push(tag.clone());
         }
     }
+    let already_there = |what: String| {
+        eprintln!("{} was already in {}{what}", image.top.digest, client.repository());
+        Ok(Pushed { already_there: true, ..Pushed::default() })
+    };
     if to_set.is_empty() {
-        eprintln!(
-            "{} was already in {} as {}: nothing read or sent in {:.1}s",
-            image.top.digest,
-            client.repository(),
-            tags.join(", "),
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(Pushed { already_there: true, ..Pushed::default() });
+        let secs = started.elapsed().as_secs_f64();
+        return already_there(format!(" as {}: nothing read or sent in {secs:.1}s", tags.join(", ")));
     }
     let tags = &to_set[..];
     // The repository already holds this exact image (a registry only accepts a manifest whose
     // blobs and children it has): only the tags remain to be set.
     if client.head_manifest(&image.top.digest).await.map_err(registry("checking for the image"))?.is_some() {
         put_tags(client, image, tags).await?;
-        eprintln!(
-            "{} was already in {}; tagged {} in {:.1}s, no blobs read or sent",
-            image.top.digest,
-            client.repository(),
-            tags.join(", "),
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(Pushed { already_there: true, ..Pushed::default() });
+        let secs = started.elapsed().as_secs_f64();
+        return already_there(format!("; tagged {} in {secs:.1}s, no blobs read or sent", tags.join(", ")));
     }
     let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
     let mut uploads = JoinSet::new();

@@ -57,8 +57,13 @@ pub(crate) fn client_config(ca_certs: &[String]) -> Result<rustls::ClientConfig,
     // of CPU at a process's first handshake, which was most of a re-push's time.
     let provider =
         CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let inner = PlatformOnDemand { extra_roots: pinned.clone(), provider: provider.clone(), made: OnceLock::new() };
-    let verifier = PinningVerifier::new(Arc::new(inner), pinned);
+    let (roots, chain_provider) = (pinned.clone(), provider.clone());
+    let platform = move || {
+        rustls_platform_verifier::Verifier::new_with_extra_roots(roots.clone(), chain_provider.clone())
+            .map(|v| Arc::new(v) as Arc<dyn ServerCertVerifier>)
+            .map_err(|e| format!("loading the trusted certificates: {e}"))
+    };
+    let verifier = PinningVerifier::new(Box::new(platform), provider.clone(), pinned);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| RegistryError::Client(format!("TLS versions: {e}")))?
@@ -78,18 +83,43 @@ pub(crate) fn http_builder(ca_certs: &[String]) -> Result<reqwest::ClientBuilder
         .tls_backend_preconfigured(client_config(ca_certs)?))
 }
 
-/// The platform verifier with `extra_roots`, made when the first certificate is to be
-/// checked: loading the system's roots reads every file in `/etc/ssl/certs`, which a
-/// plain-HTTP registry never needs. Handshake signatures need no roots: they are checked
-/// with the provider's algorithms, as the platform verifier does.
-#[derive(Debug)]
-struct PlatformOnDemand {
-    extra_roots: Vec<CertificateDer<'static>>,
+/// Accepts a leaf that is one of the pinned certificates after its own checks; hands
+/// everything else to the chain verifier. Failures come out as [`UntrustedCertificate`].
+///
+/// The chain verifier (the platform's, with `ca_certs` as extra roots) is made when the
+/// first certificate is to be checked: loading the system's roots reads every file in
+/// `/etc/ssl/certs`, which a plain-HTTP registry never needs. Handshake signatures need no
+/// roots: they are checked with the provider's algorithms, as the platform verifier does.
+pub(crate) struct PinningVerifier {
+    make_chain: Box<MakeChain>,
+    chain: OnceLock<Result<Arc<dyn ServerCertVerifier>, String>>,
     provider: Arc<CryptoProvider>,
-    made: OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
+    pinned: Vec<CertificateDer<'static>>,
 }
 
-impl ServerCertVerifier for PlatformOnDemand {
+type MakeChain = dyn Fn() -> Result<Arc<dyn ServerCertVerifier>, String> + Send + Sync;
+
+impl fmt::Debug for PinningVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PinningVerifier").field("pinned", &self.pinned.len()).finish_non_exhaustive()
+    }
+}
+
+impl PinningVerifier {
+    pub(crate) fn new(
+        make_chain: Box<MakeChain>,
+        provider: Arc<CryptoProvider>,
+        pinned: Vec<CertificateDer<'static>>,
+    ) -> Self {
+        Self { make_chain, chain: OnceLock::new(), provider, pinned }
+    }
+
+    fn chain(&self) -> Result<&Arc<dyn ServerCertVerifier>, rustls::Error> {
+        self.chain.get_or_init(|| (self.make_chain)()).as_ref().map_err(|why| rustls::Error::General(why.clone()))
+    }
+}
+
+impl ServerCertVerifier for PinningVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -98,14 +128,18 @@ impl ServerCertVerifier for PlatformOnDemand {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let made = self.made.get_or_init(|| {
-            rustls_platform_verifier::Verifier::new_with_extra_roots(self.extra_roots.clone(), self.provider.clone())
-                .map_err(|e| format!("loading the trusted certificates: {e}"))
-        });
-        match made {
-            Ok(verifier) => verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-            Err(why) => Err(rustls::Error::General(why.clone())),
+        if self.pinned.iter().any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
+            return match check_pinned(end_entity, server_name, now) {
+                Ok(()) => Ok(ServerCertVerified::assertion()),
+                Err(problem) => Err(UntrustedCertificate::new(end_entity, problem, now).into()),
+            };
         }
+        self.chain()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).map_err(|e| {
+            match problem_of(&e, server_name) {
+                Some(problem) => UntrustedCertificate::new(end_entity, problem, now).into(),
+                None => e,
+            }
+        })
     }
 
     fn verify_tls12_signature(
@@ -128,70 +162,6 @@ impl ServerCertVerifier for PlatformOnDemand {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Accepts a leaf that is one of the pinned certificates after its own checks; hands
-/// everything else to `inner`. Failures come out as [`UntrustedCertificate`].
-#[derive(Debug)]
-pub(crate) struct PinningVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-    pinned: Vec<CertificateDer<'static>>,
-}
-
-impl PinningVerifier {
-    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>, pinned: Vec<CertificateDer<'static>>) -> Self {
-        Self { inner, pinned }
-    }
-}
-
-impl ServerCertVerifier for PinningVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.pinned.iter().any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
-            return match check_pinned(end_entity, server_name, now) {
-                Ok(()) => Ok(ServerCertVerified::assertion()),
-                Err(problem) => Err(UntrustedCertificate::new(end_entity, problem, now).into()),
-            };
-        }
-        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).map_err(|e| {
-            match problem_of(&e, server_name) {
-                Some(problem) => UntrustedCertificate::new(end_entity, problem, now).into(),
-                None => e,
-            }
-        })
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
-        self.inner.root_hint_subjects()
     }
 }
 
@@ -498,9 +468,11 @@ mod tests {
             roots.add(cert.clone()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let inner =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
-        PinningVerifier::new(inner, pinned)
+        let chain: Arc<dyn ServerCertVerifier> =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap();
+        PinningVerifier::new(Box::new(move || Ok(chain.clone())), provider, pinned)
     }
 
     fn verify(v: &PinningVerifier, leaf: &rcgen::Certificate, host: &str) -> Result<(), String> {
@@ -521,7 +493,7 @@ mod tests {
         assert_eq!(verify(&v, &cert, "127.0.0.1"), Ok(()));
         // What issue 22 was: webpki alone refuses it although it is one of its roots.
         let name = ServerName::try_from("127.0.0.1").unwrap();
-        let refused = v.inner.verify_server_cert(cert.der(), &[], &name, &[], now()).unwrap_err();
+        let refused = v.chain().unwrap().verify_server_cert(cert.der(), &[], &name, &[], now()).unwrap_err();
         assert!(refused.to_string().contains("CaUsedAsEndEntity"), "{refused}");
     }
 

@@ -182,7 +182,7 @@ fn a_different_self_signed_certificate_in_ca_certs_does_not_make_the_registry_tr
         &json!({ "source": source, "params": { "image": "image.tar", "version": "1.0.0" } }),
     );
     let line = refusal(&out, "out");
-    let expected_start = format!("checking for the image: {expected_start}");
+    let expected_start = format!("looking up tag 1.0.0: {expected_start}");
     assert!(line.starts_with(&expected_start) && line.ends_with(expected_end), "{line}");
 }
 
