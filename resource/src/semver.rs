@@ -438,12 +438,21 @@ mod tests {
             "1.2.x",
             "18446744073709551616",
             "alpine",
-            // Digits only: no sign, though Rust's own number parsing takes one.
+            // A sign is no part of a version.
             "+1.2.3",
             "1.+2.3",
         ] {
             assert!(Version::parse(bad).is_none(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn a_version_number_is_digits_only() {
+        // Rust's own parsing takes a leading `+`; callers split `+` off first, but a number
+        // never holds one.
+        assert_eq!(number("+1"), None);
+        assert_eq!(number(""), None);
+        assert_eq!(number("007"), Some(7));
     }
 
     #[test]
