@@ -109,7 +109,20 @@ impl Registry {
 
 /// A TCP port free on 127.0.0.1 right now (bound, noted, let go).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+    // Never the same port twice in one test binary: two servers started at once would
+    // otherwise race for it, and the loser's test talk to the winner.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port table");
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until something listens on 127.0.0.1:`port`; after `limit`, fails the test with

@@ -26,8 +26,10 @@ impl Moto {
             // The three IAM calls of `user_with_key`, then every request must be signed.
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "3");
         }
-        let child = cmd.spawn().expect("starting moto_server (installed by scripts/dev-env)");
+        let mut child = cmd.spawn().expect("starting moto_server (installed by scripts/dev-env)");
         wait_for_port(port, Duration::from_secs(30), || "moto_server".into());
+        // Something else listening there (another process took the port) leaves ours dead.
+        assert!(child.try_wait().expect("moto_server's status").is_none(), "moto_server exited: port {port} taken?");
         Moto { url: format!("http://127.0.0.1:{port}"), child }
     }
 
