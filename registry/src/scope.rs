@@ -215,6 +215,8 @@ mod tests {
         let (tls, _) =
             serve(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))), move |path| match path {
                 "/down" => redirect_to(&format!("http://127.0.0.1:{plain}/leaked")),
+                "/same" => redirect_to("/ok"),
+                "/ok" => OK.to_string(),
                 _ => redirect_to("/down"),
             })
             .await;
@@ -222,6 +224,9 @@ mod tests {
         let err = client.get(format!("https://127.0.0.1:{tls}/start")).send().await.unwrap_err();
         assert!(crate::error_chain(&err).contains("https to plain http"), "{}", crate::error_chain(&err));
         assert!(plain_asked.lock().unwrap().is_empty(), "the plain server was asked");
+        // From https to https is followed.
+        let same = client.get(format!("https://127.0.0.1:{tls}/same")).send().await.unwrap();
+        assert_eq!(same.status(), 200);
         // From plain http to https, or within the same scheme, is followed.
         let (hops, _) = serve(None, move |path| match path {
             "/start" => redirect_to(&format!("http://127.0.0.1:{plain}/end")),
