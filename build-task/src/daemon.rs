@@ -13,8 +13,15 @@ use crate::{info, transport};
 /// How the daemon is started.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    /// Where its state, socket, config and log live; removed when it stops.
+    /// Where its socket, config and log live, and its state unless `state` says otherwise;
+    /// removed when it stops.
     pub dir: PathBuf,
+    /// A state folder kept between builds ([`crate::kept_state`]): buildkitd's `--root`,
+    /// left in place when it stops.
+    pub state: Option<PathBuf>,
+    /// The state's budget in bytes: buildkitd's garbage collection keeps it under this
+    /// while it runs (kiln also prunes to it before and after each build).
+    pub gc_keep_bytes: Option<u64>,
     /// `REGISTRY_MIRRORS`: mirrors for `docker.io`.
     pub mirrors: Vec<String>,
     /// How to reach registries the build itself names (a put's own registry).
@@ -69,14 +76,25 @@ pub struct RegistryAccess {
     pub ca_files: Vec<PathBuf>,
 }
 
-/// The TOML kiln writes for buildkitd: the mirrors and registries, then the user's extra
-/// config merged over it.
+/// The TOML kiln writes for buildkitd: the mirrors, registries and garbage collection's
+/// budget, then the user's extra config merged over it.
 pub fn config_toml(
     mirrors: &[String],
     registries: &[RegistryAccess],
+    gc_keep_bytes: Option<u64>,
     extra: Option<&str>,
 ) -> Result<String, DaemonError> {
     let mut table = toml::Table::new();
+    if let Some(keep) = gc_keep_bytes {
+        // buildkitd's default policy under this cap: easily remade data first, then
+        // anything unused, oldest first. A bare number is bytes.
+        let mut oci = toml::Table::new();
+        oci.insert("gc".into(), toml::Value::Boolean(true));
+        oci.insert("gckeepstorage".into(), toml::Value::Integer(i64::try_from(keep).unwrap_or(i64::MAX)));
+        let mut worker = toml::Table::new();
+        worker.insert("oci".into(), toml::Value::Table(oci));
+        table.insert("worker".into(), toml::Value::Table(worker));
+    }
     for access in registries {
         let mut host = toml::Table::new();
         if access.http {
@@ -189,12 +207,42 @@ fn name_in_passwd(passwd: &str, uid: u32) -> Option<String> {
 
 /// Whether `file` (`/etc/subuid` or `/etc/subgid`) gives `account` a range, by uid or name.
 fn has_subid_range(file: &str, account: &Account) -> bool {
-    std::fs::read_to_string(file).map(|text| subid_owner_listed(&text, account)).unwrap_or(false)
+    !subid_ranges(file, account).is_empty()
 }
 
-fn subid_owner_listed(text: &str, account: &Account) -> bool {
+/// The `start:count` ranges `file` (`/etc/subuid` or `/etc/subgid`) gives `account`: the
+/// ids a rootless daemon's user namespace maps.
+pub fn subid_ranges(file: &str, account: &Account) -> Vec<String> {
+    std::fs::read_to_string(file).map(|text| ranges_listed(&text, account)).unwrap_or_default()
+}
+
+fn ranges_listed(text: &str, account: &Account) -> Vec<String> {
     let uid = account.uid.to_string();
-    text.lines().filter_map(|l| l.split(':').next()).any(|owner| owner == uid || Some(owner) == account.name.as_deref())
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(owner, _)| *owner == uid || Some(*owner) == account.name.as_deref())
+        .map(|(_, range)| range.trim().to_string())
+        .collect()
+}
+
+/// The `buildkitd` on PATH's own account of its version (`buildkitd --version`), e.g.
+/// `buildkitd github.com/moby/buildkit v0.13.2 <revision>`.
+pub fn version() -> Result<String, DaemonError> {
+    let program = which("buildkitd").ok_or(DaemonError::NoBuildkitd)?;
+    let out = std::process::Command::new(&program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|source| DaemonError::Spawn { program: format!("{} --version", program.display()), source })?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || text.is_empty() {
+        return Err(DaemonError::Exited {
+            status: format!("{} --version: {}", program.display(), out.status),
+            log: text,
+        });
+    }
+    Ok(text)
 }
 
 /// Whether this user may mount a new `/proc` in a PID namespace of its own, which BuildKit's
@@ -231,7 +279,8 @@ impl Buildkitd {
         if which("buildkitd").is_none() {
             return Err(DaemonError::NoBuildkitd);
         }
-        let toml = config_toml(&config.mirrors, &config.registries, config.extra_config.as_deref())?;
+        let toml =
+            config_toml(&config.mirrors, &config.registries, config.gc_keep_bytes, config.extra_config.as_deref())?;
         let root = rustix::process::geteuid().is_root();
         let mut note = if root { String::new() } else { rootless_check()? };
 
@@ -249,9 +298,10 @@ impl Buildkitd {
         let socket = dir.join("buildkitd.sock");
         let host = format!("unix://{}", socket.display());
 
+        let state = config.state.clone().unwrap_or_else(|| dir.join("root"));
         let mut args: Vec<String> = vec![
             "--root".into(),
-            dir.join("root").display().to_string(),
+            state.display().to_string(),
             "--addr".into(),
             host.clone(),
             "--config".into(),
@@ -320,8 +370,9 @@ impl Buildkitd {
         Ok(Buildkitd { child, dir: dir.clone(), rootless: !root, host, socket, log: log_path })
     }
 
-    /// Waits until the daemon answers `Info`, or exits, or `timeout` passes.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), DaemonError> {
+    /// Waits until the daemon answers `Info`, or exits, or `timeout` passes; returns what
+    /// it says about itself.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<info::DaemonInfo, DaemonError> {
         let started = Instant::now();
         let address = transport::Address::Unix(self.socket.clone());
         loop {
@@ -330,9 +381,9 @@ impl Buildkitd {
             }
             if self.socket.exists()
                 && let Ok(channel) = transport::connect(&self.host, &address, None).await
-                && info::query(channel).await.is_ok()
+                && let Ok(answer) = info::query(channel).await
             {
-                return Ok(());
+                return Ok(answer);
             }
             if started.elapsed() >= timeout {
                 return Err(DaemonError::Timeout { secs: timeout.as_secs(), log: log_tail(&self.log) });
@@ -342,7 +393,8 @@ impl Buildkitd {
     }
 
     /// Stops the daemon: SIGTERM, [`STOP_GRACE`] to finish, then SIGKILL to it and to every
-    /// process it started; then removes its folder (state, sockets, config, log).
+    /// process it started; then removes its folder (sockets, config, log, and its state
+    /// unless that is kept elsewhere).
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -353,27 +405,34 @@ impl Buildkitd {
             }
         }
         let _ = self.child.wait().await;
-        if self.rootless && std::fs::remove_dir_all(&self.dir).is_err() {
-            // Its state belongs to the user namespace's ids, which only that namespace may delete.
-            let state = std::env::temp_dir().join(format!("kiln-rootlesskit-rm-{}", std::process::id()));
-            let _ = Command::new("rootlesskit")
-                .arg("--state-dir")
-                .arg(&state)
-                .arg("rm")
-                .arg("-rf")
-                .arg(&self.dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .await;
-            let _ = std::fs::remove_dir_all(&state);
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = remove_tree(&self.dir, self.rootless).await {
             eprintln!("build: warning: could not remove buildkitd's folder {}: {e}", self.dir.display());
         }
+    }
+}
+
+/// Removes `path` and everything in it. A rootless daemon's state also holds files of the
+/// user namespace's other ids, which only that namespace may delete: what this user cannot
+/// remove is removed from inside one (`rootlesskit rm -rf`).
+pub async fn remove_tree(path: &Path, rootless: bool) -> std::io::Result<()> {
+    if rootless && std::fs::remove_dir_all(path).is_err() {
+        let state = std::env::temp_dir().join(format!("kiln-rootlesskit-rm-{}", std::process::id()));
+        let _ = Command::new("rootlesskit")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("rm")
+            .arg("-rf")
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -454,6 +513,7 @@ mod tests {
         let toml = config_toml(
             &["mirror.example.com".into()],
             &registries,
+            None,
             Some("debug = true\n[registry.\"docker.io\"]\nhttp = true\n[registry.\"ghcr.io\"]\nmirrors = [\"m2\"]\n"),
         )
         .unwrap();
@@ -466,7 +526,14 @@ mod tests {
         assert_eq!(parsed["registry"]["ghcr.io"]["ca"][0].as_str(), Some("/run/ca.pem"), "merged, not replaced");
         assert_eq!(parsed["registry"]["127.0.0.1:5000"]["http"].as_bool(), Some(true));
         assert!(parsed["registry"]["127.0.0.1:5000"].get("ca").is_none());
-        assert_eq!(config_toml(&[], &[], None).unwrap(), "");
+        assert_eq!(config_toml(&[], &[], None, None).unwrap(), "");
+        let gc: toml::Table = config_toml(&[], &[], Some(30_000_000), Some("[worker.oci]\nmax-parallelism = 2\n"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(gc["worker"]["oci"]["gckeepstorage"].as_integer(), Some(30_000_000));
+        assert_eq!(gc["worker"]["oci"]["gc"].as_bool(), Some(true));
+        assert_eq!(gc["worker"]["oci"]["max-parallelism"].as_integer(), Some(2), "merged, not replaced");
     }
 
     #[test]
@@ -476,11 +543,11 @@ mod tests {
         assert_eq!(name_in_passwd(passwd, 0).as_deref(), Some("root"));
         assert_eq!(name_in_passwd(passwd, 4242), None);
         let kiln = Account { uid: 1000, name: Some("kiln".into()) };
-        assert!(subid_owner_listed("kiln:100000:65536\n", &kiln));
-        assert!(subid_owner_listed("1000:100000:65536\n", &kiln));
-        assert!(!subid_owner_listed("other:100000:65536\n10000:1:2\n", &kiln));
+        assert_eq!(ranges_listed("kiln:100000:65536\n", &kiln), ["100000:65536"]);
+        assert_eq!(ranges_listed("1000:100000:65536\nkiln:200000:10\n", &kiln), ["100000:65536", "200000:10"]);
+        assert!(ranges_listed("other:100000:65536\n10000:1:2\n", &kiln).is_empty());
         let nameless = Account { uid: 1000, name: None };
-        assert!(!subid_owner_listed("kiln:100000:65536\n", &nameless));
+        assert!(ranges_listed("kiln:100000:65536\n", &nameless).is_empty());
     }
 
     #[test]
@@ -516,9 +583,9 @@ mod tests {
 
     #[test]
     fn bad_config_names_the_param() {
-        let e = config_toml(&[], &[], Some("[registry\nx = ")).unwrap_err().to_string();
+        let e = config_toml(&[], &[], None, Some("[registry\nx = ")).unwrap_err().to_string();
         assert!(e.starts_with("BUILDKIT_EXTRA_CONFIG: not valid TOML"), "{e}");
-        let e = config_toml(&["a b".into()], &[], None).unwrap_err().to_string();
+        let e = config_toml(&["a b".into()], &[], None, None).unwrap_err().to_string();
         assert!(e.starts_with("REGISTRY_MIRRORS: "), "{e}");
     }
 }

@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod filesync;
 pub mod image_args;
 pub mod info;
+pub mod kept_state;
 pub mod local_cache;
 pub mod params;
 pub mod patterns;

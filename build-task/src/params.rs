@@ -48,7 +48,8 @@ pub const NAMES: &[&str] = &[
 pub const PREFIXES: &[&str] = &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_", "IMAGE_ARG_"];
 
 /// Params for the `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set.
-pub const DAEMON_ONLY: &[&str] = &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG", "BUILDKIT_START_TIMEOUT"];
+pub const DAEMON_ONLY: &[&str] =
+    &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG", "BUILDKIT_START_TIMEOUT", "BUILDKIT_CACHE_MAX_SIZE"];
 
 /// A build as the params describe it.
 #[derive(Debug, Clone)]

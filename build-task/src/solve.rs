@@ -19,6 +19,8 @@ pub struct Solve {
     pub session: SessionSpec,
     /// Caches to import before and export after the build.
     pub cache: CacheOptions,
+    /// Left out of the daemon's build history.
+    pub internal: bool,
 }
 
 /// `CACHE_FROM`/`CACHE_TO` as the Solve request carries them.
@@ -71,6 +73,7 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
         exporter_attrs_deprecated: request.exporter.attrs.clone(),
         exporters: vec![request.exporter],
         cache: Some(request.cache),
+        internal: request.internal,
         ..Default::default()
     };
     let result = control.solve(solve).await;

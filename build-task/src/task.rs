@@ -13,29 +13,64 @@ use kiln_proto::moby::buildkit::v1::Exporter;
 
 use crate::daemon::{self, Buildkitd, DaemonConfig};
 use crate::image_args;
+use crate::kept_state::{self, KeptState};
 use crate::local_cache::LocalCaches;
 use crate::params::{BuildParams, ImageName};
 use crate::session::SessionSpec;
 use crate::solve::{self, Solve};
 use crate::{info, transport};
 
-/// BuildKit: at `BUILDKIT_HOST`; else a `buildkitd` started here (as oci-build-task does),
-/// put in `daemon` for the caller to stop, also when this is dropped half-way; else the
-/// default socket, if something listens there.
-async fn buildkit(
-    daemon: &mut Option<Buildkitd>,
-    registries: &[daemon::RegistryAccess],
-) -> anyhow::Result<tonic::transport::Channel> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let tls = transport::TlsFiles::from_env(env);
+/// Where this run's BuildKit is, decided once.
+enum Where {
+    /// `BUILDKIT_HOST`.
+    Host(String),
+    /// No `buildkitd` to start, but something listens on BuildKit's default socket.
+    DefaultSocket,
+    /// A `buildkitd` started here, as oci-build-task does.
+    Spawn,
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+fn where_buildkit() -> Where {
     if let Some(host) = env("BUILDKIT_HOST") {
-        let address = transport::parse(&host, env("DOCKER_HOST").as_deref())?;
-        return Ok(transport::connect(&host, &address, tls.as_ref()).await?);
+        return Where::Host(host);
     }
     let default_socket = transport::DEFAULT_HOST.trim_start_matches("unix://");
     if daemon::which("buildkitd").is_none() && Path::new(default_socket).exists() {
-        let address = transport::parse(transport::DEFAULT_HOST, None)?;
-        return Ok(transport::connect(transport::DEFAULT_HOST, &address, None).await?);
+        return Where::DefaultSocket;
+    }
+    Where::Spawn
+}
+
+/// What a `buildkitd` started here is given.
+#[derive(Default)]
+struct SpawnWith<'a> {
+    registries: &'a [daemon::RegistryAccess],
+    /// The task's `cache` folder, to keep the daemon's state in ([`kept_state`]).
+    cache: Option<&'a Path>,
+}
+
+/// BuildKit where [`where_buildkit`] says. A daemon started here is put in `daemon` for the
+/// caller to stop, also when this is dropped half-way, and the state it keeps in `kept`.
+async fn buildkit(
+    daemon: &mut Option<Buildkitd>,
+    kept: &mut Option<KeptState>,
+    with: &SpawnWith<'_>,
+) -> anyhow::Result<tonic::transport::Channel> {
+    match where_buildkit() {
+        Where::Host(host) => {
+            let tls = transport::TlsFiles::from_env(env);
+            let address = transport::parse(&host, env("DOCKER_HOST").as_deref())?;
+            return Ok(transport::connect(&host, &address, tls.as_ref()).await?);
+        }
+        Where::DefaultSocket => {
+            let address = transport::parse(transport::DEFAULT_HOST, None)?;
+            return Ok(transport::connect(transport::DEFAULT_HOST, &address, None).await?);
+        }
+        Where::Spawn => {}
     }
     let start_timeout = match env("BUILDKIT_START_TIMEOUT") {
         Some(s) => {
@@ -43,26 +78,78 @@ async fn buildkit(
         }
         None => 60,
     };
-    let config = DaemonConfig {
-        dir: std::env::temp_dir().join(format!("kiln-buildkitd-{}", std::process::id())),
-        mirrors: env("REGISTRY_MIRRORS")
-            .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default(),
-        registries: registries.to_vec(),
-        extra_config: env("BUILDKIT_EXTRA_CONFIG"),
-        debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
+    let budget = match env("BUILDKIT_CACHE_MAX_SIZE") {
+        Some(s) => kept_state::parse_size(&s).map_err(|e| anyhow::anyhow!("BUILDKIT_CACHE_MAX_SIZE: {e}"))?,
+        None => kept_state::DEFAULT_BUDGET,
     };
-    let started = daemon.insert(Buildkitd::spawn(&config)?);
-    started.wait_ready(std::time::Duration::from_secs(start_timeout)).await?;
-    let address = transport::parse(&started.host, None)?;
-    Ok(transport::connect(&started.host, &address, None).await?)
+    if let Some(cache) = with.cache {
+        let owner = kept_state::Owner::this_run()?;
+        match KeptState::take(cache, &owner, budget).await {
+            Ok(Some(state)) => *kept = Some(state),
+            Ok(None) => eprintln!(
+                "build: warning: {} is in use by another build: this one starts cold, with a state of its own \
+                 that is removed afterwards",
+                cache.join("buildkit").display()
+            ),
+            Err(e) => eprintln!(
+                "build: warning: cannot keep BuildKit's state in {e}: this build starts cold, with a state of its own \
+                 that is removed afterwards"
+            ),
+        }
+    }
+    loop {
+        let config = DaemonConfig {
+            dir: std::env::temp_dir().join(format!("kiln-buildkitd-{}", std::process::id())),
+            state: kept.as_ref().map(KeptState::root),
+            gc_keep_bytes: kept.as_ref().map(|_| budget),
+            mirrors: env("REGISTRY_MIRRORS")
+                .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default(),
+            registries: with.registries.to_vec(),
+            extra_config: env("BUILDKIT_EXTRA_CONFIG"),
+            debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
+        };
+        let started = daemon.insert(Buildkitd::spawn(&config)?);
+        match started.wait_ready(std::time::Duration::from_secs(start_timeout)).await {
+            Ok(answer) => {
+                let snapshotter = answer
+                    .workers
+                    .iter()
+                    .flat_map(|w| &w.labels)
+                    .find(|(k, _)| k == "org.mobyproject.buildkit.worker.snapshotter")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("unknown");
+                eprintln!("build: buildkitd {} is ready (snapshotter {snapshotter})", answer.version);
+                break;
+            }
+            // A kept state the daemon cannot start on (damaged, say): aside, and once more cold.
+            Err(daemon::DaemonError::Exited { status, log }) if kept.as_ref().is_some_and(|k| !k.fresh) => {
+                daemon.take().expect("just started").stop().await;
+                let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no log)").trim().to_string();
+                let why = format!("buildkitd exited ({status}) on it: {last}");
+                if let Err(e) = kept.as_mut().expect("matched").move_aside(&why).await {
+                    eprintln!("build: warning: cannot move the kept state aside ({e}): this build uses one of its own");
+                    *kept = None;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let host = &daemon.as_ref().expect("started").host;
+    let address = transport::parse(host, None)?;
+    let channel = transport::connect(host, &address, None).await?;
+    if let Some(state) = kept {
+        state.keep_within_budget(channel.clone()).await;
+    }
+    Ok(channel)
 }
 
 /// Runs `work` with BuildKit, stopping a daemon started for it afterwards, also when the
 /// build is interrupted (Ctrl-C, or SIGTERM when Concourse aborts the build) at any moment,
 /// the daemon's start-up included. Dropping `work` closes its session and solve, so the
-/// daemon has nothing left to wait for when it is asked to stop.
-async fn with_buildkit<T, F, Fut>(registries: &[daemon::RegistryAccess], work: F) -> anyhow::Result<T>
+/// daemon has nothing left to wait for when it is asked to stop. A kept state is pruned
+/// to its budget after the work, and released once the daemon stopped.
+async fn with_buildkit<T, F, Fut>(with: &SpawnWith<'_>, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -71,10 +158,15 @@ where
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let mut daemon = None;
+    let mut kept = None;
     let result = tokio::select! {
         r = async {
-            let channel = buildkit(&mut daemon, registries).await?;
-            work(channel).await
+            let channel = buildkit(&mut daemon, &mut kept, with).await?;
+            let result = work(channel.clone()).await;
+            if let Some(state) = &kept {
+                state.keep_within_budget(channel).await;
+            }
+            result
         } => r,
         _ = int.recv() => Err(anyhow::anyhow!("interrupted")),
         _ = term.recv() => Err(anyhow::anyhow!("terminated")),
@@ -86,12 +178,13 @@ where
         }
         daemon.stop().await;
     }
+    drop(kept);
     result
 }
 
 /// BuildKit's version and workers, as `build --buildkit-info` prints them.
 pub async fn buildkit_info() -> anyhow::Result<String> {
-    with_buildkit(&[], |channel| async move {
+    with_buildkit(&SpawnWith::default(), |channel| async move {
         let daemon = info::query(channel)
             .await
             .map_err(|s| anyhow::anyhow!("BuildKit answered {:?}: {}", s.code(), s.message()))?;
@@ -112,6 +205,12 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     if params.unpack_rootfs && params.platforms.len() > 1 {
         anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
     }
+    // The task's cache folder holds the state of a daemon started here (layers, snapshots,
+    // cache mounts: everything the exported layer cache would hold, and more), else
+    // BuildKit's exported layer cache, as in oci-build-task.
+    let spawn = matches!(where_buildkit(), Where::Spawn);
+    let state_folder = if spawn { params.cache_dir.take() } else { None };
+    let state_folder = state_folder.filter(|_| !params.no_cache);
     let caches = LocalCaches::prepare(&mut params)?;
     let mut content = caches.stores.clone();
     let mut extra_attrs = HashMap::new();
@@ -121,9 +220,10 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
         extra_attrs.extend(arg.frontend_attrs);
     }
     let ssh = crate::ssh::load(&params.ssh)?;
-    let prepared = Prepared { content, extra_attrs, caches, ssh };
+    let prepared = Prepared { content, extra_attrs, caches, ssh, internal: spawn };
     let params = &params;
-    let mut built = with_buildkit(&params.daemon_registries, |channel| async move {
+    let with = SpawnWith { registries: &params.daemon_registries, cache: state_folder.as_deref() };
+    let mut built = with_buildkit(&with, |channel| async move {
         // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
         for target in &params.additional_targets {
             let dir = PathBuf::from(target);
@@ -191,6 +291,9 @@ struct Prepared {
     extra_attrs: HashMap<String, String>,
     caches: LocalCaches,
     ssh: HashMap<String, crate::ssh::Agent>,
+    /// Builds on a daemon started here are left out of its build history, which would
+    /// otherwise hold their exports beyond a kept state's budget.
+    internal: bool,
 }
 
 /// Where one target's image goes (the format and `UNPACK_ROOTFS` are the run's, in params).
@@ -230,7 +333,7 @@ async fn build_into(
         secrets: params.secrets.clone(),
         credentials: session_credentials(params),
         docker_config: kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()),
-        shared_key: shared_key(&context),
+        shared_key: shared_key(&params.context),
         content: prepared.content.clone(),
         ssh: prepared.ssh.clone(),
     };
@@ -248,7 +351,7 @@ async fn build_into(
         None => frontend_attrs.remove("target"),
     };
     let cache = solve::cache_options(&params.cache_from, &params.cache_to);
-    let request = Solve { frontend_attrs, exporter, session, cache };
+    let request = Solve { frontend_attrs, exporter, session, cache, internal: prepared.internal };
 
     let response = solve::solve(channel.clone(), request).await?;
     prepared.caches.finish(&response)?;
@@ -335,7 +438,9 @@ fn session_credentials(params: &BuildParams) -> HashMap<String, (String, String)
     hosts.into_iter().map(|h| (h, (c.username.clone(), c.password.clone()))).collect()
 }
 
-/// The same for every build of the same context folder, so BuildKit can reuse what it has.
+/// The same for every build of the same `CONTEXT`, as the param names it (relative to the
+/// task's folder, which Concourse makes anew for every build), so BuildKit finds the copy
+/// of the context it kept from the last build and is sent only what changed since.
 fn shared_key(context: &Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

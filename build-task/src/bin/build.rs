@@ -23,7 +23,9 @@ Settings come from the environment, under oci-build-task's names:
   CACHE_TO, ATTEST_SBOM, ATTEST_PROVENANCE; DOCKER_CONFIG for registry credentials.
   IMAGE_NAME (REGISTRY/ in front when set) and IMAGE_TAG (default latest) name the image;
   PUSH=true pushes it there (REGISTRY_USERNAME and REGISTRY_PASSWORD, else DOCKER_CONFIG).
-  A ./cache folder, when there is one, holds BuildKit's cache between builds.
+  A ./cache folder, when there is one, holds BuildKit's cache between builds: the state
+  of the buildkitd build starts (within BUILDKIT_CACHE_MAX_SIZE, default 10GB), or, with
+  BUILDKIT_HOST, an exported layer cache.
 BuildKit is at BUILDKIT_HOST: unix:///path, tcp://host:port (BUILDKIT_TLS_CA, _CERT, _KEY,
 _SERVERNAME), docker+unix:///path/docker.sock or docker:// (a Docker engine's BuildKit).
 Without BUILDKIT_HOST, build starts buildkitd from PATH (under rootlesskit when not root),
