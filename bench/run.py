@@ -10,6 +10,7 @@ times, because the machine is shared and noisy.
     bench/run.py --quick         # ~50 MB and 3 pairs, to try the instrument
     bench/run.py --only in-rootfs,out-push
     bench/run.py --only build-cold,build-one-change
+    bench/run.py --only kept-rebuild,kept-cache-mount   # build's own buildkitd, state kept or not
     bench/run.py --smoke --out DIR  # tiny inputs, one pair, debug binaries: the test suite's check
 
 Writes bench/results/latest.json and bench/results/latest.md.
@@ -205,6 +206,69 @@ def build_cases(results, want, n, quick, work, env):
         print(f"  kiln sent: {sent[-1]} ({'only the changed file' if ok else 'MORE THAN THE CHANGED FILE'})")
         if not ok:
             raise RuntimeError(f"kiln sent more than the changed file: {sent}")
+
+
+def kept_state_cases(results, want, n, quick, work, env):
+    """The state of the buildkitd `build` starts, kept in the task's cache folder, against the
+    same build on a state of its own (no cache folder: what oci-build-task does). Each side
+    has a task folder of its own with the same context."""
+    if not (want("kept-rebuild") or want("kept-cache-mount")):
+        return
+    import http.server
+    import threading
+    plain = env["registries"]["plain"]["addr"]
+    path = f"{env['buildkitd']['bin_dir']}:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    sides = {}
+    for side in ("kept", "cold"):
+        root = work / f"kept-{side}"
+        (root / "ctx").mkdir(parents=True)
+        (root / "tmp").mkdir()
+        if side == "kept":
+            (root / "cache").mkdir()
+        vars = {"PATH": path, "TMPDIR": str(root / "tmp"), "CONTEXT": "ctx",
+                "BUILDKIT_EXTRA_CONFIG": f'[registry."{plain}"]\nhttp = true\n'}
+        cmd = ["env", "-i"] + [f"{k}={v}" for k, v in vars.items()] + [str(RELEASE / "kiln-build")]
+        sides[side] = (root, lambda cmd=cmd, root=root: measure(cmd, cwd=root))
+
+    def write(name, data):
+        for root, _ in sides.values():
+            p = root / "ctx" / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    kept, cold = sides["kept"][1], sides["cold"][1]
+    if want("kept-rebuild"):
+        # Work worth keeping: a step that hashes and compresses (a stand-in for a compile).
+        mib = {"smoke": 2, True: 16, False: 64}[quick]
+        write("Dockerfile", f"FROM {plain}/library/busybox:latest\n"
+                            f"RUN head -c {mib << 20} /dev/urandom | gzip -1 | sha256sum > /sum\n"
+                            "COPY Dockerfile /\n")
+        print("build, unchanged rebuild: kiln build on its kept state  vs  the same build cold", flush=True)
+        results["cases"]["kept-rebuild"] = pairs("kept-rebuild", kept, [("cold", cold, 0.20)], n)
+    if want("kept-cache-mount"):
+        size = {"smoke": 4, True: 32, False: 100}[quick] << 20
+        served = work / "downloads"
+        served.mkdir()
+        (served / "blob").write_bytes(os.urandom(size))
+        http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+        handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(served))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/blob"
+        # As a package manager does: sources first, then the downloads, kept in a cache mount.
+        write("Dockerfile", f"FROM {plain}/library/busybox:latest\n"
+                            "COPY src /src\n"
+                            "RUN --mount=type=cache,target=/downloads "
+                            f"([ -f /downloads/blob ] || wget -q -O /downloads/blob {url})"
+                            " && sha256sum /downloads/blob /src/* > /sums\n")
+        print(f"build, one source change, a RUN that downloads {size >> 20} MiB into a cache mount: "
+              "kept state  vs  cold", flush=True)
+        change = lambda: write("src/main.c", os.urandom(64))
+        try:
+            results["cases"]["kept-cache-mount"] = pairs("kept-cache-mount", kept, [("cold", cold, None)], n,
+                                                         setup=change)
+        finally:
+            server.shutdown()
 
 
 def make_layer(path, size, seed, text_like):
@@ -431,6 +495,7 @@ def main():
                   None)],
                 n, setup=fresh)
         build_cases(results, want, n, "smoke" if args.smoke else args.quick, work, env)
+        kept_state_cases(results, want, n, "smoke" if args.smoke else args.quick, work, env)
         check_case(results, want, work, env, 50 if args.smoke else 1000)
         big_layer_case(results, want, work, env, (8 << 20) if args.smoke else (1 << 30))
     finally:

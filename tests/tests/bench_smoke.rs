@@ -29,6 +29,8 @@ fn every_benchmark_case_runs() {
         ("in-throughput", &["gzip+sha256sum"]),
         ("build-cold", &["buildx"]),
         ("build-one-change", &["buildx"]),
+        ("kept-rebuild", &["cold"]),
+        ("kept-cache-mount", &["cold"]),
     ];
     for (case, names) in peers {
         for name in names {
