@@ -120,10 +120,11 @@ impl Issuer {
     }
 }
 
-/// `repository:team/app:pull,push` → an access claim.
+/// `repository:team/app:pull,push` → an access claim. The name is everything between the
+/// first and the last colon: a Notary GUN names its registry, `127.0.0.1:5000/team/app`.
 fn grant(scope: &str) -> Option<serde_json::Value> {
-    let mut parts = scope.splitn(3, ':');
-    let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
     Some(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }))
 }
 
@@ -170,5 +171,9 @@ mod tests {
         let g = grant("repository:team/app:pull,push").unwrap();
         assert_eq!(g["actions"], serde_json::json!(["pull", "push"]));
         assert_eq!(g["name"], "team/app");
+        let gun = grant("repository:127.0.0.1:5000/team/app:pull").unwrap();
+        assert_eq!(gun["name"], "127.0.0.1:5000/team/app");
+        assert_eq!(gun["actions"], serde_json::json!(["pull"]));
+        assert!(grant("repository").is_none());
     }
 }
