@@ -13,4 +13,5 @@ pub mod confined;
 pub mod decompress;
 pub mod display;
 pub mod oci;
+pub mod time;
 pub mod unpack;

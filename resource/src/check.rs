@@ -329,7 +329,7 @@ where
 }
 
 /// A point in time: seconds since the Unix epoch and nanoseconds.
-type Time = (i64, u32);
+type Time = kiln_image::time::Time;
 
 /// The creation time of the image a digest names (see [`created_from`]).
 async fn created(client: &Client, digest: &str, platform: &Platform) -> anyhow::Result<Option<Time>> {
@@ -366,68 +366,12 @@ async fn created_from(
     };
     let config = client.get_blob_bytes(&manifest.config.digest, MAX_CONFIG).await?;
     let config: Option<ImageConfig> = serde_json::from_slice(&config).ok();
-    Ok(config.and_then(|c| c.created).as_deref().and_then(parse_time))
-}
-
-/// An RFC 3339 time (`2024-05-01T10:00:00.5+02:00`) as seconds and nanoseconds since the epoch.
-fn parse_time(text: &str) -> Option<Time> {
-    let (date, rest) = text.split_once(['T', 't'])?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
-    let (clock, zone) = rest.split_at(zone_at);
-    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
-    let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && (0..24).contains(&hour)
-        && (0..60).contains(&minute)
-        && (0..=60).contains(&second)
-        && fraction.len() <= 9
-        && fraction.bytes().all(|b| b.is_ascii_digit());
-    if !valid {
-        return None;
-    }
-    let offset = match zone {
-        "" | "Z" | "z" => 0,
-        zone => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let (h, m) = zone[1..].split_once(':')?;
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
-        }
-    };
-    // Days since 1970-01-01 in the proleptic Gregorian calendar, from March-based years.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * m + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    let nanos = format!("{fraction:0<9}").parse().ok()?;
-    Some((seconds, nanos))
+    Ok(config.and_then(|c| c.created).as_deref().and_then(kiln_image::time::parse))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times() {
-        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some((0, 0)));
-        assert_eq!(parse_time("2024-02-29T12:30:15.25Z"), Some((1_709_209_815, 250_000_000)));
-        assert_eq!(parse_time("2024-05-01T10:00:00+02:00"), parse_time("2024-05-01T08:00:00Z"));
-        assert_eq!(parse_time("2024-05-01T01:00:00-03:30"), parse_time("2024-05-01T04:30:00Z"));
-        assert_eq!(parse_time("0001-01-01T00:00:00Z"), Some((-62_135_596_800, 0)));
-        let a = parse_time("2024-05-01T10:00:00+02:00").unwrap();
-        let b = parse_time("2024-05-01T08:30:00Z").unwrap();
-        let c = parse_time("2024-05-01T08:30:00.123456789Z").unwrap();
-        assert!(a < b && b < c, "{a:?} {b:?} {c:?}");
-        for bad in ["yesterday", "2024-05-01", "2024-13-01T00:00:00Z", "2024-05-01T00:00Z", "2024-05-01T00:00:00.x1Z"] {
-            assert_eq!(parse_time(bad), None, "{bad}");
-        }
-    }
 
     fn source(json: serde_json::Value) -> Source {
         let mut json = json;
