@@ -9,6 +9,9 @@
 //! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
 //! - [`azure`]: Azure Container Registry logins (Entra ID tokens, the ACR exchange).
 //! - [`tls`]: TLS to registries: `ca_certs` as trust roots and as pinned certificates.
+//! - [`notary`]: a Notary v1 server's trust data for a GUN, fetched, checked and published.
+//! - [`tuf`]: Notary v1's TUF metadata (content_trust): checked from root to targets, and
+//!   targets signed.
 
 mod auth;
 pub mod aws;
@@ -19,11 +22,13 @@ mod client;
 pub mod docker_config;
 mod manifests;
 pub mod media_types;
+pub mod notary;
 pub mod push;
 pub mod reference;
 pub mod scope;
 mod tags;
 mod tls;
+pub mod tuf;
 
 pub use auth::{Challenge, Credentials};
 

@@ -78,6 +78,12 @@ impl Repository {
         &self.registry
     }
 
+    /// A Notary server's trust collection: its host, and a GUN (which names a registry, so
+    /// it is no repository path) as the name tokens are asked for.
+    pub(crate) fn trust_collection(server: &str, gun: &str) -> Self {
+        Repository { registry: server.into(), path: gun.into() }
+    }
+
     /// The host and port the registry API is served on.
     pub fn api_host(&self) -> &str {
         if self.registry == DOCKER_HUB { DOCKER_HUB_API } else { &self.registry }

@@ -8,6 +8,7 @@
 //!   [`metadata`] writes `params.output_metadata`).
 
 pub mod check;
+pub mod content_trust;
 pub mod cosign;
 pub mod get;
 pub mod metadata;

@@ -81,6 +81,7 @@ impl OneOrMany {
 pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> {
     let target = req.source.validate()?;
     let signer = req.source.cosign_signer()?;
+    let notary_key = req.source.content_trust.as_ref().map(|ct| ct.signing_key()).transpose()?;
     let input = match (&req.params.build, req.params.image.is_empty()) {
         (Some(_), false) => bail!("params.build and params.image both name an image to push; set one of them"),
         (Some(spec), true) => Input::Build(crate::put_build::BuildSpec::parse(spec, req.params.cache)?),
@@ -100,6 +101,7 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
     };
     let (repo, config) = req.source.connect().await?;
     let credentials = config.credentials.clone();
+    let notary_config = config.clone();
     let client = Arc::new(Client::new(repo, config)?);
     let tags = tags(&req, &dir, &client).await?;
     // A built image is read from the fresh folder it was built in (kept until pushed).
@@ -130,6 +132,12 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
             crate::cosign::sign(&client, &signer, digest).await?;
         }
         eprintln!("signed {} with cosign ({} manifest(s))", loaded.top.digest, digests.len());
+    }
+    if let (Some(trust), Some(key)) = (&req.source.content_trust, &notary_key) {
+        let hex = loaded.top.digest.trim_start_matches("sha256:");
+        trust.sign(key, &target, notary_config, &tags, hex, loaded.top.bytes.len() as u64).await.map_err(|e| {
+            anyhow::anyhow!("content_trust: {e:#}; the image is pushed as {}, but not signed", tags.join(", "))
+        })?;
     }
     if let Some(file) = &digest_file {
         kiln_image::confined::write_beneath(&dir, file, loaded.top.digest.as_bytes()).with_context(|| {

@@ -77,8 +77,9 @@ pub struct Source {
     pub azure_tenant_id: Option<String>,
     #[serde(default)]
     pub azure_environment: Option<String>,
+    /// The anchor's Notary v1 signing on `out` (crate::content_trust).
     #[serde(default)]
-    pub content_trust: Option<serde_json::Value>,
+    pub content_trust: Option<crate::content_trust::ContentTrust>,
     /// kiln's own: sign on `out`, verify on `check` and `in` (crate::cosign).
     #[serde(default)]
     pub cosign: Option<crate::cosign::CosignSource>,
@@ -139,10 +140,6 @@ pub enum SourceError {
     Tag(kiln_registry::ReferenceError),
     #[error("source.{0} and source.{1} cannot both be set: one registry, one cloud")]
     Conflict(&'static str, &'static str),
-    #[error(
-        "source.content_trust (Notary v1) is not supported: registries are retiring Notary v1; sign and verify images with cosign instead (source.cosign)"
-    )]
-    ContentTrust,
     #[error("source.{0} and source.{1} mean the same and disagree; set one of them")]
     Disagree(&'static str, &'static str),
     #[error("source.{0} is set but source.{1} is not; set both or neither")]
@@ -182,9 +179,6 @@ impl Source {
         }
         if self.azure_acr && self.aws_region.as_deref().is_some_and(|r| !r.is_empty()) {
             return Err(SourceError::Conflict("azure_acr", "aws_region"));
-        }
-        if self.content_trust.is_some() {
-            return Err(SourceError::ContentTrust);
         }
         if self.aws_region.as_deref().is_none_or(str::is_empty) {
             let aws = [
@@ -435,7 +429,8 @@ mod tests {
         );
         let half = r#"{"repository":"a","aws_region":"eu-west-1","aws_access_key_id":"A"}"#;
         assert!(err(half).contains("source.aws_access_key_id is set but source.aws_secret_access_key is not"));
-        assert!(err(r#"{"repository":"a","content_trust":{}}"#).contains("cosign"));
+        let no_server = parse(r#"{"repository":"a","content_trust":{}}"#).unwrap_err().to_string();
+        assert!(no_server.contains("missing field `server`"), "{no_server}");
         parse(r#"{"repository":"a","aws_region":"eu-west-1"}"#).unwrap().validate().unwrap();
     }
 

@@ -30,6 +30,18 @@ pub struct DevEnv {
     pub registries: Registries,
     pub docker: Docker,
     pub buildkitd: Buildkitd,
+    /// notary-server and its CLI (trixie's notary), started by `scripts/dev-env`.
+    pub notary: Notary,
+}
+
+/// notary-server on HTTPS (the dev CA), its auth the dev token issuer's (the token
+/// registry's username and password), and notary-signer behind it.
+#[derive(Debug, Deserialize)]
+pub struct Notary {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Where `notary`, `notary-server` and `notary-signer` are.
+    pub bin_dir: PathBuf,
 }
 
 /// The real `buildkitd` (built from Debian's packages by `scripts/build-buildkitd`), run as

@@ -88,9 +88,9 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
             "source.repository is an ECR registry in eu-west-1 but source.aws_region is us-east-2",
         ),
         (
-            &["check", "out"],
+            &["out"],
             format!(r#"{{"source": {{"repository": "{REPO}", "content_trust": {{"server": "x"}}}}}}"#),
-            "sign and verify images with cosign",
+            "source.content_trust.repository_key is not set",
         ),
         (
             &["out"],

@@ -1,0 +1,128 @@
+//! A Notary v1 server's trust data for one GUN (`registry/repository`), for `content_trust`:
+//! the four TUF roles fetched and checked ([`crate::tuf`]), and a new targets role
+//! published. The server takes the registry's auth — bearer tokens for
+//! `repository:<GUN>:pull` and `…:push,pull` — so this is a [`Client`] whose origin is the
+//! server and whose scope name is the GUN: the same credential rule, retries and caps.
+
+use reqwest::{Method, StatusCode};
+
+use crate::client::{Access, Call};
+use crate::tuf::{Signed, Trusted, TufError};
+use crate::{Client, ClientConfig, RegistryError, Repository};
+
+/// Why trust data could not be read or published.
+#[derive(Debug, thiserror::Error)]
+pub enum NotaryError {
+    #[error("content_trust.server: {0:?} is not a URL such as https://notary.example.com:4443")]
+    BadServer(String),
+    #[error("notary server {server}: {source}")]
+    Registry { server: String, source: RegistryError },
+    #[error("notary server {server}, {gun}: {source}")]
+    Tuf { server: String, gun: String, source: TufError },
+}
+
+/// The longest any role's metadata may be.
+const MAX_METADATA: u64 = 4 << 20;
+
+/// One GUN on one Notary server.
+pub struct TrustServer {
+    client: Client,
+    server: String,
+    gun: String,
+}
+
+impl TrustServer {
+    /// `server` as `content_trust.server` gives it (`https://host[:port]`; `http://` only
+    /// where the client allows plain HTTP), for `gun`.
+    pub fn new(server: &str, gun: &str, config: ClientConfig) -> Result<Self, NotaryError> {
+        let url = reqwest::Url::parse(server).map_err(|_| NotaryError::BadServer(server.into()))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => return Err(NotaryError::BadServer(server.into())),
+        };
+        if !matches!(url.scheme(), "https" | "http") || !matches!(url.path(), "" | "/") {
+            return Err(NotaryError::BadServer(server.into()));
+        }
+        let config = ClientConfig { insecure: config.insecure || url.scheme() == "http", ..config };
+        let client = Client::new(Repository::trust_collection(&host, gun), config)
+            .map_err(|source| NotaryError::Registry { server: host.clone(), source })?;
+        Ok(TrustServer { client, server: host, gun: gun.into() })
+    }
+
+    pub fn gun(&self) -> &str {
+        &self.gun
+    }
+
+    fn registry_error(&self, source: RegistryError) -> NotaryError {
+        NotaryError::Registry { server: self.server.clone(), source }
+    }
+
+    fn tuf_error(&self, source: TufError) -> NotaryError {
+        NotaryError::Tuf { server: self.server.clone(), gun: self.gun.clone(), source }
+    }
+
+    /// One role's current metadata, or `None` when the server has none for the GUN.
+    async fn role(&self, role: &str, access: Access) -> Result<Option<Vec<u8>>, NotaryError> {
+        let call = Call::new(
+            Method::GET,
+            format!("/v2/{}/_trust/tuf/{role}.json", self.gun),
+            access,
+            format!("{role}.json of {}", self.gun),
+        );
+        let resp = self.client.execute(&call).await.map_err(|e| self.registry_error(e))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.client.expect_success(resp, &call.what).await.map_err(|e| self.registry_error(e))?;
+        let body = self.client.read_body(resp, MAX_METADATA, &call.what).await.map_err(|e| self.registry_error(e))?;
+        Ok(Some(body))
+    }
+
+    /// The GUN's metadata checked at `now` from root to targets, or `None` when the server
+    /// does not know the GUN. `for_push` asks for the token a publish needs, up front.
+    pub async fn fetch(&self, now: i64, for_push: bool) -> Result<Option<Trusted>, NotaryError> {
+        let access = if for_push { Access::Push } else { Access::Pull };
+        let Some(root) = self.role("root", access.clone()).await? else { return Ok(None) };
+        let mut files = Vec::new();
+        for role in ["targets", "snapshot", "timestamp"] {
+            let bytes = self.role(role, access.clone()).await?.ok_or_else(|| {
+                self.tuf_error(TufError::Malformed {
+                    role: role.into(),
+                    detail: "the server has root.json but not this".into(),
+                })
+            })?;
+            files.push(bytes);
+        }
+        Trusted::check(
+            &self.gun,
+            [("root", &root), ("targets", &files[0]), ("snapshot", &files[1]), ("timestamp", &files[2])],
+            now,
+        )
+        .map(Some)
+        .map_err(|e| self.tuf_error(e))
+    }
+
+    /// Publishes `targets` (the server makes snapshot and timestamp, whose keys it holds).
+    pub async fn publish_targets(&self, targets: &Signed) -> Result<(), NotaryError> {
+        const BOUNDARY: &str = "kiln-tuf-5f0c4a7e1b9d";
+        let mut body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"targets\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(targets.to_bytes());
+        body.extend(format!("\r\n--{BOUNDARY}--\r\n").into_bytes());
+        let call = Call::new(
+            Method::POST,
+            format!("/v2/{}/_trust/tuf/", self.gun),
+            Access::Push,
+            format!("the signed targets of {}", self.gun),
+        )
+        .header(reqwest::header::CONTENT_TYPE, &format!("multipart/form-data; boundary={BOUNDARY}"))
+        .body(body.into());
+        let resp = self.client.execute(&call).await.map_err(|e| self.registry_error(e))?;
+        self.client.expect_success(resp, &call.what).await.map_err(|e| self.registry_error(e))?;
+        Ok(())
+    }
+}

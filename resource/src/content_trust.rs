@@ -1,0 +1,123 @@
+//! `source.content_trust`: Notary v1 signatures of what `out` pushed, as the anchor
+//! resource makes them. After the push, each tag becomes a TUF target — the manifest's
+//! SHA-256 and length — in the GUN `registry/repository` on `server`, signed with the
+//! repository's targets key; the server, which holds the snapshot and timestamp keys,
+//! makes those roles. Unlike the anchor, a failure fails the put (the image stays pushed).
+
+use anyhow::{Context as _, anyhow, bail};
+use kiln_registry::notary::TrustServer;
+use kiln_registry::tuf::{SigningKey, Target, sign_targets};
+use kiln_registry::{ClientConfig, Credentials, Repository};
+use serde::Deserialize;
+
+/// How long a targets role kiln signs stays valid: three years, as notary's own client.
+const TARGETS_VALID_FOR: i64 = 3 * 365 * 86_400;
+
+/// `source.content_trust`, under the anchor's names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentTrust {
+    /// `https://notary.example.com:4443`.
+    pub server: String,
+    /// The targets key's id (`notary key list`), checked against the key.
+    #[serde(default)]
+    pub repository_key_id: Option<String>,
+    /// The targets key file's text: an encrypted PKCS#8 PEM, as notary writes it.
+    #[serde(default)]
+    pub repository_key: Option<String>,
+    #[serde(default)]
+    pub repository_passphrase: Option<String>,
+    /// A client certificate and key for the notary server.
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    /// For the notary server's token service; else the source's credentials.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The anchor's override of the token scopes; kiln asks for `repository:<GUN>:push,pull`.
+    #[serde(default)]
+    pub scopes: Option<String>,
+}
+
+impl std::fmt::Debug for ContentTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentTrust")
+            .field("server", &self.server)
+            .field("repository_key_id", &self.repository_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The GUN Docker's client and the anchor use for `repo`: `registry/repository`, with
+/// Docker Hub as `docker.io`.
+pub fn gun(repo: &Repository) -> String {
+    let registry = if repo.is_docker_hub() { "docker.io" } else { repo.registry() };
+    format!("{registry}/{}", repo.path())
+}
+
+impl ContentTrust {
+    /// Checks what can be checked before anything is pushed: the key decrypts and is the one
+    /// `repository_key_id` names.
+    pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
+        if self.tls_cert.is_some() || self.tls_key.is_some() {
+            bail!(
+                "source.content_trust.tls_cert/tls_key: client certificates for the notary server are not supported yet; \
+                 use its token auth (content_trust.username and password)"
+            );
+        }
+        let pem = self.repository_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or_else(|| {
+            anyhow!(
+                "source.content_trust.repository_key is not set: give the repository's targets key (notary's key file)"
+            )
+        })?;
+        let passphrase = self.repository_passphrase.as_deref().unwrap_or_default();
+        let key = SigningKey::from_encrypted_pem(pem, passphrase)
+            .map_err(|e| anyhow!("source.content_trust.repository_key: {e}"))?;
+        if let Some(id) = self.repository_key_id.as_deref().filter(|id| !id.is_empty()) {
+            let actual = key.public().id();
+            if id != actual {
+                bail!("source.content_trust.repository_key_id is {id}, but repository_key is the key {actual}");
+            }
+        }
+        Ok(key)
+    }
+
+    /// Signs `tags` → the manifest (`sha256_hex`, `length` bytes) in the GUN of `repo`.
+    pub async fn sign(
+        &self,
+        key: &SigningKey,
+        repo: &Repository,
+        source: ClientConfig,
+        tags: &[String],
+        sha256_hex: &str,
+        length: u64,
+    ) -> anyhow::Result<()> {
+        let gun = gun(repo);
+        let credentials = match (&self.username, &self.password) {
+            (Some(username), Some(password)) => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
+            _ => source.credentials.clone(),
+        };
+        let config = ClientConfig { credentials, ..source };
+        let server = TrustServer::new(&self.server, &gun, config)?;
+        let now = kiln_image::time::now();
+        let trusted = server.fetch(now, true).await?.ok_or_else(|| {
+            anyhow!(
+                "the notary server {} has no trust data for {gun}: initialise it first \
+                 (notary init -p {gun}, then notary key rotate {gun} snapshot -r)",
+                self.server
+            )
+        })?;
+        let target = Target::manifest(sha256_hex, length).context("the pushed manifest's digest is not SHA-256")?;
+        let changes: Vec<(String, Target)> = tags.iter().map(|t| (t.clone(), target.clone())).collect();
+        let signed = sign_targets(&trusted, &changes, key, now + TARGETS_VALID_FOR)
+            .map_err(|e| anyhow!("source.content_trust.repository_key: {e}"))?;
+        server.publish_targets(&signed).await?;
+        eprintln!("signed {} in {gun} on {} (targets version {})", tags.join(", "), self.server, signed.version());
+        Ok(())
+    }
+}

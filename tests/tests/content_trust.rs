@@ -1,0 +1,222 @@
+//! `source.content_trust`: Notary v1 signing on `out`, against the real notary-server and
+//! notary-signer (trixie's `notary`, started by dev-env, token auth from the dev issuer) and
+//! cross-checked with the real `notary` CLI: a GUN prepared the way the anchor's README asks
+//! (`notary init -p`, then `notary key rotate … snapshot -r`), pushed to by `out` with the
+//! repository's targets key, lists every tag at the digest and size the registry serves.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln_tests::dev_env_or_skip;
+use kiln_tests::harness::{DevEnv, Outcome, resource, skopeo_digest, unique_repo};
+use kiln_tests::images::noise_image_tar;
+use serde_json::{Value, json};
+
+const TARGETS_PASSPHRASE: &str = "targets-pass-51c9";
+
+/// A notary CLI trust folder for one GUN on the dev notary server.
+struct Trust {
+    dir: tempfile::TempDir,
+    gun: String,
+}
+
+impl Trust {
+    fn notary(&self, env: &DevEnv, args: &[&str]) -> std::process::Output {
+        let token = &env.registries.token;
+        let auth = base64(&format!("{}:{}", token.username.as_deref().unwrap(), token.password.as_deref().unwrap()));
+        Command::new(env.notary.bin_dir.join("notary"))
+            .arg("-s")
+            .arg(format!("https://{}", env.notary.addr))
+            .arg("--tlscacert")
+            .arg(&env.ca_cert)
+            .arg("-d")
+            .arg(self.dir.path())
+            .args(args)
+            .env("NOTARY_AUTH", auth)
+            .env("NOTARY_ROOT_PASSPHRASE", "root-pass-0a4f")
+            .env("NOTARY_TARGETS_PASSPHRASE", TARGETS_PASSPHRASE)
+            .env("NOTARY_SNAPSHOT_PASSPHRASE", "snapshot-pass-77d2")
+            .output()
+            .unwrap()
+    }
+
+    /// `notary init -p` and the snapshot key handed to the server, as a publisher holding
+    /// only the targets key needs.
+    fn init(env: &DevEnv, repo: &str) -> Self {
+        let trust = Trust { dir: tempfile::tempdir().unwrap(), gun: format!("{}/{repo}", env.registries.plain.addr) };
+        for args in [vec!["init", "-p", &trust.gun], vec!["key", "rotate", &trust.gun, "snapshot", "-r"]] {
+            let out = trust.notary(env, &args);
+            assert!(out.status.success(), "notary {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        trust
+    }
+
+    /// The targets key: its id (the file's name) and the file's text.
+    fn targets_key(&self) -> (String, String) {
+        for entry in std::fs::read_dir(self.dir.path().join("private")).unwrap() {
+            let path: PathBuf = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.contains("role: targets") {
+                return (path.file_stem().unwrap().to_string_lossy().into_owned(), text);
+            }
+        }
+        panic!("no targets key in {}", self.dir.path().display());
+    }
+
+    /// `notary list`: (tag, sha256 hex, size) rows.
+    fn list(&self, env: &DevEnv) -> Vec<(String, String, u64)> {
+        let out = self.notary(env, &["list", &self.gun]);
+        assert!(
+            out.status.success(),
+            "notary list: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 3).then(|| (f[0].to_string(), f[1].to_string(), f[2].parse().unwrap()))
+            })
+            .collect()
+    }
+}
+
+fn base64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn content_trust(env: &DevEnv, key_id: &str, key: &str, passphrase: &str) -> Value {
+    let token = &env.registries.token;
+    json!({
+        "server": format!("https://{}", env.notary.addr),
+        "repository_key_id": key_id,
+        "repository_key": key,
+        "repository_passphrase": passphrase,
+        "username": token.username,
+        "password": token.password,
+    })
+}
+
+fn push(env: &DevEnv, dir: &Path, repo: &str, trust: Value, tags: &[&str]) -> Outcome {
+    std::fs::write(dir.join("tags"), tags[1..].join(" ")).unwrap();
+    let source = json!({
+        "repository": format!("{}/{repo}", env.registries.plain.addr),
+        "ca_certs": [std::fs::read_to_string(&env.ca_cert).unwrap()],
+        "content_trust": trust,
+    });
+    resource(
+        "out",
+        Some(dir),
+        &json!({ "source": source, "params": { "image": "image.tar", "version": tags[0], "additional_tags": "tags" } }),
+    )
+}
+
+/// The size in bytes of the manifest the registry serves for `repo:tag`.
+fn manifest_size(env: &DevEnv, repo: &str, tag: &str) -> u64 {
+    let out = env
+        .crane()
+        .args(["manifest", "--insecure", &format!("{}/{repo}:{tag}", env.registries.plain.addr)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "crane manifest: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.len() as u64
+}
+
+#[test]
+fn what_out_signs_notary_lists_at_the_registrys_digest() {
+    let env = dev_env_or_skip!();
+    let repo = unique_repo("notary");
+    let trust = Trust::init(env, &repo);
+    let (key_id, key) = trust.targets_key();
+    let work = tempfile::tempdir().unwrap();
+    noise_image_tar(work.path(), "1.0.0", 4096, 31);
+    let out =
+        push(env, work.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["1.0.0", "latest"]);
+    out.success();
+    assert!(out.stderr.contains(&format!("signed 1.0.0, latest in {}", trust.gun)), "{}", out.stderr);
+    for secret in [
+        TARGETS_PASSPHRASE,
+        env.registries.token.password.as_deref().unwrap(),
+        key.lines().max_by_key(|l| l.len()).unwrap(),
+    ] {
+        assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret), "a secret was printed:\n{}", out.stderr);
+    }
+    let digest = skopeo_digest(env, &env.registries.plain, &repo, "1.0.0");
+    let size = manifest_size(env, &repo, "1.0.0");
+    let mut listed = trust.list(env);
+    listed.sort();
+    let hex = digest.trim_start_matches("sha256:").to_string();
+    assert_eq!(listed, vec![("1.0.0".to_string(), hex.clone(), size), ("latest".to_string(), hex.clone(), size)]);
+
+    // A second image under 2.0.0 and latest: latest moves, 1.0.0 stays.
+    let again = tempfile::tempdir().unwrap();
+    noise_image_tar(again.path(), "2.0.0", 4096, 32);
+    push(env, again.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["2.0.0", "latest"])
+        .success();
+    let second = skopeo_digest(env, &env.registries.plain, &repo, "2.0.0");
+    let listed: Vec<(String, String)> = trust.list(env).into_iter().map(|(t, d, _)| (t, d)).collect();
+    let second_hex = second.trim_start_matches("sha256:").to_string();
+    assert!(listed.contains(&("1.0.0".into(), hex)), "{listed:?}");
+    assert!(listed.contains(&("2.0.0".into(), second_hex.clone())), "{listed:?}");
+    assert!(listed.contains(&("latest".into(), second_hex)), "{listed:?}");
+}
+
+#[test]
+fn a_key_that_cannot_sign_fails_before_anything_is_pushed() {
+    let env = dev_env_or_skip!();
+    let repo = unique_repo("notary-bad");
+    let trust = Trust::init(env, &repo);
+    let (key_id, key) = trust.targets_key();
+    let work = tempfile::tempdir().unwrap();
+    noise_image_tar(work.path(), "1.0.0", 4096, 33);
+    let cases = [
+        (content_trust(env, &key_id, &key, "wrong-passphrase"), "the passphrase does not decrypt the key"),
+        (content_trust(env, &"0".repeat(64), &key, TARGETS_PASSPHRASE), "repository_key_id is 0000"),
+        (content_trust(env, &key_id, "not a key", TARGETS_PASSPHRASE), "source.content_trust.repository_key: "),
+    ];
+    for (trust_source, want) in cases {
+        let out = push(env, work.path(), &repo, trust_source, &["1.0.0"]);
+        out.failure();
+        assert!(out.stderr.contains(want), "want {want:?}:\n{}", out.stderr);
+        assert!(!out.stderr.contains("wrong-passphrase") && !out.stderr.contains(TARGETS_PASSPHRASE), "{}", out.stderr);
+    }
+    let head = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{}/{repo}:1.0.0", env.registries.plain.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(!head.status.success(), "the image was pushed");
+    assert!(
+        String::from_utf8_lossy(&head.stderr).contains("manifest unknown"),
+        "{}",
+        String::from_utf8_lossy(&head.stderr)
+    );
+}
+
+#[test]
+fn a_gun_the_server_does_not_know_fails_the_put_and_says_the_image_is_pushed() {
+    let env = dev_env_or_skip!();
+    // The key of one GUN, for another GUN nobody initialised.
+    let trust = Trust::init(env, &unique_repo("notary-key"));
+    let (key_id, key) = trust.targets_key();
+    let repo = unique_repo("notary-unknown");
+    let work = tempfile::tempdir().unwrap();
+    noise_image_tar(work.path(), "1.0.0", 4096, 34);
+    let out = push(env, work.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["1.0.0"]);
+    out.failure();
+    assert!(out.stderr.contains("has no trust data for"), "{}", out.stderr);
+    assert!(out.stderr.contains("the image is pushed as 1.0.0, but not signed"), "{}", out.stderr);
+    // The key of the right GUN's neighbour is not this GUN's targets key either.
+    let other = Trust::init(env, &repo);
+    let _ = other;
+    let out = push(env, work.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["1.0.0"]);
+    out.failure();
+    assert!(out.stderr.contains("is not one of this repository's targets keys"), "{}", out.stderr);
+}
