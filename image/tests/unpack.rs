@@ -454,6 +454,44 @@ fn byte_limit_stops_bombs() {
     assert!(u.apply_layer("two", layer(&[file("b", 0o644, &data)]).as_slice()).is_err());
 }
 
+/// A layer stream that fails (a dropped connection, a corrupt compressed stream) after
+/// `ok` bytes, with an error that is not `Interrupted`, every time it is read again.
+struct FailingAfter {
+    data: Vec<u8>,
+    at: usize,
+    ok: usize,
+}
+
+impl std::io::Read for FailingAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.ok {
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the registry went away"));
+        }
+        let n = buf.len().min(self.ok - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_read_error_inside_a_file_fails_the_layer() {
+    let s = Sandbox::new();
+    let data = vec![7u8; 64 << 10];
+    let l = layer(&[file("big", 0o644, &data)]);
+    // The header and part of the content arrive, then the stream breaks.
+    let broken = FailingAfter { data: l, at: 0, ok: 512 + 10_000 };
+    let mut u = Unpacker::new(&s.root, UnpackOptions::default()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(u.apply_layer("broken", broken).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let result =
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the unpacker kept reading a broken stream");
+    let err = result.unwrap_err();
+    assert!(err.contains("the registry went away"), "{err}");
+}
+
 /// A GNU sparse file: `data` stored at `offset`, the file `real_size` long (old GNU format,
 /// one map entry in the header), as `tar --sparse` writes one.
 fn sparse_layer(name: &str, real_size: u64, offset: u64, data: &[u8]) -> Vec<u8> {
