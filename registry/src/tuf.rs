@@ -562,6 +562,53 @@ mod tests {
         assert!(matches!(check(&swapped, NOW), Err(TufError::Malformed { .. })));
     }
 
+    /// A root key as notary makes one: a self-signed P-256 certificate whose CN is the GUN.
+    fn root_certificate(cn: &str) -> (Key, SigningKey) {
+        use pkcs8::DecodePrivateKey as _;
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let cert = params.self_signed(&pair).unwrap();
+        let key =
+            Key { keytype: "ecdsa-x509".into(), keyval: KeyVal { private: None, public: B64.encode(cert.pem()) } };
+        let signing = SigningKey::P256(p256::ecdsa::SigningKey::from_pkcs8_der(&pair.serialize_der()).unwrap());
+        (key, signing)
+    }
+
+    #[test]
+    fn a_root_certificate_must_name_the_gun() {
+        for (cn, ok) in [("r.example/app", true), ("r.example/other", false)] {
+            let (cert_key, signing) = root_certificate(cn);
+            let mut repo = Repo::new();
+            repo.keys.insert("root", signing);
+            let mut files = repo.files(serde_json::json!({}), NOW + 3600);
+            // root.json lists and signs with the certificate's key, not the bare one.
+            let mut root = Signed::parse("root", &files[0]).unwrap();
+            let bare = repo.keys["root"].public().id();
+            root.signed["keys"].as_object_mut().unwrap().remove(&bare);
+            root.signed["keys"][cert_key.id()] = serde_json::to_value(&cert_key).unwrap();
+            root.signed["roles"]["root"]["keyids"] = serde_json::json!([cert_key.id()]);
+            let mut sig = repo.keys["root"].sign(&canonical(&root.signed));
+            sig.keyid = cert_key.id();
+            root.signatures = vec![sig];
+            files[0] = root.to_bytes();
+            // snapshot names root's hash: made again over the new root.
+            let mut snapshot = Signed::parse("snapshot", &files[2]).unwrap();
+            snapshot.signed["meta"]["root"] = serde_json::to_value(FileMeta::of(&files[0])).unwrap();
+            files[2] = repo.sign("snapshot", snapshot.signed);
+            let mut timestamp = Signed::parse("timestamp", &files[3]).unwrap();
+            timestamp.signed["meta"]["snapshot"] = serde_json::to_value(FileMeta::of(&files[2])).unwrap();
+            files[3] = repo.sign("timestamp", timestamp.signed);
+            match check(&files, NOW) {
+                Ok(_) => assert!(ok, "a root for {cn} was trusted for r.example/app"),
+                Err(e) => {
+                    assert!(!ok, "{e}");
+                    assert_eq!(e, TufError::WrongGun { cn: cn.into(), gun: "r.example/app".into() });
+                }
+            }
+        }
+    }
+
     #[test]
     fn targets_are_signed_only_with_the_roles_key() {
         let repo = Repo::new();
