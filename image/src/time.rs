@@ -47,8 +47,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// `seconds` since the epoch as `2024-05-01T08:00:00Z`.
-pub fn format(seconds: i64) -> String {
+/// `seconds` since the epoch as a UTC date and time: year, month, day, hour, minute, second.
+pub fn civil(seconds: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = seconds.div_euclid(86_400);
     let rest = seconds.rem_euclid(86_400);
     // The inverse of days_from_civil.
@@ -61,7 +61,13 @@ pub fn format(seconds: i64) -> String {
     let day = day_of_year - (153 * m + 2) / 5 + 1;
     let month = if m < 10 { m + 3 } else { m - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    (year, month, day, rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// `seconds` since the epoch as `2024-05-01T08:00:00Z`.
+pub fn format(seconds: i64) -> String {
+    let (year, month, day, hour, minute, second) = civil(seconds);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 /// Now, in seconds since the epoch.
