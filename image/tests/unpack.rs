@@ -1061,3 +1061,42 @@ fn implicit_directories_are_0755_whatever_the_umask() {
         assert_eq!(fs::read(s.p("x/y/f")).unwrap(), b"f");
     });
 }
+
+#[test]
+fn a_directory_replaced_in_the_same_layer_is_looked_up_again() {
+    // `d/a` makes the unpacker remember where `d` is; `d` then becomes a link to `e`, so
+    // `d/b` must land in `e`, never in the directory that was removed.
+    let s = Sandbox::new();
+    let l =
+        layer(&[dir("e", 0o755), dir("d", 0o755), file("d/a", 0o644, "a"), symlink("d", "e"), file("d/b", 0o644, "b")]);
+    s.apply(&[l]).unwrap();
+    assert_eq!(fs::read_to_string(s.p("e/b")).unwrap(), "b");
+    assert!(fs::symlink_metadata(s.p("d")).unwrap().file_type().is_symlink());
+    // And after a whiteout of `d` (which hides only the lower layer's `d/a`), written into.
+    let s = Sandbox::new();
+    let first = layer(&[dir("d", 0o755), file("d/a", 0o644, "a")]);
+    let second = layer(&[file("d/x", 0o644, "x"), whiteout("d"), dir("d", 0o755), file("d/y", 0o644, "y")]);
+    s.apply(&[first, second]).unwrap();
+    assert_eq!(fs::read_to_string(s.p("d/y")).unwrap(), "y");
+    assert_eq!(fs::read_to_string(s.p("d/x")).unwrap(), "x", "the same layer's own file stays");
+    assert!(!s.p("d/a").exists());
+}
+
+#[test]
+fn headers_up_to_the_limit_pass_and_one_block_more_does_not() {
+    // A PAX header before a file: its own header block, its records (a multiple of 512
+    // bytes here, so no padding) and the file's header make `total` bytes before the body.
+    let limit = kiln_image::unpack::MAX_HEADER_OVERHEAD as usize;
+    let with_records = |total: usize| {
+        let records = total - 1024;
+        // "<len> comment=<value>\n" with <len> counting itself (7 digits here).
+        let value = "c".repeat(records - " comment=\n".len() - 7);
+        layer(&[file("f", 0o644, "body").pax("comment", value)])
+    };
+    let s = Sandbox::new();
+    s.apply(&[with_records(limit)]).unwrap();
+    assert_eq!(fs::read_to_string(s.p("f")).unwrap(), "body");
+    let s = Sandbox::new();
+    let err = s.apply(&[with_records(limit + 512)]).unwrap_err().to_string();
+    assert!(err.contains("bytes of headers before an entry"), "{err}");
+}
