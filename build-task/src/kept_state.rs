@@ -176,11 +176,6 @@ impl KeptState {
         self.dir.join("root")
     }
 
-    /// The folder as the user's task sees it, for messages.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// An empty `root/` and the record of who makes it.
     fn start_fresh(&mut self) -> Result<(), StateError> {
         let root = self.root();

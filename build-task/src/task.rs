@@ -53,18 +53,19 @@ struct SpawnWith<'a> {
     cache: Option<&'a Path>,
 }
 
-/// BuildKit where [`where_buildkit`] says. A daemon started here is put in `daemon` for the
-/// caller to stop, also when this is dropped half-way, and the state it keeps in `kept`.
+/// BuildKit `at` where [`where_buildkit`] said. A daemon started here is put in `daemon` for
+/// the caller to stop, also when this is dropped half-way, and the state it keeps in `kept`.
 async fn buildkit(
+    at: &Where,
     daemon: &mut Option<Buildkitd>,
     kept: &mut Option<KeptState>,
     with: &SpawnWith<'_>,
 ) -> anyhow::Result<tonic::transport::Channel> {
-    match where_buildkit() {
+    match at {
         Where::Host(host) => {
             let tls = transport::TlsFiles::from_env(env);
-            let address = transport::parse(&host, env("DOCKER_HOST").as_deref())?;
-            return Ok(transport::connect(&host, &address, tls.as_ref()).await?);
+            let address = transport::parse(host, env("DOCKER_HOST").as_deref())?;
+            return Ok(transport::connect(host, &address, tls.as_ref()).await?);
         }
         Where::DefaultSocket => {
             let address = transport::parse(transport::DEFAULT_HOST, None)?;
@@ -97,18 +98,21 @@ async fn buildkit(
             ),
         }
     }
+    let mut config = DaemonConfig {
+        dir: std::env::temp_dir().join(format!("kiln-buildkitd-{}", std::process::id())),
+        state: None,
+        gc_keep_bytes: None,
+        mirrors: env("REGISTRY_MIRRORS")
+            .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default(),
+        registries: with.registries.to_vec(),
+        extra_config: env("BUILDKIT_EXTRA_CONFIG"),
+        debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
+    };
     loop {
-        let config = DaemonConfig {
-            dir: std::env::temp_dir().join(format!("kiln-buildkitd-{}", std::process::id())),
-            state: kept.as_ref().map(KeptState::root),
-            gc_keep_bytes: kept.as_ref().map(|_| budget),
-            mirrors: env("REGISTRY_MIRRORS")
-                .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-                .unwrap_or_default(),
-            registries: with.registries.to_vec(),
-            extra_config: env("BUILDKIT_EXTRA_CONFIG"),
-            debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
-        };
+        // The kept state, or none once it could not be used.
+        config.state = kept.as_ref().map(KeptState::root);
+        config.gc_keep_bytes = kept.as_ref().map(|k| k.budget);
         let started = daemon.insert(Buildkitd::spawn(&config)?);
         match started.wait_ready(std::time::Duration::from_secs(start_timeout)).await {
             Ok(answer) => {
@@ -149,7 +153,7 @@ async fn buildkit(
 /// the daemon's start-up included. Dropping `work` closes its session and solve, so the
 /// daemon has nothing left to wait for when it is asked to stop. A kept state is pruned
 /// to its budget after the work, and released once the daemon stopped.
-async fn with_buildkit<T, F, Fut>(with: &SpawnWith<'_>, work: F) -> anyhow::Result<T>
+async fn with_buildkit<T, F, Fut>(at: &Where, with: &SpawnWith<'_>, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -161,7 +165,7 @@ where
     let mut kept = None;
     let result = tokio::select! {
         r = async {
-            let channel = buildkit(&mut daemon, &mut kept, with).await?;
+            let channel = buildkit(at, &mut daemon, &mut kept, with).await?;
             let result = work(channel.clone()).await;
             if let Some(state) = &kept {
                 state.keep_within_budget(channel).await;
@@ -184,7 +188,7 @@ where
 
 /// BuildKit's version and workers, as `build --buildkit-info` prints them.
 pub async fn buildkit_info() -> anyhow::Result<String> {
-    with_buildkit(&SpawnWith::default(), |channel| async move {
+    with_buildkit(&where_buildkit(), &SpawnWith::default(), |channel| async move {
         let daemon = info::query(channel)
             .await
             .map_err(|s| anyhow::anyhow!("BuildKit answered {:?}: {}", s.code(), s.message()))?;
@@ -208,7 +212,8 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     // The task's cache folder holds the state of a daemon started here (layers, snapshots,
     // cache mounts: everything the exported layer cache would hold, and more), else
     // BuildKit's exported layer cache, as in oci-build-task.
-    let spawn = matches!(where_buildkit(), Where::Spawn);
+    let at = where_buildkit();
+    let spawn = matches!(at, Where::Spawn);
     let state_folder = if spawn { params.cache_dir.take() } else { None };
     let state_folder = state_folder.filter(|_| !params.no_cache);
     let caches = LocalCaches::prepare(&mut params)?;
@@ -223,7 +228,7 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     let prepared = Prepared { content, extra_attrs, caches, ssh, internal: spawn };
     let params = &params;
     let with = SpawnWith { registries: &params.daemon_registries, cache: state_folder.as_deref() };
-    let mut built = with_buildkit(&with, |channel| async move {
+    let mut built = with_buildkit(&at, &with, |channel| async move {
         // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
         for target in &params.additional_targets {
             let dir = PathBuf::from(target);
