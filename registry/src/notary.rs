@@ -7,7 +7,7 @@
 use reqwest::{Method, StatusCode};
 
 use crate::client::{Access, Call};
-use crate::tuf::{Signed, Trusted, TufError};
+use crate::tuf::{RoleFiles, Signed, Trusted, TufError};
 use crate::{Client, ClientConfig, RegistryError, Repository};
 
 /// Why trust data could not be read or published.
@@ -79,24 +79,29 @@ impl TrustServer {
         Ok(Some(body))
     }
 
+    /// A role the server must have once it has root.
+    async fn required_role(&self, role: &str, access: Access) -> Result<Vec<u8>, NotaryError> {
+        self.role(role, access).await?.ok_or_else(|| {
+            self.tuf_error(TufError::Malformed {
+                role: role.into(),
+                detail: "the server has root.json but not this".into(),
+            })
+        })
+    }
+
     /// The GUN's metadata checked at `now` from root to targets, or `None` when the server
     /// does not know the GUN. `for_push` asks for the token a publish needs, up front.
     pub async fn fetch(&self, now: i64, for_push: bool) -> Result<Option<Trusted>, NotaryError> {
         let access = if for_push { Access::Push } else { Access::Pull };
         let Some(root) = self.role("root", access.clone()).await? else { return Ok(None) };
-        let mut files = Vec::new();
-        for role in ["targets", "snapshot", "timestamp"] {
-            let bytes = self.role(role, access.clone()).await?.ok_or_else(|| {
-                self.tuf_error(TufError::Malformed {
-                    role: role.into(),
-                    detail: "the server has root.json but not this".into(),
-                })
-            })?;
-            files.push(bytes);
-        }
+        let [targets, snapshot, timestamp] = [
+            self.required_role("targets", access.clone()).await?,
+            self.required_role("snapshot", access.clone()).await?,
+            self.required_role("timestamp", access).await?,
+        ];
         Trusted::check(
             &self.gun,
-            [("root", &root), ("targets", &files[0]), ("snapshot", &files[1]), ("timestamp", &files[2])],
+            RoleFiles { root: &root, targets: &targets, snapshot: &snapshot, timestamp: &timestamp },
             now,
         )
         .map(Some)

@@ -268,14 +268,21 @@ pub struct Trusted {
     pub timestamp: Signed,
 }
 
+/// The four roles' files of one GUN, as a server sent them.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleFiles<'a> {
+    pub root: &'a [u8],
+    pub targets: &'a [u8],
+    pub snapshot: &'a [u8],
+    pub timestamp: &'a [u8],
+}
+
 impl Trusted {
     /// Checks the chain at `now` for `gun`: root signs itself with keys whose certificates
     /// name the GUN; timestamp, snapshot and targets are each signed by their role's keys,
     /// unexpired, and snapshot and targets match what timestamp and snapshot say of them.
-    pub fn check(gun: &str, files: [(&str, &[u8]); 4], now: i64) -> Result<Self, TufError> {
-        let [root, targets, snapshot, timestamp] = files.map(|(role, bytes)| (role, bytes));
-        let root_bytes = root.1;
-        let root = Signed::parse("root", root.1)?;
+    pub fn check(gun: &str, files: RoleFiles<'_>, now: i64) -> Result<Self, TufError> {
+        let root = Signed::parse("root", files.root)?;
         let root_keys: Root = serde_json::from_value(root.signed.clone()).map_err(|e| malformed("root", e))?;
         let root_role = root_keys.role("root")?;
         root.check(&root_keys.keys, root_role, now)?;
@@ -287,23 +294,23 @@ impl Trusted {
                 }
             }
         }
-        let timestamp_file = Signed::parse("timestamp", timestamp.1)?;
+        let timestamp_file = Signed::parse("timestamp", files.timestamp)?;
         timestamp_file.check(&root_keys.keys, root_keys.role("timestamp")?, now)?;
         let snapshot_meta = meta_of(&timestamp_file, "snapshot")?;
-        if !snapshot_meta.matches(snapshot.1) {
+        if !snapshot_meta.matches(files.snapshot) {
             return Err(TufError::Mismatch { role: "snapshot".into(), by: "timestamp".into() });
         }
-        let snapshot_file = Signed::parse("snapshot", snapshot.1)?;
+        let snapshot_file = Signed::parse("snapshot", files.snapshot)?;
         snapshot_file.check(&root_keys.keys, root_keys.role("snapshot")?, now)?;
-        if !meta_of(&snapshot_file, "targets")?.matches(targets.1) {
+        if !meta_of(&snapshot_file, "targets")?.matches(files.targets) {
             return Err(TufError::Mismatch { role: "targets".into(), by: "snapshot".into() });
         }
         if let Ok(root_meta) = meta_of(&snapshot_file, "root")
-            && !root_meta.matches(root_bytes)
+            && !root_meta.matches(files.root)
         {
             return Err(TufError::Mismatch { role: "root".into(), by: "snapshot".into() });
         }
-        let targets_file = Signed::parse("targets", targets.1)?;
+        let targets_file = Signed::parse("targets", files.targets)?;
         targets_file.check(&root_keys.keys, root_keys.role("targets")?, now)?;
         Ok(Trusted { root, root_keys, targets: targets_file, snapshot: snapshot_file, timestamp: timestamp_file })
     }
@@ -508,11 +515,8 @@ mod tests {
     }
 
     fn check(files: &[Vec<u8>; 4], now: i64) -> Result<Trusted, TufError> {
-        Trusted::check(
-            "r.example/app",
-            [("root", &files[0]), ("targets", &files[1]), ("snapshot", &files[2]), ("timestamp", &files[3])],
-            now,
-        )
+        let [root, targets, snapshot, timestamp] = files;
+        Trusted::check("r.example/app", RoleFiles { root, targets, snapshot, timestamp }, now)
     }
 
     const NOW: i64 = 1_800_000_000;

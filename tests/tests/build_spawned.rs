@@ -62,14 +62,7 @@ impl Run {
 
     /// `build` with `vars`, to its end.
     fn build(&self, env: &DevEnv, vars: &[(&str, &str)]) -> Outcome {
-        let child = self
-            .command(env, vars)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting build");
-        wait_with_output(child)
+        wait_with_output(self.spawn_with(env, vars))
     }
 
     /// `build` in a clean environment: PATH with the real buildkitd first, TMPDIR, the dev
@@ -100,7 +93,12 @@ impl Run {
     }
 
     fn spawn(&self, env: &DevEnv) -> Child {
-        self.command(env, &[])
+        self.spawn_with(env, &[])
+    }
+
+    /// `build` with `vars`, started, its output piped.
+    fn spawn_with(&self, env: &DevEnv, vars: &[(&str, &str)]) -> Child {
+        self.command(env, vars)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -350,13 +348,7 @@ fn two_builds_at_once_on_one_cache_folder_both_succeed() {
     let Some(second) = Run::new(env, As::Root, &dockerfile) else { return };
     // Concourse may hand the same cache to two builds of a job on one worker.
     std::os::unix::fs::symlink(first.work.path().join("cache"), second.work.path().join("cache")).unwrap();
-    let one = first
-        .command(env, &[("BUILD_ARG_RUN_ID", "one")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let one = first.spawn_with(env, &[("BUILD_ARG_RUN_ID", "one")]);
     let record = first.work.path().join("cache/buildkit/state.json");
     let started = Instant::now();
     while !record.exists() {
