@@ -218,6 +218,8 @@ pub struct Client {
     pub(crate) http: reqwest::Client,
     pub(crate) repo: Repository,
     config: ClientConfig,
+    /// Set by [`Client::https_only`].
+    https_only: bool,
     state: Mutex<State>,
 }
 
@@ -228,7 +230,14 @@ impl Client {
             .read_timeout(config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .build()
             .map_err(|e| RegistryError::Client(error_chain(&e)))?;
-        Ok(Self { http, repo, config, state: Mutex::new(State::default()) })
+        Ok(Self { http, repo, config, https_only: false, state: Mutex::new(State::default()) })
+    }
+
+    /// A client for a server a `https://` URL names: plain HTTP is never tried, not even
+    /// on loopback or with `insecure`.
+    pub(crate) fn https_only(mut self) -> Self {
+        self.https_only = true;
+        self
     }
 
     pub fn repository(&self) -> &Repository {
@@ -412,7 +421,7 @@ impl Client {
             let url = format!("{}://{}/v2/", scheme.as_str(), self.repo.api_host());
             self.http.get(url).send()
         };
-        let http_allowed = self.config.insecure || self.repo.is_loopback();
+        let http_allowed = !self.https_only && (self.config.insecure || self.repo.is_loopback());
         let not_a_registry = |resp: &reqwest::Response| resp.status() == StatusCode::NOT_FOUND;
         let scheme = match ping(Scheme::Https).await {
             Ok(resp) if not_a_registry(&resp) => return Err(RegistryError::NotARegistry(self.repo.registry().into())),

@@ -15,10 +15,11 @@ use crate::{Client, ClientConfig, RegistryError, Repository};
 pub enum NotaryError {
     #[error("content_trust.server: {0:?} is not a URL such as https://notary.example.com:4443")]
     BadServer(String),
-    #[error("notary server {server}: {source}")]
-    Registry { server: String, source: RegistryError },
-    #[error("notary server {server}, {gun}: {source}")]
-    Tuf { server: String, gun: String, source: TufError },
+    // `error`, not `source`: the message already holds it, and a chain would say it twice.
+    #[error("notary server {server}: {error}")]
+    Registry { server: String, error: RegistryError },
+    #[error("notary server {server}, {gun}: {error}")]
+    Tuf { server: String, gun: String, error: TufError },
 }
 
 /// The longest any role's metadata may be.
@@ -46,7 +47,9 @@ impl TrustServer {
         }
         let config = ClientConfig { insecure: config.insecure || url.scheme() == "http", ..config };
         let client = Client::new(Repository::trust_collection(&host, gun), config)
-            .map_err(|source| NotaryError::Registry { server: host.clone(), source })?;
+            .map_err(|error| NotaryError::Registry { server: host.clone(), error })?;
+        // The URL names the scheme: an https server is never tried over plain HTTP.
+        let client = if url.scheme() == "https" { client.https_only() } else { client };
         Ok(TrustServer { client, server: host, gun: gun.into() })
     }
 
@@ -55,11 +58,11 @@ impl TrustServer {
     }
 
     fn registry_error(&self, source: RegistryError) -> NotaryError {
-        NotaryError::Registry { server: self.server.clone(), source }
+        NotaryError::Registry { server: self.server.clone(), error: source }
     }
 
     fn tuf_error(&self, source: TufError) -> NotaryError {
-        NotaryError::Tuf { server: self.server.clone(), gun: self.gun.clone(), source }
+        NotaryError::Tuf { server: self.server.clone(), gun: self.gun.clone(), error: source }
     }
 
     /// One role's current metadata, or `None` when the server has none for the GUN.

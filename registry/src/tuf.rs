@@ -320,6 +320,21 @@ impl Trusted {
         serde_json::from_value(self.targets.signed["targets"][tag].clone()).ok()
     }
 
+    /// The tags whose signed target is the manifest with SHA-256 `hex`, in name order.
+    pub fn tags_of(&self, sha256_hex: &str) -> Vec<String> {
+        let Some(targets) = self.targets.signed["targets"].as_object() else { return Vec::new() };
+        let mut tags: Vec<String> = targets
+            .iter()
+            .filter(|(_, t)| {
+                serde_json::from_value::<Target>((*t).clone()).ok().and_then(|t| t.sha256_hex()).as_deref()
+                    == Some(sha256_hex)
+            })
+            .map(|(tag, _)| tag.clone())
+            .collect();
+        tags.sort();
+        tags
+    }
+
     /// The ids of the keys that may sign targets.
     pub fn targets_key_ids(&self) -> Vec<String> {
         self.root_keys.roles.get("targets").map(|r| r.keyids.clone()).unwrap_or_default()
@@ -526,11 +541,15 @@ mod tests {
         let repo = Repo::new();
         let digest = "ab".repeat(32);
         let target = Target::manifest(&digest, 527).unwrap();
-        let files = repo.files(serde_json::json!({"1.0": target}), NOW + 3600);
+        let other = Target::manifest(&"cd".repeat(32), 99).unwrap();
+        let files = repo.files(serde_json::json!({"1.0": target, "latest": target, "0.9": other}), NOW + 3600);
         let trusted = check(&files, NOW).unwrap();
         assert_eq!(trusted.target("1.0"), Some(target.clone()));
         assert_eq!(trusted.target("1.0").unwrap().sha256_hex().as_deref(), Some(digest.as_str()));
         assert_eq!(trusted.target("2.0"), None);
+        assert_eq!(trusted.tags_of(&digest), ["1.0", "latest"]);
+        assert_eq!(trusted.tags_of(&"cd".repeat(32)), ["0.9"]);
+        assert!(trusted.tags_of(&"ef".repeat(32)).is_empty());
     }
 
     #[test]

@@ -50,8 +50,20 @@ pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
         Some(versions) => versions,
         None => run(&req.source, &mode, origin.clone(), config.clone(), req.version.as_ref()).await?,
     };
-    let Some(verifier) = verifier else { return Ok(versions) };
     // Signatures are checked where the image comes from, never on a mirror.
+    let versions = match &req.source.content_trust {
+        Some(trust) => {
+            let signatures = trust.signatures(&origin, config.clone()).await?;
+            let (signed, unsigned): (Vec<Version>, Vec<Version>) =
+                versions.into_iter().partition(|v| signatures.signs_tag(&v.tag, &v.digest));
+            for version in unsigned {
+                eprintln!("check: skipping {}: its Notary target is not {}", version.tag, version.digest);
+            }
+            signed
+        }
+        None => versions,
+    };
+    let Some(verifier) = verifier else { return Ok(versions) };
     let client = Client::new(origin, config)?;
     let mut signed = Vec::with_capacity(versions.len());
     for version in versions {

@@ -3,10 +3,12 @@
 //! SHA-256 and length — in the GUN `registry/repository` on `server`, signed with the
 //! repository's targets key; the server, which holds the snapshot and timestamp keys,
 //! makes those roles. Unlike the anchor, a failure fails the put (the image stays pushed).
+//! Also unlike it, `check` and `in` verify ([`Signatures`]): a version counts only when
+//! the GUN's checked targets sign its digest.
 
 use anyhow::{Context as _, anyhow, bail};
 use kiln_registry::notary::TrustServer;
-use kiln_registry::tuf::{SigningKey, Target, sign_targets};
+use kiln_registry::tuf::{SigningKey, Target, Trusted, sign_targets};
 use kiln_registry::{ClientConfig, Credentials, Repository};
 use serde::Deserialize;
 
@@ -85,6 +87,30 @@ impl ContentTrust {
         Ok(key)
     }
 
+    /// The notary server for `repo`'s GUN, reached with `content_trust.username/password`,
+    /// else the source's credentials, and the source's TLS settings.
+    fn server(&self, repo: &Repository, source: ClientConfig) -> anyhow::Result<TrustServer> {
+        let credentials = match (&self.username, &self.password) {
+            (Some(username), Some(password)) => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
+            _ => source.credentials.clone(),
+        };
+        Ok(TrustServer::new(&self.server, &gun(repo), ClientConfig { credentials, ..source })?)
+    }
+
+    /// The GUN's trust data, checked; a GUN the server does not know is an error.
+    async fn trusted(&self, server: &TrustServer, for_push: bool) -> anyhow::Result<Trusted> {
+        let gun = server.gun();
+        server.fetch(kiln_image::time::now(), for_push).await?.ok_or_else(|| {
+            anyhow!(
+                "the notary server {} has no trust data for {gun}: initialise it first \
+                 (notary init -p {gun}, then notary key rotate {gun} snapshot -r)",
+                self.server
+            )
+        })
+    }
+
     /// Signs `tags` → the manifest (`sha256_hex`, `length` bytes) in the GUN of `repo`.
     pub async fn sign(
         &self,
@@ -95,29 +121,60 @@ impl ContentTrust {
         sha256_hex: &str,
         length: u64,
     ) -> anyhow::Result<()> {
-        let gun = gun(repo);
-        let credentials = match (&self.username, &self.password) {
-            (Some(username), Some(password)) => {
-                Some(Credentials { username: username.clone(), password: password.clone() })
-            }
-            _ => source.credentials.clone(),
-        };
-        let config = ClientConfig { credentials, ..source };
-        let server = TrustServer::new(&self.server, &gun, config)?;
-        let now = kiln_image::time::now();
-        let trusted = server.fetch(now, true).await?.ok_or_else(|| {
-            anyhow!(
-                "the notary server {} has no trust data for {gun}: initialise it first \
-                 (notary init -p {gun}, then notary key rotate {gun} snapshot -r)",
-                self.server
-            )
-        })?;
+        let server = self.server(repo, source)?;
+        let trusted = self.trusted(&server, true).await?;
         let target = Target::manifest(sha256_hex, length).context("the pushed manifest's digest is not SHA-256")?;
         let changes: Vec<(String, Target)> = tags.iter().map(|t| (t.clone(), target.clone())).collect();
+        let now = kiln_image::time::now();
         let signed = sign_targets(&trusted, &changes, key, now + TARGETS_VALID_FOR)
             .map_err(|e| anyhow!("source.content_trust.repository_key: {e}"))?;
         server.publish_targets(&signed).await?;
-        eprintln!("signed {} in {gun} on {} (targets version {})", tags.join(", "), self.server, signed.version());
+        eprintln!(
+            "signed {} in {} on {} (targets version {})",
+            tags.join(", "),
+            server.gun(),
+            self.server,
+            signed.version()
+        );
         Ok(())
+    }
+
+    /// What `check` and `in` verify against: the GUN's signed targets, read once.
+    pub async fn signatures(&self, repo: &Repository, source: ClientConfig) -> anyhow::Result<Signatures> {
+        let server = self.server(repo, source)?;
+        let trusted = self.trusted(&server, false).await.context("content_trust")?;
+        Ok(Signatures { trusted, gun: server.gun().to_string(), server: self.server.clone() })
+    }
+}
+
+/// A GUN's checked targets, as `check` and `in` use them.
+pub struct Signatures {
+    trusted: Trusted,
+    gun: String,
+    server: String,
+}
+
+impl Signatures {
+    /// Whether `tag`'s signed target is the manifest `digest`.
+    pub fn signs_tag(&self, tag: &str, digest: &str) -> bool {
+        let signed = self.trusted.target(tag).and_then(|t| t.sha256_hex());
+        digest.strip_prefix("sha256:").is_some_and(|hex| signed.as_deref() == Some(hex))
+    }
+
+    /// The tags signed at `digest`; an error naming what is signed when none is.
+    pub fn tags_at(&self, tag: &str, digest: &str) -> anyhow::Result<Vec<String>> {
+        let Some(hex) = digest.strip_prefix("sha256:") else {
+            bail!("content_trust: {digest} is not a SHA-256 digest, which is all Notary v1 signs");
+        };
+        let tags = self.trusted.tags_of(hex);
+        if !tags.is_empty() {
+            return Ok(tags);
+        }
+        let at_tag = match self.trusted.target(tag).and_then(|t| t.sha256_hex()) {
+            Some(hex) => format!("; {tag} is signed at sha256:{hex}"),
+            None if tag.is_empty() => String::new(),
+            None => format!("; {tag} is not signed at all"),
+        };
+        bail!("content_trust: no tag in {} on {} is signed at {digest}{at_tag}", self.gun, self.server)
     }
 }

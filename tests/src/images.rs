@@ -171,10 +171,12 @@ pub fn push_layout(env: &DevEnv, layout: &Path, tag: &str, registry: &Registry, 
 
 /// Writes `dir/image.tar`, an OCI archive of one image tagged `tag` whose one uncompressed
 /// layer is a file `/noise` of `size` pseudo-random bytes (from `seed`), and returns the
-/// manifest digest. Noise does not compress, so transfers are as large as `size`.
+/// manifest digest. Noise does not compress, so transfers are as large as `size`; distinct
+/// seeds give distinct images.
 pub fn noise_image_tar(dir: &Path, tag: &str, size: usize, seed: u64) -> String {
     let mut noise = vec![0u8; size];
-    let mut state = seed | 1;
+    // xorshift needs a state that is not zero; 2·seed + 1 never is, and is one-to-one.
+    let mut state = seed.wrapping_mul(2) | 1;
     for chunk in noise.chunks_mut(8) {
         state ^= state << 13;
         state ^= state >> 7;

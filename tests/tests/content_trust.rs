@@ -83,6 +83,33 @@ impl Trust {
     }
 }
 
+/// `docker trust inspect` (the trixie docker CLI) of `image`, with the dev notary server
+/// as its trust server, the dev CA for it and the token registry's login: its JSON.
+fn docker_trust_inspect(env: &DevEnv, image: &str) -> Value {
+    let config = tempfile::tempdir().unwrap();
+    let tls = config.path().join("tls").join(&env.notary.addr);
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::copy(&env.ca_cert, tls.join("ca.crt")).unwrap();
+    let token = &env.registries.token;
+    let login = base64(&format!("{}:{}", token.username.as_deref().unwrap(), token.password.as_deref().unwrap()));
+    let auths = json!({ "auths": { env.registries.plain.addr.clone(): { "auth": login } } });
+    std::fs::write(config.path().join("config.json"), auths.to_string()).unwrap();
+    let out = Command::new(env.docker.bin_dir.join("docker"))
+        .args(["trust", "inspect", image])
+        .env("DOCKER_CONFIG", config.path())
+        .env("DOCKER_CONTENT_TRUST_SERVER", format!("https://{}", env.notary.addr))
+        .env("DOCKER_HOST", format!("unix://{}", env.docker.socket.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker trust inspect {image}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn base64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -153,6 +180,16 @@ fn what_out_signs_notary_lists_at_the_registrys_digest() {
     let hex = digest.trim_start_matches("sha256:").to_string();
     assert_eq!(listed, vec![("1.0.0".to_string(), hex.clone(), size), ("latest".to_string(), hex.clone(), size)]);
 
+    // Docker's own client reads the same signatures.
+    let inspected = docker_trust_inspect(env, &format!("{}/{repo}:1.0.0", env.registries.plain.addr));
+    let signed: Vec<(String, String)> = inspected[0]["SignedTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["SignedTag"].as_str().unwrap().to_string(), t["Digest"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(signed, vec![("1.0.0".to_string(), hex.clone())], "{inspected}");
+
     // A second image under 2.0.0 and latest: latest moves, 1.0.0 stays.
     let again = tempfile::tempdir().unwrap();
     noise_image_tar(again.path(), "2.0.0", 4096, 32);
@@ -221,4 +258,81 @@ fn a_gun_the_server_does_not_know_fails_the_put_and_says_the_image_is_pushed() {
     let out = push(env, work.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["1.0.0"]);
     out.failure();
     assert!(out.stderr.contains("is not one of this repository's targets keys"), "{}", out.stderr);
+}
+
+/// `source` for `check` and `in`: the same repository and notary server; no key needed.
+fn verifying_source(env: &DevEnv, repo: &str, server: &str) -> Value {
+    let token = &env.registries.token;
+    json!({
+        "repository": format!("{}/{repo}", env.registries.plain.addr),
+        "ca_certs": [std::fs::read_to_string(&env.ca_cert).unwrap()],
+        "content_trust": { "server": server, "username": token.username, "password": token.password },
+    })
+}
+
+#[test]
+fn check_and_in_take_only_what_notary_signed() {
+    let env = dev_env_or_skip!();
+    let repo = unique_repo("notary-verify");
+    let trust = Trust::init(env, &repo);
+    let mut pushed = Vec::new();
+    for (tag, seed) in [("1.0.0", 41), ("2.0.0", 42), ("3.0.0", 43)] {
+        let work = tempfile::tempdir().unwrap();
+        noise_image_tar(work.path(), tag, 4096, seed);
+        push(env, work.path(), &repo, Value::Null, &[tag]).success();
+        let digest = skopeo_digest(env, &env.registries.plain, &repo, tag);
+        pushed.push((digest, manifest_size(env, &repo, tag)));
+    }
+    let hex = |i: usize| pushed[i].0.trim_start_matches("sha256:").to_string();
+    // The notary CLI signs 1.0.0 as the registry serves it, and 2.0.0 at 3.0.0's manifest
+    // (a target that is not what the tag holds); 3.0.0 it leaves unsigned.
+    for (tag, i) in [("1.0.0", 0), ("2.0.0", 2)] {
+        let out = trust.notary(env, &["addhash", &trust.gun, tag, &pushed[i].1.to_string(), "--sha256", &hex(i)]);
+        assert!(out.status.success(), "notary addhash: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = trust.notary(env, &["publish", &trust.gun]);
+    assert!(out.status.success(), "notary publish: {}", String::from_utf8_lossy(&out.stderr));
+
+    let server = format!("https://{}", env.notary.addr);
+    let source = verifying_source(env, &repo, &server);
+    let out = resource("check", None, &json!({ "source": source }));
+    let tags: Vec<Value> = out.success().json().as_array().unwrap().iter().map(|v| v["tag"].clone()).collect();
+    assert_eq!(tags, vec![json!("1.0.0")], "{}", out.stderr);
+    assert!(out.stderr.contains("skipping 2.0.0") && out.stderr.contains("skipping 3.0.0"), "{}", out.stderr);
+
+    let get = |tag: &str, i: usize| {
+        let dest = tempfile::tempdir().unwrap();
+        let request = json!({ "source": source, "version": { "tag": tag, "digest": pushed[i].0 } });
+        let out = resource("in", Some(dest.path()), &request);
+        let left = std::fs::read_dir(dest.path()).unwrap().count();
+        (out, left)
+    };
+    let (out, _) = get("1.0.0", 0);
+    out.success();
+    assert!(out.stderr.contains("is signed in Notary as 1.0.0"), "{}", out.stderr);
+    // 2.0.0's own manifest is signed under no tag: refused, saying what 2.0.0 is signed at.
+    let (out, left) = get("2.0.0", 1);
+    out.failure();
+    let want =
+        format!("no tag in {} on {server} is signed at {}; 2.0.0 is signed at {}", trust.gun, pushed[1].0, pushed[2].0);
+    assert!(out.stderr.contains(&want), "want {want:?}:\n{}", out.stderr);
+    assert_eq!(left, 0, "in left files");
+    // 3.0.0's manifest is signed, as 2.0.0: in takes the digest, as Notary names it.
+    let (out, _) = get("3.0.0", 2);
+    out.success();
+    assert!(out.stderr.contains("is signed in Notary as 2.0.0"), "{}", out.stderr);
+
+    // A GUN the server does not know, and a server that is not there: one line each.
+    let unknown = verifying_source(env, &unique_repo("notary-none"), &server);
+    let out = resource("check", None, &json!({ "source": unknown }));
+    out.failure();
+    assert!(out.stderr.contains("has no trust data for"), "{}", out.stderr);
+    let gone = verifying_source(env, &repo, &format!("https://127.0.0.1:{}", kiln_tests::harness::free_port()));
+    let out = resource("check", None, &json!({ "source": gone }));
+    out.failure();
+    assert!(out.stderr.contains("content_trust") && out.stderr.contains("127.0.0.1"), "{}", out.stderr);
+    // Said once, and an https server is never tried over plain HTTP, even on loopback.
+    assert_eq!(out.stderr.matches("cannot reach").count(), 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("http://"), "{}", out.stderr);
+    assert!(!out.stderr.contains(env.registries.token.password.as_deref().unwrap()), "{}", out.stderr);
 }
