@@ -7,7 +7,7 @@
 use reqwest::{Method, StatusCode};
 
 use crate::client::{Access, Call};
-use crate::tuf::{RoleFiles, Signed, Trusted, TufError};
+use crate::tuf::{Key, RoleFiles, Signed, Trusted, TufError};
 use crate::{Client, ClientConfig, RegistryError, Repository};
 
 /// Why trust data could not be read or published.
@@ -111,21 +111,43 @@ impl TrustServer {
         .map_err(|e| self.tuf_error(e))
     }
 
-    /// Publishes `targets` (the server makes snapshot and timestamp, whose keys it holds).
-    pub async fn publish_targets(&self, targets: &Signed) -> Result<(), NotaryError> {
+    /// The public key the server holds for `role` (`snapshot` or `timestamp`), made by the
+    /// server the first time it is asked, as `notary init` asks for them.
+    pub async fn server_key(&self, role: &str) -> Result<Key, NotaryError> {
+        let what = format!("the {role} key of {}", self.gun);
+        let call =
+            Call::new(Method::GET, format!("/v2/{}/_trust/tuf/{role}.key", self.gun), Access::Push, what.clone());
+        let resp = self.client.execute(&call).await.map_err(|e| self.registry_error(e))?;
+        let resp = self.client.expect_success(resp, &call.what).await.map_err(|e| self.registry_error(e))?;
+        let body = self.client.read_body(resp, MAX_METADATA, &call.what).await.map_err(|e| self.registry_error(e))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| self.tuf_error(TufError::Key(format!("the server's {role} key is not a TUF key: {e}"))))
+    }
+
+    /// Publishes `files`, each a role's new metadata (the server makes snapshot and
+    /// timestamp, whose keys it holds).
+    pub async fn publish(&self, files: &[&Signed]) -> Result<(), NotaryError> {
         const BOUNDARY: &str = "kiln-tuf-5f0c4a7e1b9d";
-        let mut body = format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"targets\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend(targets.to_bytes());
-        body.extend(format!("\r\n--{BOUNDARY}--\r\n").into_bytes());
+        let mut body = Vec::new();
+        for file in files {
+            body.extend(
+                format!(
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n",
+                    file.role
+                )
+                .into_bytes(),
+            );
+            body.extend(file.to_bytes());
+            body.extend(b"\r\n");
+        }
+        body.extend(format!("--{BOUNDARY}--\r\n").into_bytes());
+        let roles: Vec<&str> = files.iter().map(|f| f.role.as_str()).collect();
         let call = Call::new(
             Method::POST,
             format!("/v2/{}/_trust/tuf/", self.gun),
             Access::Push,
-            format!("the signed targets of {}", self.gun),
+            format!("the signed {} of {}", roles.join(" and "), self.gun),
         )
         .header(reqwest::header::CONTENT_TYPE, &format!("multipart/form-data; boundary={BOUNDARY}"))
         .body(body.into());

@@ -397,6 +397,12 @@ impl SigningKey {
         }
     }
 
+    /// Its signature of `message` under `keyid`, for a key root.json lists in another form
+    /// than [`SigningKey::public`] (a root key, as its certificate).
+    fn sign_as(&self, keyid: String, message: &[u8]) -> Signature {
+        Signature { keyid, ..self.sign(message) }
+    }
+
     /// Its signature of `message`.
     pub fn sign(&self, message: &[u8]) -> Signature {
         let keyid = self.public().id();
@@ -412,6 +418,84 @@ impl SigningKey {
             }
         }
     }
+}
+
+/// How long a new GUN's root (and its certificate) is valid: ten years, as notary's own.
+const ROOT_VALID_FOR: i64 = 10 * 365 * 86_400;
+
+/// A GUN's first metadata, as `notary init` makes it: a root key kiln generates (P-256,
+/// in a self-signed certificate whose CN is the GUN, valid ten years) signs a root that
+/// names it, `targets_key`, and the server's `snapshot` and `timestamp` keys; `targets_key`
+/// signs the first targets, holding `tags` and expiring at `targets_expire`. The root key is returned to no one: it exists
+/// only while this runs, so the GUN's keys cannot be rotated later without `notary init`.
+pub fn new_repository(
+    gun: &str,
+    targets_key: &SigningKey,
+    snapshot: Key,
+    timestamp: Key,
+    tags: &[(String, Target)],
+    now: i64,
+    targets_expire: i64,
+) -> Result<(Signed, Signed), TufError> {
+    let (root_key, root_signer) = root_certificate(gun, now)?;
+    let root_id = root_key.id();
+    let targets_public = targets_key.public();
+    let role = |key: &Key| serde_json::json!({ "keyids": [key.id()], "threshold": 1 });
+    let roles = serde_json::json!({
+        "root": role(&root_key),
+        "snapshot": role(&snapshot),
+        "targets": role(&targets_public),
+        "timestamp": role(&timestamp),
+    });
+    let keys: BTreeMap<String, Key> =
+        [root_key, snapshot, targets_public, timestamp].into_iter().map(|k| (k.id(), k)).collect();
+    let root = serde_json::json!({
+        "_type": "Root",
+        "consistent_snapshot": false,
+        "expires": kiln_image::time::format(now + ROOT_VALID_FOR),
+        "keys": keys,
+        "roles": roles,
+        "version": 1,
+    });
+    let root_signature = root_signer.sign_as(root_id, &canonical(&root));
+    let mut targets = serde_json::json!({
+        "_type": "Targets",
+        "delegations": { "keys": {}, "roles": [] },
+        "expires": kiln_image::time::format(targets_expire),
+        "targets": {},
+        "version": 1,
+    });
+    for (tag, target) in tags {
+        targets["targets"][tag] = serde_json::to_value(target).expect("a target serializes");
+    }
+    let targets_signature = targets_key.sign(&canonical(&targets));
+    Ok((
+        Signed { role: "root".into(), signed: root, signatures: vec![root_signature] },
+        Signed { role: "targets".into(), signed: targets, signatures: vec![targets_signature] },
+    ))
+}
+
+/// A new root key: P-256, in a self-signed certificate for `gun` from `now` for ten years.
+fn root_certificate(gun: &str, now: i64) -> Result<(Key, SigningKey), TufError> {
+    use pkcs8::DecodePrivateKey as _;
+    let failed = |e: rcgen::Error| TufError::Key(format!("making a root key for {gun}: {e}"));
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, gun);
+    let date = |at: i64| {
+        let (year, month, day, ..) = kiln_image::time::civil(at);
+        rcgen::date_time_ymd(year as i32, month as u8, day as u8)
+    };
+    params.not_before = date(now);
+    params.not_after = date(now + ROOT_VALID_FOR);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+    let cert = params.self_signed(&pair).map_err(failed)?;
+    let key = Key { keytype: "ecdsa-x509".into(), keyval: KeyVal { private: None, public: B64.encode(cert.pem()) } };
+    let signer = p256::ecdsa::SigningKey::from_pkcs8_der(&pair.serialize_der())
+        .map_err(|e| TufError::Key(format!("making a root key for {gun}: {e}")))?;
+    Ok((key, SigningKey::P256(signer)))
 }
 
 /// The `privateKey` octets of a PKCS#8 `PrivateKeyInfo` (version, algorithm, key, …).
@@ -550,6 +634,46 @@ mod tests {
         assert_eq!(trusted.tags_of(&digest), ["1.0", "latest"]);
         assert_eq!(trusted.tags_of(&"cd".repeat(32)), ["0.9"]);
         assert!(trusted.tags_of(&"ef".repeat(32)).is_empty());
+    }
+
+    #[test]
+    fn a_new_repository_is_a_chain_a_client_trusts_once_the_server_adds_its_roles() {
+        let server = Repo::new();
+        let target = Target::manifest(&"ab".repeat(32), 527).unwrap();
+        let (root, targets) = new_repository(
+            "r.example/app",
+            &server.keys["targets"],
+            server.keys["snapshot"].public(),
+            server.keys["timestamp"].public(),
+            &[("1.0".into(), target.clone())],
+            NOW,
+            NOW + 3600,
+        )
+        .unwrap();
+        let [root, targets] = [root.to_bytes(), targets.to_bytes()];
+        // What the server then makes with the snapshot and timestamp keys it holds.
+        let e = kiln_image::time::format(NOW + 3600);
+        let snapshot = server.sign(
+            "snapshot",
+            serde_json::json!({"_type": "Snapshot", "expires": e,
+            "meta": {"root": FileMeta::of(&root), "targets": FileMeta::of(&targets)}, "version": 1}),
+        );
+        let timestamp = server.sign(
+            "timestamp",
+            serde_json::json!({"_type": "Timestamp", "expires": e,
+            "meta": {"snapshot": FileMeta::of(&snapshot)}, "version": 1}),
+        );
+        let files = [root, targets, snapshot, timestamp];
+        let trusted = check(&files, NOW + 60).unwrap();
+        assert_eq!(trusted.target("1.0"), Some(target));
+        assert_eq!(trusted.targets_key_ids(), [server.keys["targets"].public().id()]);
+        let [root, targets, snapshot, timestamp] = &files;
+        let elsewhere = Trusted::check("r.example/other", RoleFiles { root, targets, snapshot, timestamp }, NOW + 60);
+        assert!(matches!(elsewhere, Err(TufError::WrongGun { .. })), "{elsewhere:?}");
+        // The root lasts ten years; the targets as long as asked.
+        assert!(check(&files, NOW + 7200).is_err());
+        let root = Signed::parse("root", root).unwrap();
+        assert_eq!(root.signed["expires"], kiln_image::time::format(NOW + ROOT_VALID_FOR));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use anyhow::{Context as _, anyhow, bail};
 use kiln_registry::notary::TrustServer;
-use kiln_registry::tuf::{SigningKey, Target, Trusted, sign_targets};
+use kiln_registry::tuf::{SigningKey, Target, Trusted, new_repository, sign_targets};
 use kiln_registry::{ClientConfig, Credentials, Repository};
 use serde::Deserialize;
 
@@ -100,18 +100,19 @@ impl ContentTrust {
     }
 
     /// The GUN's trust data, checked; a GUN the server does not know is an error.
-    async fn trusted(&self, server: &TrustServer, for_push: bool) -> anyhow::Result<Trusted> {
+    async fn trusted(&self, server: &TrustServer) -> anyhow::Result<Trusted> {
         let gun = server.gun();
-        server.fetch(kiln_image::time::now(), for_push).await?.ok_or_else(|| {
+        server.fetch(kiln_image::time::now(), false).await?.ok_or_else(|| {
             anyhow!(
-                "the notary server {} has no trust data for {gun}: initialise it first \
-                 (notary init -p {gun}, then notary key rotate {gun} snapshot -r)",
+                "the notary server {} has no trust data for {gun}: nothing there is signed yet \
+                 (out signs the first push)",
                 self.server
             )
         })
     }
 
-    /// Signs `tags` → the manifest (`sha256_hex`, `length` bytes) in the GUN of `repo`.
+    /// Signs `tags` → the manifest (`sha256_hex`, `length` bytes) in the GUN of `repo`. A
+    /// GUN the server does not know yet is initialised ([`kiln_registry::tuf::new_repository`]).
     pub async fn sign(
         &self,
         key: &SigningKey,
@@ -122,27 +123,42 @@ impl ContentTrust {
         length: u64,
     ) -> anyhow::Result<()> {
         let server = self.server(repo, source)?;
-        let trusted = self.trusted(&server, true).await?;
         let target = Target::manifest(sha256_hex, length).context("the pushed manifest's digest is not SHA-256")?;
         let changes: Vec<(String, Target)> = tags.iter().map(|t| (t.clone(), target.clone())).collect();
         let now = kiln_image::time::now();
-        let signed = sign_targets(&trusted, &changes, key, now + TARGETS_VALID_FOR)
-            .map_err(|e| anyhow!("source.content_trust.repository_key: {e}"))?;
-        server.publish_targets(&signed).await?;
-        eprintln!(
-            "signed {} in {} on {} (targets version {})",
-            tags.join(", "),
-            server.gun(),
-            self.server,
-            signed.version()
-        );
+        let key_error = |e| anyhow!("source.content_trust.repository_key: {e}");
+        let (version, initialised) = match server.fetch(now, true).await? {
+            Some(trusted) => {
+                let signed = sign_targets(&trusted, &changes, key, now + TARGETS_VALID_FOR).map_err(key_error)?;
+                server.publish(&[&signed]).await?;
+                (signed.version(), false)
+            }
+            None => {
+                let snapshot = server.server_key("snapshot").await?;
+                let timestamp = server.server_key("timestamp").await?;
+                let (root, targets) =
+                    new_repository(server.gun(), key, snapshot, timestamp, &changes, now, now + TARGETS_VALID_FOR)
+                        .map_err(key_error)?;
+                server.publish(&[&root, &targets]).await?;
+                (targets.version(), true)
+            }
+        };
+        if initialised {
+            eprintln!(
+                "{} was not on {}: initialised it with a new root key (forgotten once signed: \
+                 rotate keys with notary, not kiln) and repository_key as its targets key",
+                server.gun(),
+                self.server
+            );
+        }
+        eprintln!("signed {} in {} on {} (targets version {version})", tags.join(", "), server.gun(), self.server);
         Ok(())
     }
 
     /// What `check` and `in` verify against: the GUN's signed targets, read once.
     pub async fn signatures(&self, repo: &Repository, source: ClientConfig) -> anyhow::Result<Signatures> {
         let server = self.server(repo, source)?;
-        let trusted = self.trusted(&server, false).await.context("content_trust")?;
+        let trusted = self.trusted(&server).await.context("content_trust")?;
         Ok(Signatures { trusted, gun: server.gun().to_string(), server: self.server.clone() })
     }
 }

@@ -1,8 +1,9 @@
-//! `source.content_trust`: Notary v1 signing on `out`, against the real notary-server and
-//! notary-signer (trixie's `notary`, started by dev-env, token auth from the dev issuer) and
-//! cross-checked with the real `notary` CLI: a GUN prepared the way the anchor's README asks
-//! (`notary init -p`, then `notary key rotate … snapshot -r`), pushed to by `out` with the
-//! repository's targets key, lists every tag at the digest and size the registry serves.
+//! `source.content_trust`: Notary v1 against the real notary-server and notary-signer
+//! (trixie's `notary`, started by dev-env, token auth from the dev issuer), cross-checked
+//! with the real `notary` CLI and Docker's `docker trust inspect`: `out` signs into a GUN
+//! prepared the way the anchor's README asks (`notary init -p`, then `notary key rotate …
+//! snapshot -r`) or initialises one the server does not know; `check` and `in` keep only
+//! what the GUN's targets sign, whoever signed it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -240,24 +241,50 @@ fn a_key_that_cannot_sign_fails_before_anything_is_pushed() {
 }
 
 #[test]
-fn a_gun_the_server_does_not_know_fails_the_put_and_says_the_image_is_pushed() {
+fn out_initialises_a_gun_the_server_does_not_know_as_notary_init_would() {
     let env = dev_env_or_skip!();
-    // The key of one GUN, for another GUN nobody initialised.
+    // A targets key notary made for another GUN, for one nobody initialised.
     let trust = Trust::init(env, &unique_repo("notary-key"));
     let (key_id, key) = trust.targets_key();
-    let repo = unique_repo("notary-unknown");
+    let repo = unique_repo("notary-new");
     let work = tempfile::tempdir().unwrap();
     noise_image_tar(work.path(), "1.0.0", 4096, 34);
     let out = push(env, work.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["1.0.0"]);
-    out.failure();
-    assert!(out.stderr.contains("has no trust data for"), "{}", out.stderr);
-    assert!(out.stderr.contains("the image is pushed as 1.0.0, but not signed"), "{}", out.stderr);
-    // The key of the right GUN's neighbour is not this GUN's targets key either.
-    let other = Trust::init(env, &repo);
-    let _ = other;
-    let out = push(env, work.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["1.0.0"]);
+    out.success();
+    let gun = format!("{}/{repo}", env.registries.plain.addr);
+    assert!(out.stderr.contains(&format!("{gun} was not on")) && out.stderr.contains("new root key"), "{}", out.stderr);
+    let digest = skopeo_digest(env, &env.registries.plain, &repo, "1.0.0");
+    let hex = digest.trim_start_matches("sha256:").to_string();
+    let size = manifest_size(env, &repo, "1.0.0");
+    // A notary CLI that has never seen the GUN takes kiln's root (its certificate names the
+    // GUN) and lists the tag; so does Docker's client; so do kiln's check and in.
+    let stranger = Trust { dir: tempfile::tempdir().unwrap(), gun: gun.clone() };
+    assert_eq!(stranger.list(env), vec![("1.0.0".to_string(), hex.clone(), size)]);
+    let inspected = docker_trust_inspect(env, &format!("{gun}:1.0.0"));
+    assert_eq!(inspected[0]["SignedTags"][0]["Digest"], json!(hex), "{inspected}");
+    let server = format!("https://{}", env.notary.addr);
+    let out = resource("check", None, &json!({ "source": verifying_source(env, &repo, &server) }));
+    assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
+
+    // The next push signs into what the first made, with the same key.
+    let again = tempfile::tempdir().unwrap();
+    noise_image_tar(again.path(), "2.0.0", 4096, 35);
+    let out = push(env, again.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["2.0.0"]);
+    out.success();
+    assert!(!out.stderr.contains("was not on"), "{}", out.stderr);
+    let tags: Vec<String> = stranger.list(env).into_iter().map(|(t, ..)| t).collect();
+    assert_eq!(tags, ["1.0.0", "2.0.0"]);
+
+    // A key that is not the GUN's targets key: the put fails after the push, saying so.
+    let other = Trust::init(env, &unique_repo("notary-other"));
+    let (other_id, other_key) = other.targets_key();
+    let third = tempfile::tempdir().unwrap();
+    noise_image_tar(third.path(), "3.0.0", 4096, 36);
+    let out = push(env, third.path(), &repo, content_trust(env, &other_id, &other_key, TARGETS_PASSPHRASE), &["3.0.0"]);
     out.failure();
     assert!(out.stderr.contains("is not one of this repository's targets keys"), "{}", out.stderr);
+    assert!(out.stderr.contains("the image is pushed as 3.0.0, but not signed"), "{}", out.stderr);
+    assert_eq!(stranger.list(env).len(), 2);
 }
 
 /// `source` for `check` and `in`: the same repository and notary server; no key needed.
