@@ -363,3 +363,33 @@ fn check_and_in_take_only_what_notary_signed() {
     assert!(!out.stderr.contains("http://"), "{}", out.stderr);
     assert!(!out.stderr.contains(env.registries.token.password.as_deref().unwrap()), "{}", out.stderr);
 }
+
+#[test]
+fn an_index_is_signed_as_itself_under_its_tag() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let copy = Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/library/busybox:latest", env.registries.plain.addr))
+        .arg(format!("oci-archive:{}", work.path().join("image.tar").display()))
+        .output()
+        .unwrap();
+    assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
+    let trust = Trust::init(env, &unique_repo("notary-index-key"));
+    let (key_id, key) = trust.targets_key();
+    let repo = unique_repo("notary-index");
+    push(env, work.path(), &repo, content_trust(env, &key_id, &key, TARGETS_PASSPHRASE), &["1.0.0"]).success();
+    let digest = skopeo_digest(env, &env.registries.plain, &repo, "1.0.0");
+    let raw = env
+        .crane()
+        .args(["manifest", "--insecure", &format!("{}/{repo}:1.0.0", env.registries.plain.addr)])
+        .output()
+        .unwrap();
+    let index: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert!(index["manifests"].as_array().is_some_and(|m| m.len() >= 2), "not an index: {index}");
+    // The tag names the index, as check reports it and a client resolves it; the anchor
+    // signs each child in turn under the tag, so its last child wins.
+    let stranger = Trust { dir: tempfile::tempdir().unwrap(), gun: format!("{}/{repo}", env.registries.plain.addr) };
+    let hex = digest.trim_start_matches("sha256:").to_string();
+    assert_eq!(stranger.list(env), vec![("1.0.0".to_string(), hex, raw.stdout.len() as u64)]);
+}
