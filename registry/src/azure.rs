@@ -96,7 +96,7 @@ use crate::Env;
 pub async fn acr_login(settings: &AcrSettings, env: Env<'_>) -> Result<Credentials, AzureError> {
     let http = crate::client::api_client(Duration::from_secs(30))
         .map_err(|detail| AzureError::Identity { source_name: "client", detail })?;
-    let registry_http = crate::tls::http_builder(&settings.ca_certs)?
+    let registry_http = crate::tls::http_builder(&settings.ca_certs, None)?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .build()

@@ -25,6 +25,8 @@ pub struct ClientConfig {
     pub ca_certs: Vec<String>,
     /// Allow plain HTTP for this registry. TLS verification is never turned off.
     pub insecure: bool,
+    /// A client certificate for servers that ask for one (mutual TLS).
+    pub client_identity: Option<crate::tls::ClientIdentity>,
     /// How long the registry may send nothing before the request counts as failed (and is
     /// retried); `None` is [`DEFAULT_READ_TIMEOUT`]. hyper reads while it sends a body, so
     /// this also catches a registry that stops taking an upload.
@@ -48,6 +50,8 @@ pub struct Descriptor {
 pub enum RegistryError {
     #[error("ca_certs[{index}] is not a PEM certificate: {detail}")]
     BadCaCert { index: usize, detail: String },
+    #[error("the client certificate and key are unusable: {0}")]
+    BadClientCert(String),
     #[error("cannot reach registry {registry}: {detail}")]
     Unreachable { registry: String, detail: String },
     #[error(
@@ -208,7 +212,7 @@ pub(crate) fn api_client(timeout: Duration) -> Result<reqwest::Client, String> {
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .timeout(timeout)
-        .tls_backend_preconfigured(crate::tls::client_config(&[]).map_err(|e| e.to_string())?)
+        .tls_backend_preconfigured(crate::tls::client_config(&[], None).map_err(|e| e.to_string())?)
         .build()
         .map_err(|e| error_chain(&e))
 }
@@ -225,7 +229,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(repo: Repository, config: ClientConfig) -> Result<Self, RegistryError> {
-        let http = crate::tls::http_builder(&config.ca_certs)?
+        let http = crate::tls::http_builder(&config.ca_certs, config.client_identity.as_ref())?
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .build()
@@ -441,6 +445,8 @@ impl Client {
             Err(e) => {
                 let hint = if crate::tls::untrusted_certificate(&e).is_some() {
                     "" // it says what to do
+                } else if error_chain(&e).contains("CertificateRequired") {
+                    " (the server takes only clients with a certificate it trusts; none was given)"
                 } else if is_certificate_failure(&e) {
                     " (add the registry's certificate, or its CA's, to ca_certs)"
                 } else if is_tls_failure(&e) {

@@ -38,3 +38,4 @@ pub use blobs::{BlobData, BlobStream};
 pub use body::one_line;
 pub use client::{Client, ClientConfig, Descriptor, RegistryError, error_chain};
 pub use reference::{ReferenceError, Repository};
+pub use tls::ClientIdentity;

@@ -220,7 +220,7 @@ mod tests {
                 _ => redirect_to("/down"),
             })
             .await;
-        let client = crate::tls::http_builder(&[cert.pem()]).unwrap().build().unwrap();
+        let client = crate::tls::http_builder(&[cert.pem()], None).unwrap().build().unwrap();
         let err = client.get(format!("https://127.0.0.1:{tls}/start")).send().await.unwrap_err();
         assert!(crate::error_chain(&err).contains("https to plain http"), "{}", crate::error_chain(&err));
         assert!(plain_asked.lock().unwrap().is_empty(), "the plain server was asked");
@@ -246,7 +246,7 @@ mod tests {
             None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
         })
         .await;
-        let client = crate::tls::http_builder(&[]).unwrap().build().unwrap();
+        let client = crate::tls::http_builder(&[], None).unwrap().build().unwrap();
         let ten = client.get(format!("http://127.0.0.1:{port}/r/10")).send().await.unwrap();
         assert_eq!(ten.status(), 200);
         let eleven = client.get(format!("http://127.0.0.1:{port}/r/11")).send().await.unwrap_err();

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use crate::client::RegistryError;
@@ -50,7 +50,10 @@ pub(crate) fn parse_ca_certs(ca_certs: &[String]) -> Result<Vec<CertificateDer<'
 /// The TLS configuration for a registry with these `ca_certs`: the platform verifier with
 /// them as extra roots, wrapped in [`PinningVerifier`]; HTTP/2 and HTTP/1.1 offered by
 /// ALPN, as reqwest does on its own.
-pub(crate) fn client_config(ca_certs: &[String]) -> Result<rustls::ClientConfig, RegistryError> {
+pub(crate) fn client_config(
+    ca_certs: &[String],
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, RegistryError> {
     let pinned = parse_ca_certs(ca_certs)?;
     // A provider the process installed, else ring, whose random numbers come straight from
     // the kernel: aws-lc-rs (reqwest's default) seeds its own from CPU jitter, about 50 ms
@@ -64,23 +67,69 @@ pub(crate) fn client_config(ca_certs: &[String]) -> Result<rustls::ClientConfig,
             .map_err(|e| format!("loading the trusted certificates: {e}"))
     };
     let verifier = PinningVerifier::new(Box::new(platform), provider.clone(), pinned);
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| RegistryError::Client(format!("TLS versions: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (chain, key) = identity.parse()?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| RegistryError::BadClientCert(e.to_string()))?
+        }
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
 /// A reqwest client builder for a registry: kiln's user agent, [`client_config`] and the
 /// redirect policy of [`crate::scope`].
-pub(crate) fn http_builder(ca_certs: &[String]) -> Result<reqwest::ClientBuilder, RegistryError> {
+pub(crate) fn http_builder(
+    ca_certs: &[String],
+    identity: Option<&ClientIdentity>,
+) -> Result<reqwest::ClientBuilder, RegistryError> {
     Ok(reqwest::Client::builder()
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
         .redirect(crate::scope::redirect_policy())
-        .tls_backend_preconfigured(client_config(ca_certs)?))
+        .tls_backend_preconfigured(client_config(ca_certs, identity)?))
+}
+
+/// A client certificate (PEM, the leaf first, then any intermediates) and its private key
+/// (PEM: PKCS#8, PKCS#1 or SEC1), presented to a server that asks for one.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientIdentity(…)")
+    }
+}
+
+impl ClientIdentity {
+    /// `cert_pem` and `key_pem`, checked to be a certificate and a private key.
+    pub fn new(cert_pem: &str, key_pem: &str) -> Result<Self, RegistryError> {
+        let identity = ClientIdentity { cert_pem: cert_pem.into(), key_pem: key_pem.into() };
+        identity.parse()?;
+        Ok(identity)
+    }
+
+    fn parse(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), RegistryError> {
+        let bad = |detail: &str| RegistryError::BadClientCert(detail.to_string());
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad("the certificate's PEM is damaged"))?;
+        if chain.is_empty() {
+            return Err(bad("the certificate holds no -----BEGIN CERTIFICATE----- block"));
+        }
+        // The key's own parse error is not shown: it could quote the key.
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|_| bad("the key is not a PEM private key (PKCS#8, RSA or EC)"))?;
+        Ok((chain, key))
+    }
 }
 
 /// Accepts a leaf that is one of the pinned certificates after its own checks; hands

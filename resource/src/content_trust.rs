@@ -9,7 +9,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use kiln_registry::notary::TrustServer;
 use kiln_registry::tuf::{SigningKey, Target, Trusted, new_repository, sign_targets};
-use kiln_registry::{ClientConfig, Credentials, Repository};
+use kiln_registry::{ClientConfig, ClientIdentity, Credentials, Repository};
 use serde::Deserialize;
 
 /// How long a targets role kiln signs stays valid: three years, as notary's own client.
@@ -29,7 +29,7 @@ pub struct ContentTrust {
     pub repository_key: Option<String>,
     #[serde(default)]
     pub repository_passphrase: Option<String>,
-    /// A client certificate and key for the notary server.
+    /// A client certificate and its key (PEM) for a notary server that asks for one.
     #[serde(default)]
     pub tls_key: Option<String>,
     #[serde(default)]
@@ -64,12 +64,7 @@ impl ContentTrust {
     /// Checks what can be checked before anything is pushed: the key decrypts and is the one
     /// `repository_key_id` names.
     pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
-        if self.tls_cert.is_some() || self.tls_key.is_some() {
-            bail!(
-                "source.content_trust.tls_cert/tls_key: client certificates for the notary server are not supported yet; \
-                 use its token auth (content_trust.username and password)"
-            );
-        }
+        self.client_identity()?;
         let pem = self.repository_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or_else(|| {
             anyhow!(
                 "source.content_trust.repository_key is not set: give the repository's targets key (notary's key file)"
@@ -87,6 +82,19 @@ impl ContentTrust {
         Ok(key)
     }
 
+    /// `tls_cert` and `tls_key`, the client certificate for the server, if given.
+    fn client_identity(&self) -> anyhow::Result<Option<ClientIdentity>> {
+        let given = |v: &Option<String>| v.as_deref().filter(|v| !v.trim().is_empty()).map(str::to_string);
+        match (given(&self.tls_cert), given(&self.tls_key)) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => ClientIdentity::new(&cert, &key)
+                .map(Some)
+                .map_err(|e| anyhow!("source.content_trust.tls_cert/tls_key: {e}")),
+            (Some(_), None) => bail!("source.content_trust.tls_cert is set without tls_key: give both"),
+            (None, Some(_)) => bail!("source.content_trust.tls_key is set without tls_cert: give both"),
+        }
+    }
+
     /// The notary server for `repo`'s GUN, reached with `content_trust.username/password`,
     /// else the source's credentials, and the source's TLS settings.
     fn server(&self, repo: &Repository, source: ClientConfig) -> anyhow::Result<TrustServer> {
@@ -96,7 +104,8 @@ impl ContentTrust {
             }
             _ => source.credentials.clone(),
         };
-        Ok(TrustServer::new(&self.server, &gun(repo), ClientConfig { credentials, ..source })?)
+        let client_identity = self.client_identity()?;
+        Ok(TrustServer::new(&self.server, &gun(repo), ClientConfig { credentials, client_identity, ..source })?)
     }
 
     /// The GUN's trust data, checked; a GUN the server does not know is an error.

@@ -220,6 +220,7 @@ impl Source {
     /// This source's client settings (CAs, `insecure`, `read_timeout`) with `credentials`.
     fn config_with(&self, credentials: Option<Credentials>) -> ClientConfig {
         ClientConfig {
+            client_identity: None,
             credentials,
             ca_certs: self.ca_certs.clone(),
             insecure: self.allows_plain_http(),

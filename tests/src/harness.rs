@@ -40,6 +40,9 @@ pub struct DevEnv {
 pub struct Notary {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// A second notary-server that takes only clients presenting a certificate the dev CA
+    /// signed (the buildkitd client certificate is one).
+    pub mtls_addr: String,
     /// Where `notary`, `notary-server` and `notary-signer` are.
     pub bin_dir: PathBuf,
 }

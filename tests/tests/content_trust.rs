@@ -393,3 +393,83 @@ fn an_index_is_signed_as_itself_under_its_tag() {
     let hex = digest.trim_start_matches("sha256:").to_string();
     assert_eq!(stranger.list(env), vec![("1.0.0".to_string(), hex, raw.stdout.len() as u64)]);
 }
+
+#[test]
+fn tls_cert_and_key_reach_a_server_that_asks_for_a_client_certificate() {
+    let env = dev_env_or_skip!();
+    let trust = Trust::init(env, &unique_repo("notary-mtls-key"));
+    let (key_id, key) = trust.targets_key();
+    let (cert_pem, key_pem) = (
+        std::fs::read_to_string(&env.buildkitd.client_cert).unwrap(),
+        std::fs::read_to_string(&env.buildkitd.client_key).unwrap(),
+    );
+    let server = format!("https://{}", env.notary.mtls_addr);
+    let with = |cert: Option<&str>, tls_key: Option<&str>| {
+        let mut trust = content_trust(env, &key_id, &key, TARGETS_PASSPHRASE);
+        trust["server"] = json!(server);
+        trust["tls_cert"] = json!(cert);
+        trust["tls_key"] = json!(tls_key);
+        trust
+    };
+    let repo = unique_repo("notary-mtls");
+    let work = tempfile::tempdir().unwrap();
+    noise_image_tar(work.path(), "1.0.0", 4096, 37);
+
+    // Half a client identity, or one that is not PEM: refused before anything is pushed.
+    for (cert, tls_key, says) in [
+        (Some(cert_pem.as_str()), None, "tls_cert is set without tls_key"),
+        (None, Some(key_pem.as_str()), "tls_key is set without tls_cert"),
+        (Some(cert_pem.as_str()), Some("not a key"), "source.content_trust.tls_cert/tls_key: "),
+    ] {
+        let out = push(env, work.path(), &repo, with(cert, tls_key), &["1.0.0"]);
+        out.failure();
+        assert!(out.stderr.contains(says), "want {says:?}:\n{}", out.stderr);
+        assert!(!out.stderr.contains("pushed"), "{}", out.stderr);
+    }
+    assert!(!kiln_tests::harness::plain_repo_exists(env, &repo), "something was pushed");
+
+    // Without a certificate the server hangs up in the handshake: the put fails, pushed.
+    let out = push(env, work.path(), &repo, with(None, None), &["1.0.0"]);
+    out.failure();
+    assert!(out.stderr.contains("the image is pushed as 1.0.0, but not signed"), "{}", out.stderr);
+
+    assert!(out.stderr.contains("certificate it trusts; none was given"), "{}", out.stderr);
+    // With it, out signs (initialising the GUN) and check verifies, through the same door.
+    let out = push(env, work.path(), &repo, with(Some(&cert_pem), Some(&key_pem)), &["1.0.0"]);
+    out.success();
+    let body = key_pem.lines().filter(|l| !l.starts_with("-----")).max_by_key(|l| l.len()).unwrap();
+    assert!(!out.stderr.contains(body) && !out.stdout.contains(body), "the client key was printed");
+    let digest = skopeo_digest(env, &env.registries.plain, &repo, "1.0.0");
+    let mut source = verifying_source(env, &repo, &server);
+    source["content_trust"]["tls_cert"] = json!(cert_pem);
+    source["content_trust"]["tls_key"] = json!(key_pem);
+    let out = resource("check", None, &json!({ "source": source }));
+    assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
+
+    // And the notary CLI, given the same certificate in its config, lists it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({
+        "trust_dir": dir.path().join("trust"),
+        "remote_server": {
+            "url": server,
+            "root_ca": env.ca_cert,
+            "tls_client_cert": env.buildkitd.client_cert,
+            "tls_client_key": env.buildkitd.client_key,
+        },
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let token = &env.registries.token;
+    let out = Command::new(env.notary.bin_dir.join("notary"))
+        .arg("-c")
+        .arg(dir.path().join("config.json"))
+        .args(["list", &format!("{}/{repo}", env.registries.plain.addr)])
+        .env(
+            "NOTARY_AUTH",
+            base64(&format!("{}:{}", token.username.as_deref().unwrap(), token.password.as_deref().unwrap())),
+        )
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "notary list: {}{listed}", String::from_utf8_lossy(&out.stderr));
+    assert!(listed.contains(digest.trim_start_matches("sha256:")), "{listed}");
+}
