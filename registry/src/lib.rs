@@ -9,6 +9,7 @@
 //! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
 //! - [`azure`]: Azure Container Registry logins (Entra ID tokens, the ACR exchange).
 //! - [`tls`]: TLS to registries: `ca_certs` as trust roots and as pinned certificates.
+//! - [`referrers`]: OCI 1.1 referrers, from the API or the fallback tag.
 //! - [`notary`]: a Notary v1 server's trust data for a GUN, fetched, checked and published.
 //! - [`tuf`]: Notary v1's TUF metadata (content_trust): checked from root to targets, and
 //!   targets signed.
@@ -25,6 +26,7 @@ pub mod media_types;
 pub mod notary;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod scope;
 mod tags;
 mod tls;

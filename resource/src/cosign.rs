@@ -1,8 +1,10 @@
 //! Image signatures the way `cosign` stores them, with a key pair: a simple-signing payload
 //! naming the repository and the manifest digest, signed with ECDSA P-256 over SHA-256, kept
 //! as a layer of an OCI manifest tagged `sha256-<hex>.sig` beside the image, the signature in
-//! the layer's `dev.cosignproject.cosign/signature` annotation. `out` signs what it pushes;
-//! `check` and `in` refuse what does not verify with `source.cosign.public_key`.
+//! the layer's `dev.cosignproject.cosign/signature` annotation — or, with
+//! `registry_referrers_mode: oci-1-1`, as an OCI 1.1 referrer of the image ([`Storage`]).
+//! `out` signs what it pushes; `check` and `in` refuse what does not verify with
+//! `source.cosign.public_key`, wherever it is stored.
 //!
 //! Keys are cosign's own files: `cosign.key` (an `ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt
 //! and NaCl secretbox around a PKCS#8 key) with its password, and `cosign.pub`. Nothing
@@ -13,6 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use crypto_secretbox::aead::{Aead as _, KeyInit as _};
 use kiln_registry::Client;
+use kiln_registry::referrers::Referrer;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
@@ -24,6 +27,8 @@ const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const CLAIM_TYPE: &str = "cosign container image signature";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// The artifact type of a signature stored as a referrer (cosign's, as its config's type).
+const SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
 /// `source.cosign`.
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +43,10 @@ pub struct CosignSource {
     /// cosign.pub's PEM: `check` and `in` take only images signed with its private half.
     #[serde(default)]
     pub public_key: Option<String>,
+    /// Where `out` stores signatures, as cosign's flag of that name: `legacy` (the default,
+    /// the `.sig` tag) or `oci-1-1` (a referrer). `check` and `in` look in both.
+    #[serde(default)]
+    pub registry_referrers_mode: Option<String>,
 }
 
 /// What is wrong with a key or a signature. Never holds key material or the password.
@@ -47,7 +56,9 @@ pub enum CosignError {
     PrivateKey(String),
     #[error("source.cosign.public_key: {0}")]
     PublicKey(String),
-    #[error("{image} has no cosign signature ({tag} does not exist)")]
+    #[error("source.cosign.registry_referrers_mode: {0:?} is neither legacy nor oci-1-1")]
+    Mode(String),
+    #[error("{image} has no cosign signature ({tag} does not exist, and no OCI 1.1 referrer signs it)")]
     NotSigned { image: String, tag: String },
     #[error("no signature of {image} verifies with source.cosign.public_key: {reasons}")]
     NoValidSignature { image: String, reasons: String },
@@ -63,6 +74,7 @@ pub fn signature_tag(digest: &str) -> String {
 /// Signs with cosign's private key.
 pub struct CosignSigner {
     key: SigningKey,
+    storage: Storage,
 }
 
 /// The JSON inside an encrypted cosign key.
@@ -116,7 +128,12 @@ impl CosignSigner {
             other => return Err(CosignError::PrivateKey(format!("a {other:?} PEM block is not a cosign private key"))),
         };
         let key = SigningKey::from_pkcs8_der(&der).map_err(|_| fail("not an ECDSA P-256 key (cosign's keys are)"))?;
-        Ok(Self { key })
+        Ok(Self { key, storage: Storage::Tag })
+    }
+
+    /// The same key, storing signatures in `storage`.
+    pub fn storing_in(self, storage: Storage) -> Self {
+        Self { storage, ..self }
     }
 
     pub fn public_key(&self) -> CosignVerifier {
@@ -182,40 +199,45 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// Signs `digest` in the client's repository and stores the signature as cosign does,
-/// beside any signatures already there.
-pub async fn sign(client: &Client, signer: &CosignSigner, digest: &str) -> Result<(), CosignError> {
-    let image = format!("{}@{digest}", client.repository());
-    let fail = |source: anyhow::Error| CosignError::Sign { image: image.clone(), source };
-    let payload = payload(&client.repository().to_string(), digest);
-    let signature: DerSignature = signer.key.sign(&payload);
-    let signature = STANDARD.encode(signature.as_bytes());
-    let payload_digest = sha256(&payload);
-    let tag = signature_tag(digest);
+/// Where `out` keeps a signature, as cosign's `--registry-referrers-mode` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// `legacy`: layers of one manifest under the tag `sha256-<hex>.sig`.
+    #[default]
+    Tag,
+    /// `oci-1-1`: a manifest of its own whose `subject` is the image, found through the
+    /// referrers API or its fallback tag ([`kiln_registry::referrers`]).
+    Referrer,
+}
 
-    let mut layers = Vec::new();
-    if let Some((_, bytes)) = client.get_manifest(&tag).await.map_err(|e| fail(e.into()))? {
-        let existing: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(e.into()))?;
-        layers = existing["layers"].as_array().cloned().unwrap_or_default();
-        let verifier = signer.public_key();
-        for layer in &layers {
-            if layer["digest"] == payload_digest.as_str()
-                && verify_layer(client, &verifier, digest, layer).await.is_ok()
-            {
-                return Ok(()); // already signed with this key
-            }
+impl Storage {
+    /// `source.cosign.registry_referrers_mode`.
+    pub fn parse(mode: Option<&str>) -> Result<Self, CosignError> {
+        match mode.unwrap_or_default() {
+            "" | "legacy" => Ok(Storage::Tag),
+            "oci-1-1" => Ok(Storage::Referrer),
+            other => Err(CosignError::Mode(other.to_string())),
         }
     }
-    client
-        .push_blob(&payload_digest, &kiln_registry::BlobData::Bytes(payload.clone().into()))
-        .await
-        .map_err(|e| fail(e.into()))?;
-    layers.push(serde_json::json!({
+}
+
+/// A signature of `payload` as a layer of a signature manifest.
+fn signature_layer(payload: &[u8], signature: &str) -> serde_json::Value {
+    serde_json::json!({
         "mediaType": PAYLOAD_TYPE,
         "size": payload.len(),
-        "digest": payload_digest,
+        "digest": sha256(payload),
         "annotations": { SIGNATURE_ANNOTATION: signature },
-    }));
+    })
+}
+
+/// Pushes the config of a signature manifest holding `layers`, as cosign writes it, and
+/// returns its descriptor with `media_type`.
+async fn push_config(
+    client: &Client,
+    layers: &[serde_json::Value],
+    media_type: &str,
+) -> anyhow::Result<serde_json::Value> {
     let diff_ids: Vec<_> = layers.iter().map(|l| l["digest"].clone()).collect();
     let config = serde_json::json!({
         "architecture": "", "created": "0001-01-01T00:00:00Z",
@@ -224,18 +246,93 @@ pub async fn sign(client: &Client, signer: &CosignSigner, digest: &str) -> Resul
     })
     .to_string()
     .into_bytes();
-    let config_digest = sha256(&config);
-    client
-        .push_blob(&config_digest, &kiln_registry::BlobData::Bytes(config.clone().into()))
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let digest = sha256(&config);
+    client.push_blob(&digest, &kiln_registry::BlobData::Bytes(config.clone().into())).await?;
+    Ok(serde_json::json!({ "mediaType": media_type, "size": config.len(), "digest": digest }))
+}
+
+/// Signs `digest` in the client's repository and stores the signature as cosign does in
+/// `storage`, beside any signatures already there.
+pub async fn sign(client: &Client, signer: &CosignSigner, digest: &str) -> Result<(), CosignError> {
+    let image = format!("{}@{digest}", client.repository());
+    let fail = |source: anyhow::Error| CosignError::Sign { image: image.clone(), source };
+    let payload = payload(&client.repository().to_string(), digest);
+    let signature: DerSignature = signer.key.sign(&payload);
+    let signature = STANDARD.encode(signature.as_bytes());
+    let verifier = signer.public_key();
+    match signer.storage {
+        Storage::Tag => sign_in_tag(client, &verifier, digest, &payload, &signature).await.map_err(fail),
+        Storage::Referrer => sign_as_referrer(client, &verifier, digest, &payload, &signature).await.map_err(fail),
+    }
+}
+
+async fn sign_in_tag(
+    client: &Client,
+    verifier: &CosignVerifier,
+    digest: &str,
+    payload: &[u8],
+    signature: &str,
+) -> anyhow::Result<()> {
+    let tag = signature_tag(digest);
+    let mut layers = Vec::new();
+    if let Some((_, bytes)) = client.get_manifest(&tag).await? {
+        let existing: serde_json::Value = serde_json::from_slice(&bytes)?;
+        layers = existing["layers"].as_array().cloned().unwrap_or_default();
+        for layer in &layers {
+            if layer["digest"] == sha256(payload).as_str()
+                && verify_layer(client, verifier, digest, layer).await.is_ok()
+            {
+                return Ok(()); // already signed with this key
+            }
+        }
+    }
+    client.push_blob(&sha256(payload), &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
+    layers.push(signature_layer(payload, signature));
+    let config = push_config(client, &layers, OCI_CONFIG).await?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": OCI_CONFIG, "size": config.len(), "digest": config_digest },
+        "config": config,
         "layers": layers,
     });
-    client.put_manifest(&tag, OCI_MANIFEST, manifest.to_string().as_bytes()).await.map_err(|e| fail(e.into()))?;
+    client.put_manifest(&tag, OCI_MANIFEST, manifest.to_string().as_bytes()).await?;
+    Ok(())
+}
+
+async fn sign_as_referrer(
+    client: &Client,
+    verifier: &CosignVerifier,
+    digest: &str,
+    payload: &[u8],
+    signature: &str,
+) -> anyhow::Result<()> {
+    if verify_referrers(client, verifier, digest, &mut Vec::new()).await {
+        return Ok(()); // already signed with this key
+    }
+    let subject = client
+        .head_manifest(digest)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the registry does not have the manifest to sign"))?;
+    client.push_blob(&sha256(payload), &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
+    let layers = vec![signature_layer(payload, signature)];
+    let config = push_config(client, &layers, SIGNATURE_ARTIFACT).await?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config,
+        "layers": layers,
+        "subject": { "mediaType": subject.media_type, "size": subject.size, "digest": subject.digest },
+    })
+    .to_string()
+    .into_bytes();
+    let pushed = client.put_manifest(&sha256(&manifest), OCI_MANIFEST, &manifest).await?;
+    let referrer = Referrer {
+        media_type: OCI_MANIFEST.into(),
+        size: pushed.size,
+        digest: pushed.digest,
+        artifact_type: Some(SIGNATURE_ARTIFACT.into()),
+    };
+    client.add_referrer(digest, referrer).await?;
     Ok(())
 }
 
@@ -265,28 +362,85 @@ async fn verify_layer(
     Ok(())
 }
 
-/// Succeeds when at least one signature of `digest` verifies with `verifier`.
-pub async fn verify(client: &Client, verifier: &CosignVerifier, digest: &str) -> Result<(), CosignError> {
-    let image = format!("{}@{digest}", client.repository());
-    let tag = signature_tag(digest);
-    let manifest = client
-        .get_manifest(&tag)
-        .await
-        .map_err(|e| CosignError::NoValidSignature { image: image.clone(), reasons: e.to_string() })?;
-    let Some((_, bytes)) = manifest else {
-        return Err(CosignError::NotSigned { image, tag });
-    };
-    let manifest: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|_| CosignError::NoValidSignature { image: image.clone(), reasons: format!("{tag} is not JSON") })?;
-    let mut reasons = Vec::new();
+/// Whether some layer of `manifest` verifies, noting why each does not in `reasons`.
+async fn verify_manifest(
+    client: &Client,
+    verifier: &CosignVerifier,
+    digest: &str,
+    manifest: &serde_json::Value,
+    reasons: &mut Vec<String>,
+) -> bool {
     for layer in manifest["layers"].as_array().into_iter().flatten() {
         match verify_layer(client, verifier, digest, layer).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return true,
             Err(why) => reasons.push(why),
         }
     }
+    false
+}
+
+/// The signature referrers of `digest` looked at, at most this many.
+const MAX_SIGNATURE_REFERRERS: usize = 16;
+
+/// Whether a signature referrer of `digest` verifies, noting why each does not.
+async fn verify_referrers(client: &Client, verifier: &CosignVerifier, digest: &str, reasons: &mut Vec<String>) -> bool {
+    let referrers = match client.referrers(digest).await {
+        Ok(found) => found,
+        Err(e) => {
+            reasons.push(format!("its referrers: {e}"));
+            return false;
+        }
+    };
+    let signatures = referrers.iter().filter(|r| r.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT));
+    for referrer in signatures.take(MAX_SIGNATURE_REFERRERS) {
+        let manifest = match client.get_manifest(&referrer.digest).await {
+            Ok(Some((_, bytes))) => serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
+            Ok(None) => continue, // listed, since deleted
+            Err(e) => {
+                reasons.push(e.to_string());
+                continue;
+            }
+        };
+        // A referrer is listed by whoever pushed it: it must name this image itself.
+        if manifest["subject"]["digest"] != digest {
+            reasons.push(format!("the referrer {} names another subject", referrer.digest));
+            continue;
+        }
+        if verify_manifest(client, verifier, digest, &manifest, reasons).await {
+            return true;
+        }
+    }
+    false
+}
+
+/// Succeeds when at least one signature of `digest` verifies with `verifier`, in the
+/// `.sig` tag or as an OCI 1.1 referrer.
+pub async fn verify(client: &Client, verifier: &CosignVerifier, digest: &str) -> Result<(), CosignError> {
+    let image = format!("{}@{digest}", client.repository());
+    let tag = signature_tag(digest);
+    let mut reasons = Vec::new();
+    let in_tag = match client.get_manifest(&tag).await {
+        Ok(found) => found,
+        Err(e) => {
+            reasons.push(e.to_string());
+            None
+        }
+    };
+    if let Some((_, bytes)) = &in_tag {
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(manifest) => {
+                if verify_manifest(client, verifier, digest, &manifest, &mut reasons).await {
+                    return Ok(());
+                }
+            }
+            Err(_) => reasons.push(format!("{tag} is not JSON")),
+        }
+    }
+    if verify_referrers(client, verifier, digest, &mut reasons).await {
+        return Ok(());
+    }
     if reasons.is_empty() {
-        reasons.push(format!("{tag} holds no signatures"));
+        return Err(CosignError::NotSigned { image, tag });
     }
     Err(CosignError::NoValidSignature { image, reasons: reasons.join("; ") })
 }

@@ -232,7 +232,9 @@ impl Source {
     pub fn cosign_signer(&self) -> Result<Option<crate::cosign::CosignSigner>, crate::cosign::CosignError> {
         let Some(cosign) = &self.cosign else { return Ok(None) };
         let Some(pem) = cosign.private_key.as_deref().filter(|k| !k.trim().is_empty()) else { return Ok(None) };
-        crate::cosign::CosignSigner::from_pem(pem, cosign.password.as_deref().unwrap_or_default()).map(Some)
+        let storage = crate::cosign::Storage::parse(cosign.registry_referrers_mode.as_deref())?;
+        let signer = crate::cosign::CosignSigner::from_pem(pem, cosign.password.as_deref().unwrap_or_default())?;
+        Ok(Some(signer.storing_in(storage)))
     }
 
     /// The key `check` and `in` verify with, if `source.cosign.public_key` is set.
@@ -241,6 +243,8 @@ impl Source {
         else {
             return Ok(None);
         };
+        // A mode misspelt is said here too, not only when out signs.
+        crate::cosign::Storage::parse(self.cosign.as_ref().and_then(|c| c.registry_referrers_mode.as_deref()))?;
         crate::cosign::CosignVerifier::from_pem(pem).map(Some)
     }
 

@@ -173,7 +173,12 @@ fn what_out_signs_notary_lists_at_the_registrys_digest() {
         key.lines().max_by_key(|l| l.len()).unwrap(),
     ] {
         assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret), "a secret was printed:\n{}", out.stderr);
+        for (name, bytes) in kiln_tests::harness::files_under(work.path()) {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret was written to {name}");
+        }
     }
+    // Nor the notary server's bearer token.
+    assert!(!out.stderr.contains("eyJ") && !out.stdout.contains("eyJ"), "a token was printed:\n{}", out.stderr);
     let digest = skopeo_digest(env, &env.registries.plain, &repo, "1.0.0");
     let size = manifest_size(env, &repo, "1.0.0");
     let mut listed = trust.list(env);

@@ -1,7 +1,8 @@
 //! Signatures with cosign's key pairs, cross-checked with the real `cosign` (trixie's
 //! package, beside the dev engine): what `out` signs, `cosign verify --key` accepts (each
 //! manifest of an index too), and what `cosign sign --key` signs, `check` and `in` accept;
-//! unsigned images and other keys' signatures are refused. Offline: no transparency log.
+//! unsigned images and other keys' signatures are refused; the same as OCI 1.1 referrers
+//! (`--registry-referrers-mode=oci-1-1`). Offline: no transparency log.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -177,4 +178,84 @@ fn unsigned_images_and_other_keys_are_refused() {
     assert!(!out.stderr.contains("wrong-pass-31") && !out.stderr.contains("PRIVATE KEY"), "{}", out.stderr);
     assert!(kiln_tests::harness::plain_repo_exists(env, "library/busybox"), "the check can tell");
     assert!(!kiln_tests::harness::plain_repo_exists(env, &repo), "out pushed to {repo} before checking the key");
+}
+
+#[test]
+fn signatures_as_oci_1_1_referrers_both_ways() {
+    let env = dev_env_or_skip!();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = key_pair(env, keys.path());
+    let signing = json!({ "private_key": private, "password": PASSWORD, "registry_referrers_mode": "oci-1-1" });
+    let verifying = json!({ "public_key": public });
+    let plain = &env.registries.plain.addr;
+
+    // out stores the signature as a referrer: Debian's registry has no referrers API, so
+    // under the fallback tag sha256-<hex>, and no .sig tag.
+    let work = tempfile::tempdir().unwrap();
+    let digest = noise_image_tar(work.path(), "1.0.0", 4096, 23);
+    let repo = unique_repo("cosign-referrer");
+    push(env, work.path(), &repo, signing.clone()).success();
+    let hex = digest.trim_start_matches("sha256:");
+    let tags = kiln_tests::harness::plain_tags(env, &repo);
+    assert!(tags.contains(&format!("sha256-{hex}")) && !tags.iter().any(|t| t.ends_with(".sig")), "{tags:?}");
+    let image = format!("{plain}/{repo}@{digest}");
+    let oci11 = |image: &str| {
+        cosign_cmd(
+            env,
+            keys.path(),
+            &[
+                "verify",
+                "--key",
+                "cosign.pub",
+                "--insecure-ignore-tlog",
+                "--allow-http-registry",
+                "--experimental-oci11",
+                image,
+            ],
+        )
+    };
+    let verified = oci11(&image);
+    assert!(
+        verified.status.success(),
+        "cosign verify --experimental-oci11: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // Without OCI 1.1, cosign looks only at the .sig tag: the test can tell where it went.
+    assert!(!verify_with_cosign(env, keys.path(), &image).status.success(), "a .sig signature exists too");
+    // Pushing again adds no second referrer.
+    push(env, work.path(), &repo, signing.clone()).success();
+    let index = env.crane().args(["manifest", "--insecure", &format!("{plain}/{repo}:sha256-{hex}")]).output().unwrap();
+    let index: Value = serde_json::from_slice(&index.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    assert_eq!(index["manifests"][0]["artifactType"], json!("application/vnd.dev.cosign.artifact.sig.v1+json"));
+    let out = resource("check", None, &json!({ "source": source(env, &repo, verifying.clone()) }));
+    assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
+
+    // cosign signs an image kiln pushed unsigned, as a referrer; check and in accept it.
+    let repo = unique_repo("cosign-referrer-peer");
+    push(env, work.path(), &repo, json!({})).success();
+    let out = resource("check", None, &json!({ "source": source(env, &repo, verifying.clone()) }));
+    assert_eq!(out.success().json(), json!([]), "unsigned, yet taken: {}", out.stderr);
+    let image = format!("{plain}/{repo}@{digest}");
+    let signed = Command::new(cosign(env))
+        .args(["sign", "--key", "cosign.key", "--tlog-upload=false", "--allow-http-registry", "--yes"])
+        .args(["--registry-referrers-mode=oci-1-1", &image])
+        .current_dir(keys.path())
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .env("COSIGN_EXPERIMENTAL", "1")
+        .env("HOME", keys.path())
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "cosign sign: {}", String::from_utf8_lossy(&signed.stderr));
+    let out = resource("check", None, &json!({ "source": source(env, &repo, verifying.clone()) }));
+    assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
+    let dest = tempfile::tempdir().unwrap();
+    let request = json!({ "source": source(env, &repo, verifying), "version": { "tag": "1.0.0", "digest": digest } });
+    resource("in", Some(dest.path()), &request).success();
+
+    // A mode cosign does not have is refused before anything is pushed.
+    let bad = json!({ "private_key": private, "password": PASSWORD, "registry_referrers_mode": "oci-2" });
+    let out = push(env, work.path(), &unique_repo("cosign-mode"), bad);
+    out.failure();
+    assert!(out.stderr.contains("source.cosign.registry_referrers_mode: \"oci-2\""), "{}", out.stderr);
 }
