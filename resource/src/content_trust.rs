@@ -39,7 +39,8 @@ pub struct ContentTrust {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
-    /// The anchor's override of the token scopes; kiln asks for `repository:<GUN>:push,pull`.
+    /// The anchor's override of the token scopes: accepted, not used. kiln asks for
+    /// `repository:<GUN>:pull` to read and `…:push,pull` to publish.
     #[serde(default)]
     pub scopes: Option<String>,
 }
