@@ -34,25 +34,43 @@ pub enum CliError {
     NotPair { flag: String, value: String },
 }
 
+/// One flag: its name, what value it takes (none for a switch), the param it sets
+/// (`NAME=value` for a switch) and, where it differs, BuildKit's own name for the option.
+pub struct Flag {
+    pub flag: &'static str,
+    pub value: &'static str,
+    pub param: &'static str,
+    pub buildkit: &'static str,
+}
+
+const fn flag(flag: &'static str, value: &'static str, param: &'static str, buildkit: &'static str) -> Flag {
+    Flag { flag, value, param, buildkit }
+}
+
 /// The flags and the param each sets, for `--help` and the parser alike.
-pub const FLAGS: &[(&str, &str, &str)] = &[
-    ("--context", "DIR", "CONTEXT"),
-    ("--file", "PATH", "DOCKERFILE"),
-    ("--build-arg", "NAME=VALUE", "BUILD_ARG_<NAME>"),
-    ("--label", "NAME=VALUE", "LABEL_<NAME>"),
-    ("--secret", "ID=PATH", "BUILDKIT_SECRET_<ID>"),
-    ("--target", "STAGE", "TARGET"),
-    ("--platform", "LIST", "IMAGE_PLATFORM"),
-    ("--cache-from", "ENTRY", "CACHE_FROM"),
-    ("--cache-to", "ENTRY", "CACHE_TO"),
-    ("--name", "NAME", "IMAGE_NAME"),
-    ("--tag", "TAG", "IMAGE_TAG"),
-    ("--registry", "HOST[/NAMESPACE]", "REGISTRY"),
-    ("--output", "DIR", "(image/ in the working directory)"),
-    ("--oci", "", "OUTPUT_OCI=true"),
-    ("--unpack-rootfs", "", "UNPACK_ROOTFS=true"),
-    ("--no-cache", "", "NO_CACHE=true"),
-    ("--push", "", "PUSH=true"),
+pub const FLAGS: &[Flag] = &[
+    flag("--context", "DIR", "CONTEXT", "--local context"),
+    flag("--file", "PATH", "DOCKERFILE", "filename"),
+    flag("--build-arg", "NAME=VALUE", "BUILD_ARG_<NAME>", "build-arg:<NAME>"),
+    flag("--label", "NAME=VALUE", "LABEL_<NAME>", "label:<NAME>"),
+    flag("--secret", "ID=PATH", "BUILDKIT_SECRET_<ID>", "--secret id=<ID>,src=PATH"),
+    flag("--target", "STAGE", "TARGET", "target"),
+    flag("--platform", "LIST", "IMAGE_PLATFORM", "platform"),
+    flag("--cache-from", "ENTRY", "CACHE_FROM", "--import-cache"),
+    flag("--cache-to", "ENTRY", "CACHE_TO", "--export-cache"),
+    flag("--name", "NAME", "IMAGE_NAME", "name"),
+    flag("--tag", "TAG", "IMAGE_TAG", ""),
+    flag("--registry", "HOST[/NAMESPACE]", "REGISTRY", ""),
+    flag("--output", "DIR", "(image/ in the working directory)", ""),
+    flag("--oci", "", "OUTPUT_OCI=true", "--output type=oci"),
+    flag("--unpack-rootfs", "", "UNPACK_ROOTFS=true", ""),
+    flag("--no-cache", "", "NO_CACHE=true", "no-cache"),
+    flag("--push", "", "PUSH=true", ""),
+    flag("--source-date-epoch", "SECONDS|git", "SOURCE_DATE_EPOCH", "build-arg:SOURCE_DATE_EPOCH, rewrite-timestamp"),
+    flag("--compression", "TYPE", "COMPRESSION", "compression"),
+    flag("--compression-level", "N", "COMPRESSION_LEVEL", "compression-level"),
+    flag("--force-compression", "", "FORCE_COMPRESSION=true", "force-compression"),
+    flag("--oci-mediatypes", "", "OCI_MEDIATYPES=true", "oci-mediatypes"),
 ];
 
 /// Parses `args` (without the program name). `--flag value` and `--flag=value` both work.
@@ -70,7 +88,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--version" | "-V" => return Ok(Command::Version),
             "--buildkit-info" if inline.is_none() => info = true,
             _ => {
-                let Some((_, takes, param)) = FLAGS.iter().find(|(f, _, _)| *f == flag) else {
+                let Some(Flag { value: takes, param, .. }) = FLAGS.iter().find(|f| f.flag == flag) else {
                     return Err(CliError::Unknown(arg));
                 };
                 // A switch sets its param as FLAGS says (`OUTPUT_OCI=true`) and takes no value.
@@ -109,6 +127,37 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Command, CliError> {
         parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn every_flag_sets_a_param_build_reads() {
+        for f in FLAGS.iter().filter(|f| f.flag != "--output") {
+            let name = f.param.split('=').next().unwrap();
+            let known = crate::params::NAMES.contains(&name)
+                || crate::params::PREFIXES.iter().any(|p| name.starts_with(p) && name.ends_with('>'));
+            assert!(known, "{} sets {name}, which build does not read", f.flag);
+        }
+        let Command::Build(o) = run(&[
+            "--source-date-epoch",
+            "git",
+            "--compression=zstd",
+            "--compression-level",
+            "3",
+            "--force-compression",
+        ])
+        .unwrap() else {
+            panic!("expected a build")
+        };
+        let names: Vec<(&str, &str)> = o.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("SOURCE_DATE_EPOCH", "git"),
+                ("COMPRESSION", "zstd"),
+                ("COMPRESSION_LEVEL", "3"),
+                ("FORCE_COMPRESSION", "true")
+            ]
+        );
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub const NAMES: &[&str] = &[
     "PUSH",
     "REGISTRY_USERNAME",
     "REGISTRY_PASSWORD",
+    "SOURCE_DATE_EPOCH",
+    "COMPRESSION",
+    "COMPRESSION_LEVEL",
+    "FORCE_COMPRESSION",
+    "OCI_MEDIATYPES",
 ];
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
@@ -96,6 +101,126 @@ pub struct BuildParams {
     /// How a `buildkitd` started for this build reaches registries the caller knows about
     /// (a put's own registry); none from the task's params.
     pub daemon_registries: Vec<crate::daemon::RegistryAccess>,
+    /// `SOURCE_DATE_EPOCH` (seconds, or the commit time of CONTEXT's git checkout): the
+    /// frontend's build arg of that name, and timestamps rewritten on export.
+    pub source_date_epoch: Option<u64>,
+    /// `COMPRESSION`, `COMPRESSION_LEVEL`, `FORCE_COMPRESSION`, `OCI_MEDIATYPES`, as the
+    /// exporter's options of the same meaning.
+    pub layers: LayerOptions,
+}
+
+/// How the exporter writes layers and manifests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerOptions {
+    /// `gzip`, `zstd`, `estargz` or `uncompressed`; BuildKit's default (gzip) when unset.
+    pub compression: Option<String>,
+    pub level: Option<u32>,
+    /// Recompress layers that exist already in another compression (a base image's).
+    pub force: bool,
+    /// OCI media types rather than Docker's; `None` leaves it to BuildKit (zstd and
+    /// estargz need them, and BuildKit turns them on for those).
+    pub oci_mediatypes: Option<bool>,
+}
+
+impl LayerOptions {
+    fn from_params(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ParamError> {
+        let compression = get("COMPRESSION");
+        let levels = match compression.as_deref() {
+            None | Some("gzip") => 0..=9,
+            Some("zstd") => 0..=22,
+            Some("estargz") => 0..=9,
+            Some("uncompressed") => 0..=0,
+            Some(other) => {
+                return Err(err("COMPRESSION", format!("{other:?} is not gzip, zstd, estargz or uncompressed")));
+            }
+        };
+        let level = match get("COMPRESSION_LEVEL") {
+            None => None,
+            Some(_) if compression.as_deref() == Some("uncompressed") => {
+                return Err(err("COMPRESSION_LEVEL", "has no meaning with COMPRESSION=uncompressed"));
+            }
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if levels.contains(&n) => Some(n),
+                _ => {
+                    let kind = compression.as_deref().unwrap_or("gzip");
+                    return Err(err(
+                        "COMPRESSION_LEVEL",
+                        format!("{text:?} is not a {kind} level ({} to {})", levels.start(), levels.end()),
+                    ));
+                }
+            },
+        };
+        let force = bool_param(get, "FORCE_COMPRESSION")?.unwrap_or(false);
+        let oci_mediatypes = bool_param(get, "OCI_MEDIATYPES")?;
+        if oci_mediatypes == Some(false) && matches!(compression.as_deref(), Some("zstd" | "estargz")) {
+            return Err(err(
+                "OCI_MEDIATYPES",
+                "cannot be false with COMPRESSION=zstd or estargz: Docker's types have no such layers",
+            ));
+        }
+        Ok(LayerOptions { compression, level, force, oci_mediatypes })
+    }
+
+    /// The exporter's attributes for these options.
+    pub fn exporter_attrs(&self) -> HashMap<String, String> {
+        let mut attrs = HashMap::new();
+        if let Some(c) = &self.compression {
+            attrs.insert("compression".to_string(), c.clone());
+        }
+        if let Some(level) = self.level {
+            attrs.insert("compression-level".to_string(), level.to_string());
+        }
+        if self.force {
+            attrs.insert("force-compression".to_string(), "true".to_string());
+        }
+        let oci =
+            self.oci_mediatypes.or(matches!(self.compression.as_deref(), Some("zstd" | "estargz")).then_some(true));
+        if let Some(oci) = oci {
+            attrs.insert("oci-mediatypes".to_string(), oci.to_string());
+        }
+        attrs
+    }
+}
+
+/// A `true`/`false` param (`1`/`0` too); `None` when unset.
+fn bool_param(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<bool>, ParamError> {
+    match get(name).as_deref() {
+        None => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(other) => Err(err(name, format!("{other:?} is not true or false"))),
+    }
+}
+
+/// `SOURCE_DATE_EPOCH`: seconds since 1970, or `git` for the commit time of the checkout
+/// that holds `context` (as a Concourse `git` input is), read with `git log`.
+fn source_date_epoch(value: Option<String>, context: &Path) -> Result<Option<u64>, ParamError> {
+    let Some(value) = value else { return Ok(None) };
+    if value != "git" {
+        return value
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| err("SOURCE_DATE_EPOCH", format!("{value:?} is not a number of seconds, nor git")));
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(context)
+        .args(["log", "-1", "--format=%ct"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| err("SOURCE_DATE_EPOCH", format!("git: running git: {e} (git must be on PATH for git)")))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match text.parse::<u64>() {
+        Ok(seconds) if out.status.success() => Ok(Some(seconds)),
+        _ => {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why.lines().next().unwrap_or("no commit time").trim();
+            Err(err(
+                "SOURCE_DATE_EPOCH",
+                format!("git: {} is not in a git checkout with a commit ({why})", context.display()),
+            ))
+        }
+    }
 }
 
 /// An image's name and tag, as `IMAGE_NAME`, `IMAGE_TAG` and `REGISTRY` give them.
@@ -273,7 +398,14 @@ impl BuildParams {
         if registry_credentials.is_some() && !push {
             return Err(err("REGISTRY_USERNAME", "is only used to push: set PUSH=true, or leave it out"));
         }
+        let source_date_epoch = source_date_epoch(get("SOURCE_DATE_EPOCH"), &context)?;
+        if source_date_epoch.is_some() && build_args.contains_key("SOURCE_DATE_EPOCH") {
+            return Err(err("SOURCE_DATE_EPOCH", "is set, and a build arg of that name too: set one"));
+        }
+        let layers = LayerOptions::from_params(&get)?;
         Ok(BuildParams {
+            source_date_epoch,
+            layers,
             daemon_registries: Vec::new(),
             name,
             push,
@@ -300,6 +432,16 @@ impl BuildParams {
         })
     }
 
+    /// The exporter's options: layers as [`LayerOptions`] says, and timestamps clamped to
+    /// `SOURCE_DATE_EPOCH` (BuildKit takes the epoch from the frontend's build arg).
+    pub fn exporter_attrs(&self) -> HashMap<String, String> {
+        let mut attrs = self.layers.exporter_attrs();
+        if self.source_date_epoch.is_some() {
+            attrs.insert("rewrite-timestamp".to_string(), "true".to_string());
+        }
+        attrs
+    }
+
     /// The Dockerfile frontend's options.
     pub fn frontend_attrs(&self) -> HashMap<String, String> {
         let mut attrs = HashMap::new();
@@ -319,6 +461,9 @@ impl BuildParams {
         }
         if let Some(hosts) = &self.add_hosts {
             attrs.insert("add-hosts".to_string(), hosts.clone());
+        }
+        if let Some(epoch) = self.source_date_epoch {
+            attrs.insert("build-arg:SOURCE_DATE_EPOCH".to_string(), epoch.to_string());
         }
         if self.no_cache {
             attrs.insert("no-cache".to_string(), String::new());
@@ -517,6 +662,70 @@ mod tests {
         assert_eq!(named, ["BUILD_ARGS_FOO", "IMAGE_PLATFORMS", "BUILDKIT_SECRETS_npm", "DOCKER_FILE", "LABLE_x"]);
         assert!(warnings[0].contains("did you mean BUILD_ARG_"), "{warnings:?}");
         assert!(warnings[1].contains("did you mean IMAGE_PLATFORM?"), "{warnings:?}");
+    }
+
+    fn layers(pairs: &[(&str, &str)]) -> Result<HashMap<String, String>, String> {
+        let vars = vars(pairs);
+        let get = |k: &str| vars.iter().rfind(|(n, _)| n == k).map(|(_, v)| v.clone());
+        LayerOptions::from_params(&get).map(|l| l.exporter_attrs()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn layer_options_become_the_exporters_and_bad_ones_are_named() {
+        assert!(layers(&[]).unwrap().is_empty());
+        let zstd = layers(&[("COMPRESSION", "zstd"), ("COMPRESSION_LEVEL", "19"), ("FORCE_COMPRESSION", "true")]);
+        let want: HashMap<String, String> = [
+            ("compression", "zstd"),
+            ("compression-level", "19"),
+            ("force-compression", "true"),
+            ("oci-mediatypes", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(zstd.unwrap(), want);
+        assert_eq!(layers(&[("OCI_MEDIATYPES", "false")]).unwrap()["oci-mediatypes"], "false");
+        assert_eq!(layers(&[("COMPRESSION", "gzip"), ("COMPRESSION_LEVEL", "9")]).unwrap()["compression-level"], "9");
+        for (pairs, says) in [
+            (vec![("COMPRESSION", "lz4")], "COMPRESSION: \"lz4\" is not gzip, zstd, estargz or uncompressed"),
+            (vec![("COMPRESSION_LEVEL", "10")], "COMPRESSION_LEVEL: \"10\" is not a gzip level (0 to 9)"),
+            (vec![("COMPRESSION", "zstd"), ("COMPRESSION_LEVEL", "23")], "is not a zstd level (0 to 22)"),
+            (vec![("COMPRESSION", "uncompressed"), ("COMPRESSION_LEVEL", "0")], "COMPRESSION_LEVEL: has no meaning"),
+            (vec![("COMPRESSION", "zstd"), ("OCI_MEDIATYPES", "false")], "OCI_MEDIATYPES: cannot be false"),
+            (vec![("FORCE_COMPRESSION", "yes")], "FORCE_COMPRESSION: \"yes\" is not true or false"),
+        ] {
+            let e = layers(&pairs).unwrap_err();
+            assert!(e.contains(says), "{pairs:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn source_date_epoch_is_seconds_or_the_checkouts_commit_time() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(source_date_epoch(None, dir.path()).unwrap(), None);
+        assert_eq!(source_date_epoch(Some("1700000000".into()), dir.path()).unwrap(), Some(1_700_000_000));
+        let e = source_date_epoch(Some("yesterday".into()), dir.path()).unwrap_err().to_string();
+        assert!(e.starts_with("SOURCE_DATE_EPOCH: \"yesterday\" is not a number"), "{e}");
+        let e = source_date_epoch(Some("git".into()), dir.path()).unwrap_err().to_string();
+        assert!(e.starts_with("SOURCE_DATE_EPOCH: git: ") && e.contains("is not in a git checkout"), "{e}");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .env("GIT_COMMITTER_DATE", "@1600000000 +0000")
+                .env("GIT_AUTHOR_DATE", "@1500000000 +0000")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        git(&["init", "-q"]);
+        std::fs::create_dir(dir.path().join("ctx")).unwrap();
+        std::fs::write(dir.path().join("ctx/f"), "x").unwrap();
+        git(&["add", "."]);
+        git(&["-c", "user.name=k", "-c", "user.email=k@example.com", "commit", "-qm", "x"]);
+        // The committer's time, from a folder inside the checkout.
+        assert_eq!(source_date_epoch(Some("git".into()), &dir.path().join("ctx")).unwrap(), Some(1_600_000_000));
     }
 
     #[test]

@@ -342,7 +342,7 @@ async fn build_into(
         content: prepared.content.clone(),
         ssh: prepared.ssh.clone(),
     };
-    let mut exporter_attrs = HashMap::new();
+    let mut exporter_attrs = params.exporter_attrs();
     if let Some(n) = image_name {
         // The docker exporter makes it image.tar's RepoTags; the OCI one, the layout's
         // io.containerd.image.name and org.opencontainers.image.ref.name annotations.

@@ -129,20 +129,21 @@ fn flags_set_context_file_args_and_output() {
 fn only_what_buildkit_asks_for_crosses_the_wire() {
     let env = dev_env_or_skip!();
     let work = tempfile::tempdir().unwrap();
+    // A CONTEXT name no other test here uses: the engine keeps one synced copy per name.
     let mut files: Vec<(String, String)> =
-        (0..50).map(|i| (format!("ctx/src/f{i:02}"), format!("file {i}\n"))).collect();
-    files.push(("ctx/Dockerfile".into(), format!("{}COPY . /src\n", from_busybox(env))));
-    files.push(("ctx/.dockerignore".into(), "src/f49\n".into()));
+        (0..50).map(|i| (format!("wire/src/f{i:02}"), format!("file {i}\n"))).collect();
+    files.push(("wire/Dockerfile".into(), format!("{}COPY . /src\n", from_busybox(env))));
+    files.push(("wire/.dockerignore".into(), "src/f49\n".into()));
     let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     write_files(work.path(), &files);
-    let first = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
+    let first = build_task(env, work.path(), &[], &[("CONTEXT", "wire")]);
     first.success();
     // The Dockerfile and .dockerignore loads follow one path each, not the whole folder.
     assert!(first.stderr.contains("build: dockerfile: sent 1 of 1 entries"), "{}", first.stderr);
     assert!(first.stderr.contains("build: context: sent 1 of 1 entries, 8 bytes"), "{}", first.stderr);
 
-    std::fs::write(work.path().join("ctx/src/f07"), "changed!\n").unwrap();
-    let second = build_task(env, work.path(), &[], &[("CONTEXT", "ctx")]);
+    std::fs::write(work.path().join("wire/src/f07"), "changed!\n").unwrap();
+    let second = build_task(env, work.path(), &[], &[("CONTEXT", "wire")]);
     second.success();
     let sent: Vec<&str> = second.stderr.lines().filter(|l| l.starts_with("build: context: sent")).collect();
     // .dockerignore, then the context: 49 files, the Dockerfile, .dockerignore and src/.
@@ -176,4 +177,153 @@ fn a_context_of_thousands_of_files_arrives_whole() {
     out.success();
     assert!(out.stderr.contains("build: context: sent 6001 of 6061 entries"), "{}", out.stderr);
     assert_eq!(std::fs::read_to_string(work.path().join("image/rootfs/count")).unwrap().trim(), "6001");
+}
+
+/// The build task on the real `buildkitd` (the dev one, as root) instead of the engine.
+fn on_buildkitd(env: &kiln_tests::harness::DevEnv) -> String {
+    format!("unix://{}", env.buildkitd.socket.display())
+}
+
+fn digest_of(work: &std::path::Path) -> String {
+    std::fs::read_to_string(work.join("image/digest")).unwrap()
+}
+
+#[test]
+fn source_date_epoch_gives_one_digest_on_both_daemons_and_git_gives_the_commits() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    // A RUN makes files now, and COPY carries the context's times: both are clamped.
+    write_files(
+        work.path(),
+        &[
+            (
+                "ctx/Dockerfile",
+                &format!("{}RUN echo hi > /f && mkdir /d && touch /d/x\nCOPY a /a\n", from_busybox(env)),
+            ),
+            ("ctx/a", "a\n"),
+        ],
+    );
+    let buildkitd = on_buildkitd(env);
+    let build = |host: Option<&str>, epoch: Option<&str>| {
+        let _ = std::fs::remove_dir_all(work.path().join("image"));
+        let mut vars = vec![("CONTEXT", "ctx"), ("NO_CACHE", "true")];
+        vars.extend(epoch.map(|e| ("SOURCE_DATE_EPOCH", e)));
+        vars.extend(host.map(|h| ("BUILDKIT_HOST", h)));
+        build_task(env, work.path(), &[], &vars).success();
+        let digest = digest_of(work.path());
+        // Past the second the next build's clock would otherwise share.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        digest
+    };
+    let mut digests = Vec::new();
+    for host in [None, Some(buildkitd.as_str())] {
+        for _ in 0..2 {
+            digests.push(build(host, Some("1700000000")));
+        }
+    }
+    assert!(digests.iter().all(|d| *d == digests[0]), "engine, engine, buildkitd, buildkitd: {digests:?}");
+    // Without it, two builds a second apart differ (so the test can fail).
+    let (one, two) = (build(Some(&buildkitd), None), build(Some(&buildkitd), None));
+    assert_ne!(one, two, "unclamped builds agree: nothing here tests SOURCE_DATE_EPOCH");
+
+    // `git`: the commit time of the checkout holding CONTEXT, the same image as that number.
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(work.path())
+            .args(args)
+            .env("GIT_COMMITTER_DATE", "@1700000000 +0000")
+            .env("GIT_AUTHOR_DATE", "@1600000000 +0000")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "ctx"]);
+    git(&["-c", "user.name=kiln", "-c", "user.email=kiln@example.com", "commit", "-qm", "ctx"]);
+    assert_eq!(build(Some(&buildkitd), Some("git")), digests[0]);
+    // The config's created is the epoch.
+    let out = build_task(env, work.path(), &["--oci"], &[("CONTEXT", "ctx"), ("SOURCE_DATE_EPOCH", "git")]);
+    out.success();
+    let layout = work.path().join("image/image");
+    let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z", "{config}");
+}
+
+#[test]
+fn zstd_layers_are_zstd_and_travel_through_out_in_skopeo_and_crane() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    write_files(work.path(), &[("ctx/Dockerfile", &format!("{}RUN echo zstd > /f\n", from_busybox(env)))]);
+    let vars = [
+        ("CONTEXT", "ctx"),
+        ("BUILDKIT_HOST", &on_buildkitd(env)),
+        ("COMPRESSION", "zstd"),
+        ("COMPRESSION_LEVEL", "3"),
+        ("FORCE_COMPRESSION", "true"),
+    ];
+    build_task(env, work.path(), &["--oci"], &vars).success();
+    let layout = work.path().join("image/image");
+    let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert!(layers.len() >= 2, "{manifest}");
+    for layer in layers {
+        // Even busybox's gzip layer: FORCE_COMPRESSION recompressed it.
+        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd", "{manifest}");
+        assert_eq!(&blob(layer["digest"].as_str().unwrap())[..4], &[0x28, 0xb5, 0x2f, 0xfd], "not zstd's magic");
+    }
+
+    // out pushes the layout; crane and skopeo fetch it whole (crane's `validate` is no judge
+    // here: it reads every layer as gzip, "gzip: invalid header").
+    let repo = kiln_tests::harness::unique_repo("zstd");
+    let plain = &env.registries.plain.addr;
+    let source = serde_json::json!({ "repository": format!("{plain}/{repo}") });
+    kiln_tests::harness::resource(
+        "out",
+        Some(work.path()),
+        &serde_json::json!({ "source": source, "params": { "image": "image/image", "version": "1.0.0" } }),
+    )
+    .success();
+    let digest = kiln_tests::harness::skopeo_digest(env, &env.registries.plain, &repo, "1.0.0");
+    let pulled = tempfile::tempdir().unwrap();
+    let crane = env
+        .crane()
+        .args(["pull", "--insecure", "--format", "oci", &format!("{plain}/{repo}:1.0.0")])
+        .arg(pulled.path().join("layout"))
+        .output()
+        .unwrap();
+    assert!(crane.status.success(), "crane pull: {}", String::from_utf8_lossy(&crane.stderr));
+    for layer in layers {
+        let hex = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        assert_eq!(std::fs::read(pulled.path().join("layout/blobs/sha256").join(hex)).unwrap(), blob(hex));
+    }
+    let copied = tempfile::tempdir().unwrap();
+    let skopeo = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{plain}/{repo}:1.0.0"))
+        .arg(format!("oci:{}", copied.path().join("layout").display()))
+        .output()
+        .unwrap();
+    assert!(skopeo.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&skopeo.stderr));
+    for layer in layers {
+        let hex = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        assert_eq!(std::fs::read(copied.path().join("layout/blobs/sha256").join(hex)).unwrap(), blob(hex));
+    }
+    // in unpacks it.
+    let dest = tempfile::tempdir().unwrap();
+    kiln_tests::harness::resource(
+        "in",
+        Some(dest.path()),
+        &serde_json::json!({ "source": source, "version": { "tag": "1.0.0", "digest": digest } }),
+    )
+    .success();
+    assert_eq!(std::fs::read_to_string(dest.path().join("rootfs/f")).unwrap(), "zstd\n");
 }

@@ -21,6 +21,9 @@ Settings come from the environment, under oci-build-task's names:
   IMAGE_ARG_<name>=<image tarball or OCI layout>, BUILDKIT_SSH (default or id=socket|keys),
   BUILDKIT_ADD_HOSTS, NO_CACHE, CACHE_FROM,
   CACHE_TO, ATTEST_SBOM, ATTEST_PROVENANCE; DOCKER_CONFIG for registry credentials.
+  SOURCE_DATE_EPOCH (seconds, or git: CONTEXT's last commit) makes timestamps reproducible;
+  COMPRESSION (gzip, zstd, estargz, uncompressed), COMPRESSION_LEVEL, FORCE_COMPRESSION
+  and OCI_MEDIATYPES set how layers are written.
   IMAGE_NAME (REGISTRY/ in front when set) and IMAGE_TAG (default latest) name the image;
   PUSH=true pushes it there (REGISTRY_USERNAME and REGISTRY_PASSWORD, else DOCKER_CONFIG).
   A ./cache folder, when there is one, holds BuildKit's cache between builds: the state
@@ -45,8 +48,9 @@ const HELP_END: &str = "
 
 fn help() -> String {
     let mut text = HELP.to_string();
-    for (flag, value, param) in cli::FLAGS {
-        text.push_str(&format!("  {:<28} {param}\n", format!("{flag} {value}")));
+    for cli::Flag { flag, value, param, buildkit } in cli::FLAGS {
+        let buildkit = if buildkit.is_empty() { String::new() } else { format!("  (BuildKit: {buildkit})") };
+        text.push_str(&format!("  {:<32} {param}{buildkit}\n", format!("{flag} {value}")));
     }
     text + HELP_END
 }
