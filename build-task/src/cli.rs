@@ -54,6 +54,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--build-arg", "NAME=VALUE", "BUILD_ARG_<NAME>", "build-arg:<NAME>"),
     flag("--label", "NAME=VALUE", "LABEL_<NAME>", "label:<NAME>"),
     flag("--secret", "ID=PATH", "BUILDKIT_SECRET_<ID>", "--secret id=<ID>,src=PATH"),
+    flag("--secret-env", "ID=VARIABLE", "BUILDKIT_SECRETENV_<ID>", "--secret id=<ID>,env=VARIABLE"),
     flag("--target", "STAGE", "TARGET", "target"),
     flag("--platform", "LIST", "IMAGE_PLATFORM", "platform"),
     flag("--cache-from", "ENTRY", "CACHE_FROM", "--import-cache"),
@@ -71,6 +72,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--compression-level", "N", "COMPRESSION_LEVEL", "compression-level"),
     flag("--force-compression", "", "FORCE_COMPRESSION=true", "force-compression"),
     flag("--oci-mediatypes", "", "OCI_MEDIATYPES=true", "oci-mediatypes"),
+    flag("--network", "MODE", "NETWORK", "force-network-mode; network.host entitlement"),
 ];
 
 /// Parses `args` (without the program name). `--flag value` and `--flag=value` both work.
@@ -105,7 +107,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 };
                 match flag.as_str() {
                     "--output" => out.output = Some(PathBuf::from(value)),
-                    "--build-arg" | "--label" | "--secret" => {
+                    "--build-arg" | "--label" | "--secret" | "--secret-env" => {
                         let (name, v) = value
                             .split_once('=')
                             .filter(|(n, _)| !n.is_empty())

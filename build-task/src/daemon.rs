@@ -26,6 +26,9 @@ pub struct DaemonConfig {
     pub mirrors: Vec<String>,
     /// How to reach registries the build itself names (a put's own registry).
     pub registries: Vec<RegistryAccess>,
+    /// Entitlements the build asks for (`network.host`): allowed with
+    /// `--allow-insecure-entitlement`, since this daemon serves this build only.
+    pub entitlements: Vec<String>,
     /// `BUILDKIT_EXTRA_CONFIG`: more buildkitd TOML, merged over what kiln generates.
     pub extra_config: Option<String>,
     /// `DEBUG`: buildkitd logs at debug level.
@@ -315,6 +318,9 @@ impl Buildkitd {
         ];
         if config.debug {
             args.push("--debug".into());
+        }
+        for entitlement in &config.entitlements {
+            args.push(format!("--allow-insecure-entitlement={entitlement}"));
         }
         let mut command = if root {
             Command::new("buildkitd")

@@ -47,10 +47,12 @@ pub const NAMES: &[&str] = &[
     "COMPRESSION_LEVEL",
     "FORCE_COMPRESSION",
     "OCI_MEDIATYPES",
+    "NETWORK",
 ];
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
-pub const PREFIXES: &[&str] = &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_", "IMAGE_ARG_"];
+pub const PREFIXES: &[&str] =
+    &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_", "BUILDKIT_SECRETENV_", "IMAGE_ARG_"];
 
 /// Params for the `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set.
 pub const DAEMON_ONLY: &[&str] =
@@ -107,6 +109,39 @@ pub struct BuildParams {
     /// `COMPRESSION`, `COMPRESSION_LEVEL`, `FORCE_COMPRESSION`, `OCI_MEDIATYPES`, as the
     /// exporter's options of the same meaning.
     pub layers: LayerOptions,
+    /// `NETWORK`: RUN steps' network (the frontend's `force-network-mode`).
+    pub network: Network,
+}
+
+/// The network `RUN` steps get.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The daemon's default (its CNI or bridge network, or the host's where it has none).
+    #[default]
+    Default,
+    /// Only a loopback interface of its own.
+    None,
+    /// The host's network: BuildKit's `network.host` entitlement, which the daemon must allow.
+    Host,
+}
+
+impl Network {
+    fn parse(value: Option<&str>) -> Result<Self, ParamError> {
+        match value {
+            None | Some("default") => Ok(Network::Default),
+            Some("none") => Ok(Network::None),
+            Some("host") => Ok(Network::Host),
+            Some(other) => Err(err("NETWORK", format!("{other:?} is not default, none or host"))),
+        }
+    }
+
+    /// The entitlements a Solve needs for it, which a daemon kiln starts is told to allow.
+    pub fn entitlements(self) -> Vec<String> {
+        match self {
+            Network::Host => vec!["network.host".to_string()],
+            Network::Default | Network::None => Vec::new(),
+        }
+    }
 }
 
 /// How the exporter writes layers and manifests.
@@ -325,6 +360,13 @@ impl BuildParams {
                 labels.insert(label.to_string(), value.clone());
             } else if let Some(id) = name.strip_prefix("BUILDKIT_SECRETTEXT_") {
                 secrets.insert(id.to_string(), SecretSource::Text(value.clone()));
+            } else if let Some(id) = name.strip_prefix("BUILDKIT_SECRETENV_") {
+                // The value is another variable's name: credential managers put secrets in
+                // params, and this keeps them out of the param that names them.
+                let Some(secret) = vars.iter().rfind(|(n, _)| n == value).map(|(_, v)| v.clone()) else {
+                    return Err(err(name, format!("the environment variable {value} is not set")));
+                };
+                secrets.insert(id.to_string(), SecretSource::Text(secret));
             } else if let Some(arg) = name.strip_prefix("IMAGE_ARG_") {
                 let path = PathBuf::from(value);
                 confine(name, &path)?;
@@ -403,7 +445,9 @@ impl BuildParams {
             return Err(err("SOURCE_DATE_EPOCH", "is set, and a build arg of that name too: set one"));
         }
         let layers = LayerOptions::from_params(&get)?;
+        let network = Network::parse(get("NETWORK").as_deref())?;
         Ok(BuildParams {
+            network,
             source_date_epoch,
             layers,
             daemon_registries: Vec::new(),
@@ -461,6 +505,15 @@ impl BuildParams {
         }
         if let Some(hosts) = &self.add_hosts {
             attrs.insert("add-hosts".to_string(), hosts.clone());
+        }
+        match self.network {
+            Network::Default => {}
+            Network::None => {
+                attrs.insert("force-network-mode".to_string(), "none".to_string());
+            }
+            Network::Host => {
+                attrs.insert("force-network-mode".to_string(), "host".to_string());
+            }
         }
         if let Some(epoch) = self.source_date_epoch {
             attrs.insert("build-arg:SOURCE_DATE_EPOCH".to_string(), epoch.to_string());

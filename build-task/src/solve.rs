@@ -21,6 +21,8 @@ pub struct Solve {
     pub cache: CacheOptions,
     /// Left out of the daemon's build history.
     pub internal: bool,
+    /// What the build may do beyond the defaults (`network.host`).
+    pub entitlements: Vec<String>,
 }
 
 /// `CACHE_FROM`/`CACHE_TO` as the Solve request carries them.
@@ -74,6 +76,7 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
         exporters: vec![request.exporter],
         cache: Some(request.cache),
         internal: request.internal,
+        entitlements: request.entitlements,
         ..Default::default()
     };
     let result = control.solve(solve).await;
@@ -125,6 +128,12 @@ fn describe_failure(status: &tonic::Status) -> String {
             .trim()
             .to_string();
         return format!("{file}:{line}: {code}: {text}");
+    }
+    if text.contains("network.host is not allowed") {
+        return format!(
+            "NETWORK=host: this BuildKit does not allow the network.host entitlement ({text}); start it with \
+             --allow-insecure-entitlement network.host, or leave BUILDKIT_HOST unset so build starts one that does"
+        );
     }
     text
 }

@@ -49,6 +49,8 @@ fn where_buildkit() -> Where {
 #[derive(Default)]
 struct SpawnWith<'a> {
     registries: &'a [daemon::RegistryAccess],
+    /// Entitlements the build asks for, which a daemon started here allows.
+    entitlements: Vec<String>,
     /// The task's `cache` folder, to keep the daemon's state in ([`kept_state`]).
     cache: Option<&'a Path>,
 }
@@ -106,6 +108,7 @@ async fn buildkit(
             .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default(),
         registries: with.registries.to_vec(),
+        entitlements: with.entitlements.clone(),
         extra_config: env("BUILDKIT_EXTRA_CONFIG"),
         debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
     };
@@ -227,7 +230,11 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     let ssh = crate::ssh::load(&params.ssh)?;
     let prepared = Prepared { content, extra_attrs, caches, ssh, internal: spawn };
     let params = &params;
-    let with = SpawnWith { registries: &params.daemon_registries, cache: state_folder.as_deref() };
+    let with = SpawnWith {
+        registries: &params.daemon_registries,
+        entitlements: params.network.entitlements(),
+        cache: state_folder.as_deref(),
+    };
     let mut built = with_buildkit(&at, &with, |channel| async move {
         // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
         for target in &params.additional_targets {
@@ -356,7 +363,14 @@ async fn build_into(
         None => frontend_attrs.remove("target"),
     };
     let cache = solve::cache_options(&params.cache_from, &params.cache_to);
-    let request = Solve { frontend_attrs, exporter, session, cache, internal: prepared.internal };
+    let request = Solve {
+        frontend_attrs,
+        exporter,
+        session,
+        cache,
+        internal: prepared.internal,
+        entitlements: params.network.entitlements(),
+    };
 
     let response = solve::solve(channel.clone(), request).await?;
     prepared.caches.finish(&response)?;

@@ -327,3 +327,97 @@ fn zstd_layers_are_zstd_and_travel_through_out_in_skopeo_and_crane() {
     .success();
     assert_eq!(std::fs::read_to_string(dest.path().join("rootfs/f")).unwrap(), "zstd\n");
 }
+
+/// `/proc/net/tcp`'s form of a socket listening on `127.0.0.1:port`.
+fn listening_on_loopback(port: u16) -> String {
+    format!("0100007F:{port:04X} 00000000:0000 0A")
+}
+
+#[test]
+fn network_none_default_and_host_are_what_run_steps_get() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    // What a step sees of networks, without using one: its interfaces, whether loopback is
+    // up, and whether the host's listening sockets (the dev registry's) are in its view.
+    let dockerfile = format!(
+        "{}RUN ls /sys/class/net > /nets && cat /sys/class/net/lo/flags > /lo && cat /proc/net/tcp > /tcp\n",
+        from_busybox(env)
+    );
+    write_files(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
+    let port: u16 = env.registries.plain.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let host_socket = listening_on_loopback(port);
+    let seen = |host: Option<&str>, network: &str| {
+        let _ = std::fs::remove_dir_all(work.path().join("image"));
+        let mut vars = vec![("CONTEXT", "ctx"), ("NO_CACHE", "true"), ("UNPACK_ROOTFS", "true"), ("NETWORK", network)];
+        vars.extend(host.map(|h| ("BUILDKIT_HOST", h)));
+        let out = build_task(env, work.path(), &[], &vars);
+        out.success();
+        let read = |f: &str| std::fs::read_to_string(work.path().join("image/rootfs").join(f)).unwrap();
+        (read("nets"), read("lo"), read("tcp").contains(&host_socket))
+    };
+    let buildkitd = on_buildkitd(env);
+    for host in [None, Some(buildkitd.as_str())] {
+        let (nets, lo, sees_host) = seen(host, "none");
+        assert_eq!(nets, "lo\n", "{host:?}");
+        let flags = u32::from_str_radix(lo.trim().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 1, 1, "{host:?}: loopback is down: {lo}");
+        assert!(!sees_host, "{host:?}: NETWORK=none sees the host's sockets");
+    }
+    // The engine's default is a bridge: an interface beside loopback, not the host's view.
+    let (nets, _, sees_host) = seen(None, "default");
+    assert!(nets.lines().any(|n| n != "lo") && !sees_host, "{nets}");
+    // host: the host's own sockets, the dev registry's among them.
+    let (_, _, sees_host) = seen(None, "host");
+    assert!(sees_host, "NETWORK=host does not see 127.0.0.1:{port} listening");
+
+    // The dev buildkitd was not started to allow network.host: one line says what to do.
+    let out =
+        build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("NETWORK", "host"), ("BUILDKIT_HOST", &buildkitd)]);
+    out.failure();
+    assert!(
+        out.stderr.contains("NETWORK=host: this BuildKit does not allow the network.host entitlement"),
+        "{}",
+        out.stderr
+    );
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("NETWORK", "bridge")]);
+    out.failure();
+    assert!(out.stderr.contains("NETWORK: \"bridge\" is not default, none or host"), "{}", out.stderr);
+}
+
+#[test]
+fn a_secret_from_another_variable_is_served_and_never_shown() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let dockerfile =
+        format!("{}RUN --mount=type=secret,id=token sha256sum /run/secrets/token > /sum\n", from_busybox(env));
+    write_files(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
+    let secret = "s3cr3t-from-a-credential-manager";
+    let vars = [
+        ("CONTEXT", "ctx"),
+        ("UNPACK_ROOTFS", "true"),
+        ("NO_CACHE", "true"),
+        ("BUILDKIT_SECRETENV_token", "NPM_TOKEN"),
+        ("NPM_TOKEN", secret),
+    ];
+    let out = build_task(env, work.path(), &[], &vars);
+    out.success();
+    assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret), "{}", out.stderr);
+    use sha2::Digest as _;
+    let want = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+    let sum = std::fs::read_to_string(work.path().join("image/rootfs/sum")).unwrap();
+    assert!(sum.starts_with(&want), "{sum}");
+    for (name, bytes) in kiln_tests::harness::files_under(&work.path().join("image")) {
+        if name.ends_with("image.tar") {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is in {name}");
+        }
+    }
+    // A variable that is not set is named.
+    let out =
+        build_task(env, work.path(), &[], &[("CONTEXT", "ctx"), ("BUILDKIT_SECRETENV_token", "NOT_SET_ANYWHERE")]);
+    out.failure();
+    assert!(
+        out.stderr.contains("BUILDKIT_SECRETENV_token: the environment variable NOT_SET_ANYWHERE is not set"),
+        "{}",
+        out.stderr
+    );
+}

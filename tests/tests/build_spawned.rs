@@ -441,3 +441,21 @@ fn a_rebuild_in_a_new_task_folder_is_sent_only_what_changed() {
     out.success();
     assert!(out.stderr.contains("build: context: sent 1 of 3 entries, 3 bytes"), "{}", out.stderr);
 }
+
+#[test]
+fn network_host_works_on_the_daemon_build_starts() {
+    let env = dev_env_or_skip!();
+    let dockerfile = format!("{}RUN cat /proc/net/tcp > /tcp\n", from_busybox(env));
+    let Some(run) = Run::new(env, As::Root, &dockerfile) else { return };
+    // The daemon build starts allows the network.host entitlement the build asks for
+    // (without --allow-insecure-entitlement the build fails: tried by hand). Having no CNI,
+    // its default network is the host's too: the entitlement is what this shows.
+    let out = run.build(env, &[("NETWORK", "host"), ("UNPACK_ROOTFS", "true")]);
+    out.success();
+    let port: u16 = env.registries.plain.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let tcp = std::fs::read_to_string(run.work.path().join("image/rootfs/tcp")).unwrap();
+    assert!(
+        tcp.contains(&format!("0100007F:{port:04X} 00000000:0000 0A")),
+        "the host's sockets are not in view:\n{tcp}"
+    );
+}

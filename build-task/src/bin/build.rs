@@ -23,7 +23,8 @@ Settings come from the environment, under oci-build-task's names:
   CACHE_TO, ATTEST_SBOM, ATTEST_PROVENANCE; DOCKER_CONFIG for registry credentials.
   SOURCE_DATE_EPOCH (seconds, or git: CONTEXT's last commit) makes timestamps reproducible;
   COMPRESSION (gzip, zstd, estargz, uncompressed), COMPRESSION_LEVEL, FORCE_COMPRESSION
-  and OCI_MEDIATYPES set how layers are written.
+  and OCI_MEDIATYPES set how layers are written. NETWORK (default, none, host) is RUN's
+  network. BUILDKIT_SECRETENV_<id>=<VARIABLE> serves that variable's value as a secret.
   IMAGE_NAME (REGISTRY/ in front when set) and IMAGE_TAG (default latest) name the image;
   PUSH=true pushes it there (REGISTRY_USERNAME and REGISTRY_PASSWORD, else DOCKER_CONFIG).
   A ./cache folder, when there is one, holds BuildKit's cache between builds: the state
