@@ -55,6 +55,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--label", "NAME=VALUE", "LABEL_<NAME>", "label:<NAME>"),
     flag("--secret", "ID=PATH", "BUILDKIT_SECRET_<ID>", "--secret id=<ID>,src=PATH"),
     flag("--secret-env", "ID=VARIABLE", "BUILDKIT_SECRETENV_<ID>", "--secret id=<ID>,env=VARIABLE"),
+    flag("--build-context", "NAME=DIR|URL", "BUILD_CONTEXT_<NAME>", "context:<NAME>"),
     flag("--target", "STAGE", "TARGET", "target"),
     flag("--platform", "LIST", "IMAGE_PLATFORM", "platform"),
     flag("--cache-from", "ENTRY", "CACHE_FROM", "--import-cache"),
@@ -107,7 +108,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 };
                 match flag.as_str() {
                     "--output" => out.output = Some(PathBuf::from(value)),
-                    "--build-arg" | "--label" | "--secret" | "--secret-env" => {
+                    "--build-arg" | "--label" | "--secret" | "--secret-env" | "--build-context" => {
                         let (name, v) = value
                             .split_once('=')
                             .filter(|(n, _)| !n.is_empty())

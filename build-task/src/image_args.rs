@@ -26,26 +26,39 @@ pub struct ImageArg {
 
 /// Why an image arg cannot be used, naming the param.
 #[derive(Debug, thiserror::Error)]
-#[error("IMAGE_ARG_{name}: {why}")]
+#[error("{param}: {why}")]
 pub struct ImageArgError {
-    name: String,
+    param: String,
     why: String,
 }
 
 /// Reads the image at `path` (every blob is hashed and checked while loading) for the build
 /// arg `name`: a relative path beneath the working folder, an absolute one as it is.
 pub fn load(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
-    let fail = |why: String| ImageArgError { name: name.into(), why };
-    // A name that is a valid image reference path, distinct from any real image.
-    let slug: String = name
-        .to_ascii_lowercase()
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    if slug.is_empty() {
-        return Err(fail("the name needs a letter or digit".into()));
-    }
+    let (slug, store, store_id, top) = load_store(&format!("IMAGE_ARG_{name}"), name, path)?;
+    let context_name = format!("image-arg/{slug}");
+    let frontend_attrs = HashMap::from([
+        (format!("build-arg:{name}"), context_name.clone()),
+        (format!("context:{context_name}"), format!("oci-layout://{}@{top}", store_id.trim_start_matches("oci:"))),
+    ]);
+    Ok(ImageArg { store_id, store, frontend_attrs })
+}
+
+/// The image at `path` as the named context `name` (`BUILD_CONTEXT_<name>=oci-layout://…`).
+pub fn load_context(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
+    let (_, store, store_id, top) = load_store(&format!("BUILD_CONTEXT_{name}"), name, path)?;
+    let frontend_attrs = HashMap::from([(
+        format!("context:{name}"),
+        format!("oci-layout://{}@{top}", store_id.trim_start_matches("oci:")),
+    )]);
+    Ok(ImageArg { store_id, store, frontend_attrs })
+}
+
+/// The image at `path` in a content store of its own, for the param `param`: a slug of
+/// `name`, the store, its session id and the image's digest.
+fn load_store(param: &str, name: &str, path: &Path) -> Result<(String, Arc<Store>, String, String), ImageArgError> {
+    let fail = |why: String| ImageArgError { param: param.into(), why };
+    let slug = slug(name).ok_or_else(|| fail("the name needs a letter or digit".into()))?;
     let image = if path.is_relative() {
         // An empty root is the working folder; files are named as given.
         archive::load_beneath(Path::new(""), path, archive::Verify::Now)
@@ -64,11 +77,19 @@ pub fn load(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
     for doc in image.children.into_iter().chain([image.top.clone()]) {
         blobs.insert(doc.digest, Blob::Memory(Arc::new(doc.bytes)));
     }
-    let store_name = format!("kiln-image-arg-{slug}");
-    let context_name = format!("image-arg/{slug}");
-    let frontend_attrs = HashMap::from([
-        (format!("build-arg:{name}"), context_name.clone()),
-        (format!("context:{context_name}"), format!("oci-layout://{store_name}@{}", image.top.digest)),
-    ]);
-    Ok(ImageArg { store_id: format!("oci:{store_name}"), store: Arc::new(Store::from_blobs(blobs)), frontend_attrs })
+    let kind = if param.starts_with("IMAGE_ARG_") { "image-arg" } else { "context" };
+    let store_id = format!("oci:kiln-{kind}-{slug}");
+    Ok((slug, Arc::new(Store::from_blobs(blobs)), store_id, image.top.digest))
+}
+
+/// `name` as a valid image reference path component, distinct from any real image: its
+/// letters and digits, lowercased, joined by `-`; `None` when it has none.
+pub fn slug(name: &str) -> Option<String> {
+    let slug: String = name
+        .to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    (!slug.is_empty()).then_some(slug)
 }

@@ -51,8 +51,15 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
-pub const PREFIXES: &[&str] =
-    &["BUILD_ARG_", "LABEL_", "BUILDKIT_SECRET_", "BUILDKIT_SECRETTEXT_", "BUILDKIT_SECRETENV_", "IMAGE_ARG_"];
+pub const PREFIXES: &[&str] = &[
+    "BUILD_ARG_",
+    "LABEL_",
+    "BUILDKIT_SECRET_",
+    "BUILDKIT_SECRETTEXT_",
+    "BUILDKIT_SECRETENV_",
+    "IMAGE_ARG_",
+    "BUILD_CONTEXT_",
+];
 
 /// Params for the `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set.
 pub const DAEMON_ONLY: &[&str] =
@@ -84,6 +91,8 @@ pub struct BuildParams {
     /// `IMAGE_ARG_<NAME>=path`: images on disk (docker-save or OCI tarball, OCI layout) that
     /// `FROM ${NAME}` uses without asking a registry.
     pub image_args: BTreeMap<String, PathBuf>,
+    /// `BUILD_CONTEXT_<name>`: what `FROM <name>` and `COPY --from=<name>` resolve to.
+    pub named_contexts: BTreeMap<String, NamedContext>,
     /// `BUILDKIT_SSH`: agent sockets or private key files, by the id `RUN --mount=type=ssh`
     /// names (`default` when it names none).
     pub ssh: BTreeMap<String, Vec<PathBuf>>,
@@ -258,6 +267,55 @@ fn source_date_epoch(value: Option<String>, context: &Path) -> Result<Option<u64
     }
 }
 
+/// One `BUILD_CONTEXT_<name>` (BuildKit's `context:<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A folder (another task input), sent through the session as the main context is,
+    /// with its own `.dockerignore`.
+    Dir(PathBuf),
+    /// `docker-image://<reference>`: an image BuildKit pulls.
+    Image(String),
+    /// `oci-layout://<path>`: an image on disk, served from the session's content store.
+    Layout(PathBuf),
+}
+
+impl NamedContext {
+    fn parse(param: &str, value: &str) -> Result<Self, ParamError> {
+        if let Some(reference) = value.strip_prefix("docker-image://") {
+            let (name, digest) = reference.split_once('@').map_or((reference, None), |(n, d)| (n, Some(d)));
+            // A tag is after the last colon that is past the last slash (a port is not one).
+            let (name, tag) = match name.rfind(':') {
+                Some(i) if !name[i..].contains('/') => (&name[..i], Some(&name[i + 1..])),
+                _ => (name, None),
+            };
+            let bad = |e: kiln_registry::ReferenceError| err(param, format!("{value:?}: {e}"));
+            kiln_registry::Repository::parse(name).map_err(bad)?;
+            if let Some(tag) = tag {
+                kiln_registry::reference::validate_tag(tag).map_err(bad)?;
+            }
+            if let Some(digest) = digest {
+                kiln_registry::reference::validate_digest(digest).map_err(bad)?;
+            }
+            return Ok(NamedContext::Image(value.to_string()));
+        }
+        let (path, layout) = match value.strip_prefix("oci-layout://") {
+            Some(path) => (PathBuf::from(path), true),
+            None if value.contains("://") => {
+                return Err(err(param, format!("{value:?}: give a folder, docker-image://… or oci-layout://…")));
+            }
+            None => (PathBuf::from(value), false),
+        };
+        confine(param, &path)?;
+        if !path.exists() {
+            return Err(err(param, format!("{} does not exist", path.display())));
+        }
+        if !layout && !path.is_dir() {
+            return Err(err(param, format!("{} is not a folder (an image on disk is oci-layout://…)", path.display())));
+        }
+        Ok(if layout { NamedContext::Layout(path) } else { NamedContext::Dir(path) })
+    }
+}
+
 /// An image's name and tag, as `IMAGE_NAME`, `IMAGE_TAG` and `REGISTRY` give them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageName {
@@ -353,6 +411,7 @@ impl BuildParams {
         }
         let mut secrets = HashMap::new();
         let mut image_args = BTreeMap::new();
+        let mut named_contexts = BTreeMap::new();
         for (name, value) in vars {
             if let Some(arg) = name.strip_prefix("BUILD_ARG_") {
                 build_args.insert(arg.to_string(), value.clone());
@@ -367,6 +426,11 @@ impl BuildParams {
                     return Err(err(name, format!("the environment variable {value} is not set")));
                 };
                 secrets.insert(id.to_string(), SecretSource::Text(secret));
+            } else if let Some(context) = name.strip_prefix("BUILD_CONTEXT_") {
+                if context.is_empty() {
+                    return Err(err(name, "needs a name after BUILD_CONTEXT_"));
+                }
+                named_contexts.insert(context.to_string(), NamedContext::parse(name, value)?);
             } else if let Some(arg) = name.strip_prefix("IMAGE_ARG_") {
                 let path = PathBuf::from(value);
                 confine(name, &path)?;
@@ -470,6 +534,7 @@ impl BuildParams {
             cache_to: parse_caches("CACHE_TO", get("CACHE_TO").as_deref())?,
             attest,
             image_args,
+            named_contexts,
             ssh: parse_ssh(get("BUILDKIT_SSH").as_deref(), get("SSH_AUTH_SOCK"))?,
             cache_dir: Some(PathBuf::from("cache")).filter(|c| c.is_dir()),
             output: PathBuf::from("image"),

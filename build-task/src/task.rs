@@ -15,7 +15,7 @@ use crate::daemon::{self, Buildkitd, DaemonConfig};
 use crate::image_args;
 use crate::kept_state::{self, KeptState};
 use crate::local_cache::LocalCaches;
-use crate::params::{BuildParams, ImageName};
+use crate::params::{BuildParams, ImageName, NamedContext};
 use crate::session::SessionSpec;
 use crate::solve::{self, Solve};
 use crate::{info, transport};
@@ -227,8 +227,33 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
         content.insert(arg.store_id, arg.store);
         extra_attrs.extend(arg.frontend_attrs);
     }
+    let mut dirs = HashMap::new();
+    for (name, context) in &params.named_contexts {
+        match context {
+            NamedContext::Dir(path) => {
+                let slug = image_args::slug(name)
+                    .with_context(|| format!("BUILD_CONTEXT_{name}: the name needs a letter or digit"))?;
+                let local = format!("context-{slug}");
+                let path = std::fs::canonicalize(path).with_context(|| format!("BUILD_CONTEXT_{name}"))?;
+                if dirs.insert(local.clone(), path).is_some() {
+                    anyhow::bail!(
+                        "BUILD_CONTEXT_{name}: another BUILD_CONTEXT_ has the same name but for case or punctuation"
+                    );
+                }
+                extra_attrs.insert(format!("context:{name}"), format!("local:{local}"));
+            }
+            NamedContext::Image(reference) => {
+                extra_attrs.insert(format!("context:{name}"), reference.clone());
+            }
+            NamedContext::Layout(path) => {
+                let arg = image_args::load_context(name, path)?;
+                content.insert(arg.store_id, arg.store);
+                extra_attrs.extend(arg.frontend_attrs);
+            }
+        }
+    }
     let ssh = crate::ssh::load(&params.ssh)?;
-    let prepared = Prepared { content, extra_attrs, caches, ssh, internal: spawn };
+    let prepared = Prepared { content, extra_attrs, dirs, caches, ssh, internal: spawn };
     let params = &params;
     let with = SpawnWith {
         registries: &params.daemon_registries,
@@ -301,6 +326,8 @@ async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
 struct Prepared {
     content: HashMap<String, std::sync::Arc<crate::content::Store>>,
     extra_attrs: HashMap<String, String>,
+    /// Named contexts that are folders, by the local name the frontend asks for.
+    dirs: HashMap<String, PathBuf>,
     caches: LocalCaches,
     ssh: HashMap<String, crate::ssh::Agent>,
     /// Builds on a daemon started here are left out of its build history, which would
@@ -340,7 +367,12 @@ async fn build_into(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| context.clone());
     let session = SessionSpec {
-        dirs: HashMap::from([("context".to_string(), context.clone()), ("dockerfile".to_string(), dockerfile_dir)]),
+        dirs: prepared
+            .dirs
+            .clone()
+            .into_iter()
+            .chain([("context".to_string(), context.clone()), ("dockerfile".to_string(), dockerfile_dir)])
+            .collect(),
         outputs: HashMap::from([(0, partial.clone())]),
         secrets: params.secrets.clone(),
         credentials: session_credentials(params),

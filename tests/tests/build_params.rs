@@ -421,3 +421,70 @@ fn a_secret_from_another_variable_is_served_and_never_shown() {
         out.stderr
     );
 }
+
+#[test]
+fn named_contexts_are_folders_images_and_layouts() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    let plain = &env.registries.plain.addr;
+    write_files(
+        work.path(),
+        &[
+            (
+                "named/Dockerfile",
+                "FROM base\nCOPY --from=assets . /assets/\nCOPY --from=layout /bin/busybox /from-layout\n",
+            ),
+            ("assets/a1", "asset 1\n"),
+            ("assets/a2", "asset 2\n"),
+            ("assets/a3", "asset 3\n"),
+            // The named folder's own .dockerignore, not the main context's.
+            ("assets/.dockerignore", "a3\n"),
+        ],
+    );
+    let layout = work.path().join("busybox-layout");
+    let copy = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{plain}/library/busybox:amd64"))
+        .arg(format!("oci:{}:amd64", layout.display()))
+        .output()
+        .unwrap();
+    assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
+    let base = format!("docker-image://{plain}/library/busybox:amd64");
+    let vars = [
+        ("CONTEXT", "named"),
+        ("BUILD_CONTEXT_base", base.as_str()),
+        ("BUILD_CONTEXT_assets", "assets"),
+        ("BUILD_CONTEXT_layout", "oci-layout://busybox-layout"),
+        ("UNPACK_ROOTFS", "true"),
+    ];
+    let first = build_task(env, work.path(), &[], &vars);
+    first.success();
+    let rootfs = work.path().join("image/rootfs");
+    let mut assets: Vec<String> = std::fs::read_dir(rootfs.join("assets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assets.sort();
+    // a3 is left out by the folder's own .dockerignore (which, as in Docker, is sent itself).
+    assert_eq!(assets, [".dockerignore", "a1", "a2"]);
+    assert!(rootfs.join("from-layout").is_file() && rootfs.join("bin/busybox").is_file());
+
+    // A rebuild sends only the named folder's changed file.
+    std::fs::write(work.path().join("assets/a1"), "changed\n").unwrap();
+    let second = build_task(env, work.path(), &[], &vars);
+    second.success();
+    let sent: Vec<&str> = second.stderr.lines().filter(|l| l.starts_with("build: context-assets: sent")).collect();
+    assert_eq!(sent.last(), Some(&"build: context-assets: sent 1 of 3 entries, 8 bytes"), "{}", second.stderr);
+    assert_eq!(std::fs::read_to_string(rootfs.join("assets/a1")).unwrap(), "changed\n");
+
+    for (name, value, says) in [
+        ("BUILD_CONTEXT_assets", "missing", "BUILD_CONTEXT_assets: missing does not exist"),
+        ("BUILD_CONTEXT_assets", "named/Dockerfile", "is not a folder"),
+        ("BUILD_CONTEXT_assets", "git://example.com/x", "give a folder, docker-image://… or oci-layout://…"),
+        ("BUILD_CONTEXT_layout", "oci-layout://assets", "BUILD_CONTEXT_layout: "),
+    ] {
+        let out = build_task(env, work.path(), &[], &[("CONTEXT", "named"), (name, value)]);
+        out.failure();
+        assert!(out.stderr.contains(says), "{name}={value}: {}", out.stderr);
+    }
+}

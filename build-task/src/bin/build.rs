@@ -25,6 +25,8 @@ Settings come from the environment, under oci-build-task's names:
   COMPRESSION (gzip, zstd, estargz, uncompressed), COMPRESSION_LEVEL, FORCE_COMPRESSION
   and OCI_MEDIATYPES set how layers are written. NETWORK (default, none, host) is RUN's
   network. BUILDKIT_SECRETENV_<id>=<VARIABLE> serves that variable's value as a secret.
+  BUILD_CONTEXT_<name>=<folder|docker-image://ref|oci-layout://path> is what FROM <name>
+  and COPY --from=<name> use.
   IMAGE_NAME (REGISTRY/ in front when set) and IMAGE_TAG (default latest) name the image;
   PUSH=true pushes it there (REGISTRY_USERNAME and REGISTRY_PASSWORD, else DOCKER_CONFIG).
   A ./cache folder, when there is one, holds BuildKit's cache between builds: the state
