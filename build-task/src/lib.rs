@@ -6,7 +6,8 @@
 //!   itself when `BUILDKIT_HOST` is not set.
 //! - [`params`]: the task's params (oci-build-task's names) from the environment; [`cli`]
 //!   the same as flags, for running `build` by hand.
-//! - [`task`]: one run of the task, targets built and exported, and pushed with `PUSH`.
+//! - [`task`]: one run of the task, targets built and exported, and pushed with `PUSH`;
+//!   [`load`] puts the image into a Docker engine with `LOAD` (`--load`).
 //! - [`solve`]: one build, with [`progress`] printed as it happens.
 //! - [`session`]: the session BuildKit calls back into, serving [`filesync`] (context in,
 //!   image out), [`auth`] and [`secrets`]; [`context`] and [`patterns`] decide what is sent;
@@ -22,6 +23,7 @@ pub mod filesync;
 pub mod image_args;
 pub mod info;
 pub mod kept_state;
+pub mod load;
 pub mod local_cache;
 pub mod params;
 pub mod patterns;

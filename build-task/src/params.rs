@@ -48,6 +48,7 @@ pub const NAMES: &[&str] = &[
     "FORCE_COMPRESSION",
     "OCI_MEDIATYPES",
     "NETWORK",
+    "LOAD",
 ];
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
@@ -120,6 +121,8 @@ pub struct BuildParams {
     pub layers: LayerOptions,
     /// `NETWORK`: RUN steps' network (the frontend's `force-network-mode`).
     pub network: Network,
+    /// `LOAD`: load `image.tar` into the Docker engine at `DOCKER_HOST` ([`crate::load`]).
+    pub load: bool,
 }
 
 /// The network `RUN` steps get.
@@ -510,7 +513,15 @@ impl BuildParams {
         }
         let layers = LayerOptions::from_params(&get)?;
         let network = Network::parse(get("NETWORK").as_deref())?;
+        let load = bool_param(&get, "LOAD")?.unwrap_or(false);
+        if load && (flag("OUTPUT_OCI") || platforms.len() > 1) {
+            return Err(err(
+                "LOAD",
+                "Docker loads one image from image.tar: leave OUTPUT_OCI unset and give one platform",
+            ));
+        }
         Ok(BuildParams {
+            load,
             network,
             source_date_epoch,
             layers,

@@ -282,6 +282,12 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     if params.push {
         built.digest = push(params, &built).await?;
     }
+    if params.load {
+        let socket = transport::docker_socket(std::env::var("DOCKER_HOST").ok().as_deref())
+            .map_err(|e| anyhow::anyhow!("LOAD: {e}"))?;
+        let loaded = crate::load::load(&socket, &built.output.join(built.image)).await?;
+        eprintln!("build: loaded into the Docker engine at {}: {}", socket.display(), loaded.join("; "));
+    }
     Ok(built)
 }
 

@@ -75,6 +75,17 @@ pub enum TransportError {
     Tls { host: String, detail: String },
 }
 
+/// The Docker engine's socket: `DOCKER_HOST` (`docker_host`) when set, else
+/// `/var/run/docker.sock`. Only unix sockets are supported; the error names what was given.
+pub fn docker_socket(docker_host: Option<&str>) -> Result<PathBuf, String> {
+    let docker = docker_host.filter(|h| !h.is_empty()).unwrap_or("unix:///var/run/docker.sock");
+    docker
+        .strip_prefix("unix://")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("DOCKER_HOST={docker} (only unix sockets are supported)"))
+}
+
 /// Parses `BUILDKIT_HOST`; `docker://` takes `DOCKER_HOST` (or the default socket) from `docker_host`.
 pub fn parse(host: &str, docker_host: Option<&str>) -> Result<Address, TransportError> {
     let bad = || TransportError::BadAddress(host.to_string());
@@ -88,11 +99,9 @@ pub fn parse(host: &str, docker_host: Option<&str>) -> Result<Address, Transport
         if !rest.is_empty() {
             return Err(bad());
         }
-        let docker = docker_host.filter(|h| !h.is_empty()).unwrap_or("unix:///var/run/docker.sock");
-        let path = docker.strip_prefix("unix://").filter(|p| !p.is_empty()).ok_or_else(|| {
-            TransportError::BadAddress(format!("{host} with DOCKER_HOST={docker} (only unix sockets are supported)"))
-        })?;
-        return Ok(Address::Docker(PathBuf::from(path)));
+        return docker_socket(docker_host)
+            .map(Address::Docker)
+            .map_err(|docker| TransportError::BadAddress(format!("{host} with {docker}")));
     }
     if let Some(rest) = host.strip_prefix("tcp://") {
         let (h, p) = rest.trim_end_matches('/').rsplit_once(':').ok_or_else(bad)?;

@@ -488,3 +488,59 @@ fn named_contexts_are_folders_images_and_layouts() {
         assert!(out.stderr.contains(says), "{name}={value}: {}", out.stderr);
     }
 }
+
+#[test]
+fn load_puts_the_image_into_docker_from_either_buildkit() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    write_files(
+        work.path(),
+        &[("ctx/Dockerfile", &format!("{}RUN echo loaded > /said\nCMD [\"cat\", \"/said\"]\n", from_busybox(env)))],
+    );
+    let docker_host = format!("unix://{}", env.docker.socket.display());
+    let config = tempfile::tempdir().unwrap();
+    let docker = |args: &[&str]| {
+        Command::new(env.docker.bin_dir.join("docker"))
+            .args(args)
+            .env("DOCKER_HOST", &docker_host)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap()
+    };
+    let buildkitd = on_buildkitd(env);
+    for (host, tag) in [(None, "engine"), (Some(buildkitd.as_str()), "buildkitd")] {
+        let name = format!("kiln-load-test-{}", std::process::id());
+        let _ = docker(&["rmi", "-f", &format!("{name}:{tag}")]);
+        let mut vars = vec![
+            ("CONTEXT", "ctx"),
+            ("IMAGE_NAME", name.as_str()),
+            ("IMAGE_TAG", tag),
+            ("DOCKER_HOST", docker_host.as_str()),
+        ];
+        vars.extend(host.map(|h| ("BUILDKIT_HOST", h)));
+        let out = build_task(env, work.path(), &["--load"], &vars);
+        out.success();
+        assert!(
+            out.stderr.contains(&format!("build: loaded into the Docker engine at {}", env.docker.socket.display())),
+            "{}",
+            out.stderr
+        );
+        let ran = docker(&["run", "--rm", &format!("{name}:{tag}")]);
+        assert!(ran.status.success(), "docker run: {}", String::from_utf8_lossy(&ran.stderr));
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), "loaded\n");
+        let _ = docker(&["rmi", "-f", &format!("{name}:{tag}")]);
+    }
+    // An engine that is not there is named; an OCI layout cannot be loaded.
+    let missing = work.path().join("no-docker.sock");
+    let out = build_task(
+        env,
+        work.path(),
+        &["--load"],
+        &[("CONTEXT", "ctx"), ("DOCKER_HOST", &format!("unix://{}", missing.display()))],
+    );
+    out.failure();
+    assert!(out.stderr.contains("LOAD: cannot reach the Docker engine at"), "{}", out.stderr);
+    let out = build_task(env, work.path(), &["--load", "--oci"], &[("CONTEXT", "ctx")]);
+    out.failure();
+    assert!(out.stderr.contains("LOAD: Docker loads one image from image.tar"), "{}", out.stderr);
+}

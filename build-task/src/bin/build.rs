@@ -26,7 +26,8 @@ Settings come from the environment, under oci-build-task's names:
   and OCI_MEDIATYPES set how layers are written. NETWORK (default, none, host) is RUN's
   network. BUILDKIT_SECRETENV_<id>=<VARIABLE> serves that variable's value as a secret.
   BUILD_CONTEXT_<name>=<folder|docker-image://ref|oci-layout://path> is what FROM <name>
-  and COPY --from=<name> use.
+  and COPY --from=<name> use. LOAD=true (--load) loads image.tar into the Docker engine at
+  DOCKER_HOST afterwards.
   IMAGE_NAME (REGISTRY/ in front when set) and IMAGE_TAG (default latest) name the image;
   PUSH=true pushes it there (REGISTRY_USERNAME and REGISTRY_PASSWORD, else DOCKER_CONFIG).
   A ./cache folder, when there is one, holds BuildKit's cache between builds: the state
