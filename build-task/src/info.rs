@@ -27,6 +27,20 @@ pub struct WorkerInfo {
     pub labels: Vec<(String, String)>,
 }
 
+/// Whether the platform `wanted` (`os/arch[/variant]`, as `IMAGE_PLATFORM` gives it) is
+/// `listed` (as a worker reports it): the same OS and architecture, and the same variant
+/// when `wanted` names one (`arm64`'s is `v8` when unsaid).
+pub fn same_platform(wanted: &str, listed: &str) -> bool {
+    let parts = |p: &str| {
+        let mut it = p.split('/');
+        let (os, arch, variant) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next());
+        let variant = variant.or((arch == "arm64").then_some("v8"));
+        (os.to_string(), arch.to_string(), variant.map(str::to_string))
+    };
+    let (w, l) = (parts(wanted), parts(listed));
+    w.0 == l.0 && w.1 == l.1 && (w.2.is_none() || w.2 == l.2 || (w.1 == "amd64" && w.2.as_deref() == Some("v1")))
+}
+
 /// Asks the daemon with `Control.Info` and `Control.ListWorkers`, each within 10 seconds.
 pub async fn query(channel: Channel) -> Result<DaemonInfo, tonic::Status> {
     let mut control = ControlClient::new(channel);
@@ -92,6 +106,20 @@ impl std::fmt::Display for DaemonInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_match_as_buildkit_names_them() {
+        assert!(same_platform("linux/amd64", "linux/amd64"));
+        assert!(same_platform("linux/amd64", "linux/amd64/v3"));
+        assert!(!same_platform("linux/amd64/v2", "linux/amd64"));
+        assert!(same_platform("linux/arm64", "linux/arm64"));
+        assert!(same_platform("linux/arm64/v8", "linux/arm64"));
+        assert!(same_platform("linux/arm/v7", "linux/arm/v7"));
+        assert!(!same_platform("linux/arm/v7", "linux/arm/v6"));
+        assert!(!same_platform("linux/arm64", "linux/amd64"));
+        assert!(!same_platform("linux/s390x", "linux/386"));
+        assert!(!same_platform("windows/amd64", "linux/amd64"));
+    }
 
     #[test]
     fn summary_lines() {

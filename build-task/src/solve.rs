@@ -57,11 +57,17 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
 
     let mut status_client = ControlClient::new(channel);
     let status_ref = build_ref.clone();
+    // Whether a step's program could not be run at all: a binary for another architecture.
+    let exec_format_error = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = exec_format_error.clone();
     let mut status = AbortOnDrop(tokio::spawn(async move {
         let Ok(stream) = status_client.status(StatusRequest { r#ref: status_ref }).await else { return };
         let mut stream = stream.into_inner();
         let mut progress = PlainProgress::default();
         while let Some(Ok(update)) = stream.next().await {
+            if update.logs.iter().any(|l| l.msg.windows(17).any(|w| w == b"exec format error")) {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             progress.update(&update);
         }
     }));
@@ -85,7 +91,13 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
     session.close().await;
     match result {
         Ok(response) => Ok(response.into_inner().exporter_response),
-        Err(status) => Err(SolveError::Build(describe_failure(&status))),
+        Err(status) => {
+            let mut text = describe_failure(&status);
+            if exec_format_error.load(std::sync::atomic::Ordering::Relaxed) {
+                text.push_str(" (its log says exec format error: the program is for another architecture)");
+            }
+            Err(SolveError::Build(text))
+        }
     }
 }
 

@@ -261,22 +261,13 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
         cache: state_folder.as_deref(),
     };
     let mut built = with_buildkit(&at, &with, |channel| async move {
-        // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
-        for target in &params.additional_targets {
-            let dir = PathBuf::from(target);
-            if !dir.is_dir() {
-                eprintln!(
-                    "build: ADDITIONAL_TARGETS: not building {target}: the task has no output folder named {target}"
-                );
-                continue;
-            }
-            eprintln!("building additional target {target} into {target}/");
-            // Every image it exports is unpacked, as oci-build-task does.
-            let each = Output { target: Some(target), dir: &dir, name: None };
-            build_into(&channel, params, &prepared, each).await?;
-        }
-        let main = Output { target: params.target.as_deref(), dir: &params.output, name: params.name.as_ref() };
-        build_into(&channel, params, &prepared, main).await
+        let foreign = foreign_platforms(&channel, &params.platforms).await;
+        let hint = |e: anyhow::Error| match foreign.is_empty() || !format!("{e:#}").contains("exec format error") {
+            true => e,
+            false => e.context(format!("{} cannot run here: {}", foreign.join(", "), EMULATOR_HINT)),
+        };
+        let built = build_targets(&channel, params, &prepared).await.map_err(hint)?;
+        Ok(built)
     })
     .await?;
     if params.push {
@@ -289,6 +280,54 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
         eprintln!("build: loaded into the Docker engine at {}: {}", socket.display(), loaded.join("; "));
     }
     Ok(built)
+}
+
+/// What a worker needs to run `RUN` steps for a platform it does not list.
+const EMULATOR_HINT: &str = "RUN steps for another architecture need a user-mode emulator registered with \
+     binfmt_misc on the BuildKit host (e.g. Debian's qemu-user-static with binfmt-support), and BuildKit restarted";
+
+/// The platforms of `wanted` no worker of the daemon lists, said in one line before the
+/// build: without `RUN` steps such a build still works (so it is not refused), with them
+/// it fails with the kernel's "exec format error", which this explains.
+async fn foreign_platforms(channel: &tonic::transport::Channel, wanted: &[String]) -> Vec<String> {
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let Ok(daemon) = info::query(channel.clone()).await else { return Vec::new() };
+    let listed: Vec<&String> = daemon.workers.iter().flat_map(|w| &w.platforms).collect();
+    let foreign: Vec<String> =
+        wanted.iter().filter(|p| !listed.iter().any(|l| info::same_platform(p, l))).cloned().collect();
+    if !foreign.is_empty() {
+        let listed: Vec<&str> = listed.iter().map(|s| s.as_str()).collect();
+        eprintln!(
+            "build: warning: IMAGE_PLATFORM: BuildKit's workers run {}, not {}: {EMULATOR_HINT}",
+            listed.join(", "),
+            foreign.join(", ")
+        );
+    }
+    foreign
+}
+
+/// Every target the params name, the main one last, whose result is returned.
+async fn build_targets(
+    channel: &tonic::transport::Channel,
+    params: &BuildParams,
+    prepared: &Prepared,
+) -> anyhow::Result<Built> {
+    // ADDITIONAL_TARGETS each go to the task output named after the target, when it has one.
+    for target in &params.additional_targets {
+        let dir = PathBuf::from(target);
+        if !dir.is_dir() {
+            eprintln!("build: ADDITIONAL_TARGETS: not building {target}: the task has no output folder named {target}");
+            continue;
+        }
+        eprintln!("building additional target {target} into {target}/");
+        // Every image it exports is unpacked, as oci-build-task does.
+        let each = Output { target: Some(target), dir: &dir, name: None };
+        build_into(channel, params, prepared, each).await?;
+    }
+    let main = Output { target: params.target.as_deref(), dir: &params.output, name: params.name.as_ref() };
+    build_into(channel, params, prepared, main).await
 }
 
 /// What the main target built: its digest (the manifest's, or the index's for several

@@ -544,3 +544,42 @@ fn load_puts_the_image_into_docker_from_either_buildkit() {
     out.failure();
     assert!(out.stderr.contains("LOAD: Docker loads one image from image.tar"), "{}", out.stderr);
 }
+
+#[test]
+fn a_platform_no_worker_runs_is_named_before_the_build_and_explained_after() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    // s390x: no emulator for it is registered on this machine (binfmt_misc is not mounted).
+    // Its /bin/sh is an s390x ELF header, which the kernel refuses as not its own.
+    write_files(
+        work.path(),
+        &[
+            ("run/Dockerfile", "FROM scratch\nCOPY sh /bin/sh\nRUN echo hi > /f\n"),
+            ("copy/Dockerfile", "FROM scratch\nCOPY f /f\n"),
+            ("copy/f", "no RUN, no emulator needed\n"),
+        ],
+    );
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    elf.extend([0, 2, 0, 0x16, 0, 0, 0, 1]); // ET_EXEC, EM_S390, version 1 (big-endian)
+    elf.extend([0; 24]); // entry, program and section header offsets
+    elf.extend([0, 0, 0, 0, 0, 64, 0, 56, 0, 0, 0, 64, 0, 0, 0, 0]); // flags, sizes, no headers
+    let sh = work.path().join("run/sh");
+    std::fs::write(&sh, &elf).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&sh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let buildkitd = on_buildkitd(env);
+    let vars = |context: &'static str| {
+        vec![("CONTEXT", context), ("IMAGE_PLATFORM", "linux/s390x"), ("BUILDKIT_HOST", buildkitd.as_str())]
+    };
+    let warning = "build: warning: IMAGE_PLATFORM: BuildKit's workers run linux/amd64";
+    // Without RUN steps the build needs no emulator: warned, not refused.
+    let out = build_task(env, work.path(), &[], &vars("copy"));
+    out.success();
+    assert!(out.stderr.contains(warning) && out.stderr.contains("not linux/s390x"), "{}", out.stderr);
+    // With one, the kernel's "exec format error" comes with what the worker needs.
+    let out = build_task(env, work.path(), &[], &vars("run"));
+    out.failure();
+    let last = out.stderr.trim().lines().last().unwrap();
+    assert!(last.contains("linux/s390x cannot run here") && last.contains("binfmt_misc"), "{}", out.stderr);
+    assert!(last.contains("exec format error"), "{}", out.stderr);
+}
