@@ -69,6 +69,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--no-cache", "", "NO_CACHE=true", "no-cache"),
     flag("--push", "", "PUSH=true", ""),
     flag("--load", "", "LOAD=true", "--output type=docker, then docker load"),
+    flag("--progress", "MODE", "PROGRESS", "--progress"),
     flag("--source-date-epoch", "SECONDS|git", "SOURCE_DATE_EPOCH", "build-arg:SOURCE_DATE_EPOCH, rewrite-timestamp"),
     flag("--compression", "TYPE", "COMPRESSION", "compression"),
     flag("--compression-level", "N", "COMPRESSION_LEVEL", "compression-level"),

@@ -200,7 +200,9 @@ pub async fn send_files<S>(
                 Ok(PacketType::PacketFin) => {
                     // BuildKit asks only for files it has not seen unchanged before: this says
                     // how much of the folder actually crossed the wire.
-                    eprintln!("build: {name}: sent {files} of {} entries, {bytes} bytes", entries.len());
+                    if crate::progress::transfer_notes() {
+                        eprintln!("build: {name}: sent {files} of {} entries, {bytes} bytes", entries.len());
+                    }
                     let _ = tx.blocking_send(Ok(packet(PacketType::PacketFin)));
                     return;
                 }

@@ -49,6 +49,7 @@ pub const NAMES: &[&str] = &[
     "OCI_MEDIATYPES",
     "NETWORK",
     "LOAD",
+    "PROGRESS",
 ];
 
 /// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
@@ -123,6 +124,8 @@ pub struct BuildParams {
     pub network: Network,
     /// `LOAD`: load `image.tar` into the Docker engine at `DOCKER_HOST` ([`crate::load`]).
     pub load: bool,
+    /// `PROGRESS`: `auto`, `plain`, `tty` or `quiet` ([`crate::progress`]).
+    pub progress: crate::progress::Mode,
 }
 
 /// The network `RUN` steps get.
@@ -520,7 +523,9 @@ impl BuildParams {
                 "Docker loads one image from image.tar: leave OUTPUT_OCI unset and give one platform",
             ));
         }
+        let progress = crate::progress::Mode::parse(get("PROGRESS").as_deref()).map_err(|e| err("PROGRESS", e))?;
         Ok(BuildParams {
+            progress,
             load,
             network,
             source_date_epoch,

@@ -9,7 +9,7 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
 use crate::params::CacheEntry;
-use crate::progress::PlainProgress;
+use crate::progress::{Mode, Progress};
 use crate::session::{Session, SessionSpec, random_id};
 
 /// What to ask BuildKit for.
@@ -23,6 +23,8 @@ pub struct Solve {
     pub internal: bool,
     /// What the build may do beyond the defaults (`network.host`).
     pub entitlements: Vec<String>,
+    /// `PROGRESS`: how steps are shown.
+    pub progress: Mode,
 }
 
 /// `CACHE_FROM`/`CACHE_TO` as the Solve request carries them.
@@ -49,6 +51,8 @@ pub enum SolveError {
 
 /// Runs the build; returns the exporter's response (digests and the like).
 pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, String>, SolveError> {
+    // Made first: it decides what the session prints while it sends folders.
+    let mut progress = Progress::new(request.progress);
     let mut control = ControlClient::new(channel.clone());
     let session = Session::start(&mut control, request.session)
         .await
@@ -63,13 +67,13 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
     let mut status = AbortOnDrop(tokio::spawn(async move {
         let Ok(stream) = status_client.status(StatusRequest { r#ref: status_ref }).await else { return };
         let mut stream = stream.into_inner();
-        let mut progress = PlainProgress::default();
         while let Some(Ok(update)) = stream.next().await {
             if update.logs.iter().any(|l| l.msg.windows(17).any(|w| w == b"exec format error")) {
                 seen.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             progress.update(&update);
         }
+        progress.finish();
     }));
 
     let solve = SolveRequest {

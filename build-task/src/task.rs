@@ -447,6 +447,7 @@ async fn build_into(
         cache,
         internal: prepared.internal,
         entitlements: params.network.entitlements(),
+        progress: params.progress,
     };
 
     let response = solve::solve(channel.clone(), request).await?;

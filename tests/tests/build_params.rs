@@ -583,3 +583,48 @@ fn a_platform_no_worker_runs_is_named_before_the_build_and_explained_after() {
     assert!(last.contains("linux/s390x cannot run here") && last.contains("binfmt_misc"), "{}", out.stderr);
     assert!(last.contains("exec format error"), "{}", out.stderr);
 }
+
+#[test]
+fn progress_is_plain_in_logs_live_on_a_terminal_and_quiet_when_asked() {
+    let env = dev_env_or_skip!();
+    let work = tempfile::tempdir().unwrap();
+    write_files(
+        work.path(),
+        &[
+            ("ok/Dockerfile", &format!("{}RUN echo step-output\n", from_busybox(env))),
+            ("bad/Dockerfile", &format!("{}RUN echo the-failing-step-says-this && false\n", from_busybox(env))),
+        ],
+    );
+    // quiet: only the result line; a failing step's own lines are shown.
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ok"), ("NO_CACHE", "true"), ("PROGRESS", "quiet")]);
+    out.success();
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() == 1 && lines[0].starts_with("built sha256:"), "{}", out.stderr);
+    let out = build_task(env, work.path(), &["--progress", "quiet"], &[("CONTEXT", "bad")]);
+    out.failure();
+    assert!(out.stderr.contains("the-failing-step-says-this\n") && !out.stderr.contains("#1 "), "{}", out.stderr);
+
+    // Not a terminal (these tests): plain, as before.
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ok"), ("NO_CACHE", "true")]);
+    out.success();
+    assert!(out.stderr.contains("#1 [internal] load build definition"), "{}", out.stderr);
+
+    // On a terminal (script(1) gives it one): the live view, redrawn in place.
+    let build = kiln_tests::harness::bin("kiln-build");
+    let host = format!("docker+unix://{}", env.docker.socket.display());
+    let shown = Command::new("script")
+        .args(["-qefc", &format!("{} --context ok --no-cache", build.display()), "/dev/null"])
+        .current_dir(work.path())
+        .env("BUILDKIT_HOST", &host)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(text.contains("[+] Building ") && text.contains("\x1b[J"), "no live view:\n{text}");
+    assert!(text.contains(" => [2/2] RUN echo step-output"), "{text}");
+    assert!(!text.contains("#1 [internal]"), "plain lines on a terminal:\n{text}");
+
+    let out = build_task(env, work.path(), &[], &[("CONTEXT", "ok"), ("PROGRESS", "fancy")]);
+    out.failure();
+    assert!(out.stderr.contains("PROGRESS: \"fancy\" is not auto, plain, tty or quiet"), "{}", out.stderr);
+}

@@ -27,7 +27,7 @@ Settings come from the environment, under oci-build-task's names:
   network. BUILDKIT_SECRETENV_<id>=<VARIABLE> serves that variable's value as a secret.
   BUILD_CONTEXT_<name>=<folder|docker-image://ref|oci-layout://path> is what FROM <name>
   and COPY --from=<name> use. LOAD=true (--load) loads image.tar into the Docker engine at
-  DOCKER_HOST afterwards.
+  DOCKER_HOST afterwards. PROGRESS (auto, plain, tty, quiet) is how steps are shown.
   IMAGE_NAME (REGISTRY/ in front when set) and IMAGE_TAG (default latest) name the image;
   PUSH=true pushes it there (REGISTRY_USERNAME and REGISTRY_PASSWORD, else DOCKER_CONFIG).
   A ./cache folder, when there is one, holds BuildKit's cache between builds: the state
