@@ -27,6 +27,10 @@ pub struct DevEnv {
     /// absent from an env.json written before it did. Reach it through [`DevEnv::crane`].
     #[serde(default)]
     crane: Option<PathBuf>,
+    /// Whether dev-env registered an arm64 emulator with binfmt_misc: `registered`, or why
+    /// not (not root, binfmt_misc not mountable, …).
+    #[serde(default)]
+    pub arm64_emulation: String,
     pub registries: Registries,
     pub docker: Docker,
     pub buildkitd: Buildkitd,

@@ -2,9 +2,10 @@
 //! pulled from the internet: `library/busybox` from Debian's static busybox.
 //!
 //! [`write_layout`] writes an OCI image layout holding
-//! - `latest`: an index for linux/amd64 (the real busybox) and linux/arm64/v8 (a
-//!   placeholder layer; it exists to test platform selection, not to run);
-//! - `amd64`: the linux/amd64 image alone.
+//! - `latest`: an index for linux/amd64 (the real busybox) and linux/arm64/v8 (Debian's
+//!   busybox-static for arm64 when given, which runs where an emulator is registered; else
+//!   a placeholder layer, there to test platform selection, not to run);
+//! - `amd64` and `arm64`: each image alone.
 //!
 //! Everything is deterministic, so the digests are the same on every machine
 //! with the same busybox.
@@ -30,7 +31,7 @@ struct Blob {
 }
 
 /// Writes the busybox image layout into `dir` (created if missing).
-pub fn write_layout(dir: &Path, busybox: &Path) -> anyhow::Result<()> {
+pub fn write_layout(dir: &Path, busybox: &Path, arm64_busybox: Option<&Path>) -> anyhow::Result<()> {
     fs::create_dir_all(dir.join("blobs/sha256"))?;
     fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
 
@@ -39,7 +40,12 @@ pub fn write_layout(dir: &Path, busybox: &Path) -> anyhow::Result<()> {
     let amd64_tar = rootfs_tar(&binary, &applets)?;
     let amd64 = image(dir, &amd64_tar, "amd64", None)?;
 
-    let arm64_tar = placeholder_tar()?;
+    let arm64_tar = match arm64_busybox {
+        // The same Debian release's busybox has the same applets; this machine cannot run
+        // the arm64 one to ask it.
+        Some(path) => rootfs_tar(&fs::read(path).with_context(|| format!("reading {}", path.display()))?, &applets)?,
+        None => placeholder_tar()?,
+    };
     let arm64 = image(dir, &arm64_tar, "arm64", Some("v8"))?;
 
     let index = json!({
@@ -64,6 +70,11 @@ pub fn write_layout(dir: &Path, busybox: &Path) -> anyhow::Result<()> {
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": amd64.digest, "size": amd64.size,
                 "annotations": { "org.opencontainers.image.ref.name": "amd64" },
+            },
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": arm64.digest, "size": arm64.size,
+                "annotations": { "org.opencontainers.image.ref.name": "arm64" },
             },
         ],
     });

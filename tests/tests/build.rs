@@ -359,3 +359,52 @@ fn additional_targets_go_to_their_own_outputs() {
     assert_ne!(tools, main, "two different images");
     assert!(inspect(&work.path().join("tools/image.tar"))["Layers"].as_array().unwrap().len() >= 2);
 }
+
+#[test]
+fn two_platforms_each_run_their_run_step_on_their_own_architecture() {
+    let env = dev_env_or_skip!();
+    if env.arm64_emulation != "registered" {
+        // dev-env changes binfmt_misc only where it may (root, mountable); it says why not.
+        eprintln!("*** SKIPPED: no arm64 emulator: {} ***", env.arm64_emulation);
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_files(work.path(), &[("ctx/Dockerfile", &format!("{}RUN uname -m > /arch\n", from_busybox(env)))]);
+    let buildkitd = format!("unix://{}", env.buildkitd.socket.display());
+    for host in [None, Some(buildkitd.as_str())] {
+        let _ = std::fs::remove_dir_all(work.path().join("image"));
+        let mut vars = vec![("CONTEXT", "ctx"), ("IMAGE_PLATFORM", "linux/amd64,linux/arm64"), ("NO_CACHE", "true")];
+        vars.extend(host.map(|h| ("BUILDKIT_HOST", h)));
+        let out = build_task(env, work.path(), &[], &vars);
+        out.success();
+        assert!(!out.stderr.contains("warning: IMAGE_PLATFORM"), "{host:?}: {}", out.stderr);
+        let layout = work.path().join("image/image");
+        let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+        let top: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let index: Value = serde_json::from_slice(&blob(top["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+        let mut seen = Vec::new();
+        for entry in index["manifests"].as_array().unwrap() {
+            let Some(arch) = entry["platform"]["architecture"].as_str() else { continue };
+            let manifest: Value = serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+            let config: Value = serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+            assert_eq!(config["architecture"], arch, "{config}");
+            // The RUN step's layer holds /arch, written by uname on that architecture.
+            let last = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_string();
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::Cursor::new(blob(&last))));
+            let mut said = String::new();
+            for file in tar.entries().unwrap() {
+                let mut file = file.unwrap();
+                if file.path().unwrap().to_string_lossy().trim_start_matches("./") == "arch" {
+                    std::io::Read::read_to_string(&mut file, &mut said).unwrap();
+                }
+            }
+            seen.push((arch.to_string(), said.trim().to_string()));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [("amd64".to_string(), "x86_64".to_string()), ("arm64".to_string(), "aarch64".to_string())],
+            "{host:?}"
+        );
+    }
+}

@@ -82,14 +82,18 @@ fn index_resolves_to_the_requested_platform() {
     let dest = tempfile::tempdir().unwrap();
     let out = resource("in", Some(dest.path()), &request(env, reg, &repo, "multi", &digest, json!({})));
     out.success();
-    assert!(dest.path().join("rootfs/bin/busybox").is_file(), "the amd64 image has busybox");
+    // ELF's e_machine (bytes 18–19, little-endian): 0x3e is x86-64, 0xb7 is AArch64.
+    let machine = |dir: &std::path::Path| {
+        let elf = std::fs::read(dir.join("rootfs/bin/busybox")).unwrap();
+        u16::from_le_bytes([elf[18], elf[19]])
+    };
+    assert_eq!(machine(dest.path()), 0x3e, "the default is the amd64 image's busybox");
 
     let dest = tempfile::tempdir().unwrap();
     let params = json!({ "platform": { "os": "linux", "architecture": "arm64" } });
     let out = resource("in", Some(dest.path()), &request(env, reg, &repo, "multi", &digest, params));
     out.success();
-    assert!(dest.path().join("rootfs/README").is_file(), "the arm64 placeholder has a README");
-    assert!(!dest.path().join("rootfs/bin").exists());
+    assert_eq!(machine(dest.path()), 0xb7, "platform arm64 is the arm64 image's busybox");
 
     let dest = tempfile::tempdir().unwrap();
     let params = json!({ "platform": { "os": "linux", "architecture": "s390x" } });

@@ -4,7 +4,7 @@
 //! kiln-testenv certs DIR                      CA, server and token-signer certificates
 //! kiln-testenv token-issuer ADDR CERT_DIR     serve tokens (user/password from KILN_TOKEN_USER/KILN_TOKEN_PASSWORD,
 //!                                               and _json_key with the file KILN_TOKEN_JSON_KEY)
-//! kiln-testenv seed-layout DIR BUSYBOX        OCI layout of library/busybox (index + amd64)
+//! kiln-testenv seed-layout DIR BUSYBOX [ARM64] OCI layout of library/busybox (index, amd64, arm64)
 //! kiln-testenv rootfs-layout DIR TAR TAG      OCI layout of one image made from a rootfs tarball
 //! kiln-testenv buildkit-relay SOCK DOCKER_SOCK  a unix socket joined to the engine's BuildKit
 //! kiln-testenv free-port                      a TCP port free on 127.0.0.1 right now
@@ -42,7 +42,12 @@ fn run() -> anyhow::Result<()> {
         ["rootfs-layout", dir, tar, tag] => {
             kiln_tests::seed::write_rootfs_layout(&PathBuf::from(dir), &PathBuf::from(tar), tag)
         }
-        ["seed-layout", dir, busybox] => kiln_tests::seed::write_layout(&PathBuf::from(dir), &PathBuf::from(busybox)),
+        ["seed-layout", dir, busybox] => {
+            kiln_tests::seed::write_layout(&PathBuf::from(dir), &PathBuf::from(busybox), None)
+        }
+        ["seed-layout", dir, busybox, arm64] => {
+            kiln_tests::seed::write_layout(&PathBuf::from(dir), &PathBuf::from(busybox), Some(&PathBuf::from(arm64)))
+        }
         ["buildkit-relay", socket, docker_socket] => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(kiln_tests::relay::serve(&PathBuf::from(socket), &PathBuf::from(docker_socket)))
@@ -53,7 +58,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: kiln-testenv certs DIR | token-issuer ADDR CERT_DIR | seed-layout DIR BUSYBOX | rootfs-layout DIR TAR TAG | buildkit-relay SOCK DOCKER_SOCK | free-port"
+            "usage: kiln-testenv certs DIR | token-issuer ADDR CERT_DIR | seed-layout DIR BUSYBOX [ARM64_BUSYBOX] | rootfs-layout DIR TAR TAG | buildkit-relay SOCK DOCKER_SOCK | free-port"
         ),
     }
 }
