@@ -343,7 +343,14 @@ fn network_none_default_and_host_are_what_run_steps_get() {
         "{}RUN ls /sys/class/net > /nets && cat /sys/class/net/lo/flags > /lo && cat /proc/net/tcp > /tcp\n",
         from_busybox(env)
     );
-    write_files(work.path(), &[("ctx/Dockerfile", &dockerfile)]);
+    // And, for none: a round trip through a socket on loopback works, while a connection
+    // anywhere else (TEST-NET-1, which nothing answers) fails at once: no route.
+    let sockets = format!(
+        "{}RUN (nc -l -p 9000 > /got &) ; sleep 0.5; echo ping | nc 127.0.0.1 9000; sleep 0.3; \
+         nc -w 2 192.0.2.1 80 < /dev/null 2> /away; echo $? >> /away\n",
+        from_busybox(env)
+    );
+    write_files(work.path(), &[("ctx/Dockerfile", &dockerfile), ("sockets/Dockerfile", &sockets)]);
     let port: u16 = env.registries.plain.addr.rsplit(':').next().unwrap().parse().unwrap();
     let host_socket = listening_on_loopback(port);
     let seen = |host: Option<&str>, network: &str| {
@@ -362,6 +369,15 @@ fn network_none_default_and_host_are_what_run_steps_get() {
         let flags = u32::from_str_radix(lo.trim().trim_start_matches("0x"), 16).unwrap();
         assert_eq!(flags & 1, 1, "{host:?}: loopback is down: {lo}");
         assert!(!sees_host, "{host:?}: NETWORK=none sees the host's sockets");
+        let _ = std::fs::remove_dir_all(work.path().join("image"));
+        let mut vars =
+            vec![("CONTEXT", "sockets"), ("NO_CACHE", "true"), ("UNPACK_ROOTFS", "true"), ("NETWORK", "none")];
+        vars.extend(host.map(|h| ("BUILDKIT_HOST", h)));
+        build_task(env, work.path(), &[], &vars).success();
+        let read = |f: &str| std::fs::read_to_string(work.path().join("image/rootfs").join(f)).unwrap();
+        assert_eq!(read("got"), "ping\n", "{host:?}: the loopback round trip failed");
+        let away = read("away");
+        assert!(away.to_lowercase().contains("unreachable") && !away.ends_with("0\n"), "{host:?}: {away}");
     }
     // The engine's default is a bridge: an interface beside loopback, not the host's view.
     let (nets, _, sees_host) = seen(None, "default");
