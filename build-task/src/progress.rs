@@ -204,7 +204,17 @@ impl LiveProgress {
             self.order.len()
         ));
         let mut lines = 1;
-        for digest in &self.order {
+        // The view must fit the terminal, or moving back up cannot reach its first line:
+        // the latest steps are shown, and how many earlier ones are not.
+        let rows = rustix::termios::tcgetwinsize(std::io::stderr()).map(|w| w.ws_row as usize).unwrap_or(0);
+        let room = if rows > 3 { rows - 3 } else { usize::MAX };
+        let hidden = self.order.len().saturating_sub(room);
+        if hidden > 0 {
+            let steps = if hidden == 1 { "step" } else { "steps" };
+            text.push_str(&format!(" => … {hidden} earlier {steps}\n"));
+            lines += 1;
+        }
+        for digest in &self.order[hidden..] {
             let step = &self.steps[digest];
             let state = match (&step.error, step.cached, step.took) {
                 (Some(_), _, _) => "ERROR ".to_string(),
@@ -214,8 +224,8 @@ impl LiveProgress {
             let time = step.took.map(|t| format!(" {t:.1}s")).unwrap_or_default();
             text.push_str(&format!(" => {state}{}{time}\n", step.name));
             lines += 1;
-            // A running step shows its last lines.
-            if step.took.is_none() && !step.cached && step.error.is_none() {
+            // A running step shows its last lines, while there is room.
+            if step.took.is_none() && !step.cached && step.error.is_none() && hidden == 0 && lines + 3 < room {
                 for line in step.logs.iter().rev().take(3).collect::<Vec<_>>().into_iter().rev() {
                     text.push_str(&format!(" => => {line}\n"));
                     lines += 1;

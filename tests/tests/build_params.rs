@@ -639,6 +639,18 @@ fn progress_is_plain_in_logs_live_on_a_terminal_and_quiet_when_asked() {
     assert!(text.contains("[+] Building ") && text.contains("\x1b[J"), "no live view:\n{text}");
     assert!(text.contains(" => [2/2] RUN echo step-output"), "{text}");
     assert!(!text.contains("#1 [internal]"), "plain lines on a terminal:\n{text}");
+    // A terminal 8 rows high: the view keeps to it, showing the latest steps.
+    let small = Command::new("script")
+        .args(["-qefc", &format!("stty rows 8 cols 120; {} --context ok --no-cache", build.display()), "/dev/null"])
+        .current_dir(work.path())
+        .env("BUILDKIT_HOST", &host)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&small.stdout);
+    assert!(small.status.success(), "{text}");
+    assert!(text.contains(" earlier step"), "{text}");
+    let last_view = text.rsplit("[+] Building").next().unwrap();
+    assert!(last_view.lines().filter(|l| l.contains(" => ")).count() <= 6, "taller than the terminal:\n{last_view}");
 
     let out = build_task(env, work.path(), &[], &[("CONTEXT", "ok"), ("PROGRESS", "fancy")]);
     out.failure();
