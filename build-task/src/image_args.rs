@@ -35,28 +35,46 @@ pub struct ImageArgError {
 /// Reads the image at `path` (every blob is hashed and checked while loading) for the build
 /// arg `name`: a relative path beneath the working folder, an absolute one as it is.
 pub fn load(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
-    let (slug, store, store_id, top) = load_store(&format!("IMAGE_ARG_{name}"), name, path)?;
-    let context_name = format!("image-arg/{slug}");
+    let loaded = load_store(&format!("IMAGE_ARG_{name}"), "image-arg", name, path)?;
+    let context_name = format!("image-arg/{}", loaded.slug);
     let frontend_attrs = HashMap::from([
         (format!("build-arg:{name}"), context_name.clone()),
-        (format!("context:{context_name}"), format!("oci-layout://{}@{top}", store_id.trim_start_matches("oci:"))),
+        (format!("context:{context_name}"), loaded.reference()),
     ]);
-    Ok(ImageArg { store_id, store, frontend_attrs })
+    Ok(loaded.into_arg(frontend_attrs))
 }
 
 /// The image at `path` as the named context `name` (`BUILD_CONTEXT_<name>=oci-layout://…`).
 pub fn load_context(name: &str, path: &Path) -> Result<ImageArg, ImageArgError> {
-    let (_, store, store_id, top) = load_store(&format!("BUILD_CONTEXT_{name}"), name, path)?;
-    let frontend_attrs = HashMap::from([(
-        format!("context:{name}"),
-        format!("oci-layout://{}@{top}", store_id.trim_start_matches("oci:")),
-    )]);
-    Ok(ImageArg { store_id, store, frontend_attrs })
+    let loaded = load_store(&format!("BUILD_CONTEXT_{name}"), "context", name, path)?;
+    let frontend_attrs = HashMap::from([(format!("context:{name}"), loaded.reference())]);
+    Ok(loaded.into_arg(frontend_attrs))
 }
 
-/// The image at `path` in a content store of its own, for the param `param`: a slug of
-/// `name`, the store, its session id and the image's digest.
-fn load_store(param: &str, name: &str, path: &Path) -> Result<(String, Arc<Store>, String, String), ImageArgError> {
+/// An image on disk in a content store of its own.
+struct Loaded {
+    /// The name it was given, as [`slug`] makes it.
+    slug: String,
+    store: Arc<Store>,
+    /// The store's name, `kiln-<kind>-<slug>`.
+    store_name: String,
+    /// The image's digest.
+    top: String,
+}
+
+impl Loaded {
+    /// How the frontend names it: an `oci-layout://` reference into the session's store.
+    fn reference(&self) -> String {
+        format!("oci-layout://{}@{}", self.store_name, self.top)
+    }
+
+    fn into_arg(self, frontend_attrs: HashMap<String, String>) -> ImageArg {
+        ImageArg { store_id: format!("oci:{}", self.store_name), store: self.store, frontend_attrs }
+    }
+}
+
+/// The image at `path` for the param `param`, in a store named after `kind` and `name`.
+fn load_store(param: &str, kind: &str, name: &str, path: &Path) -> Result<Loaded, ImageArgError> {
     let fail = |why: String| ImageArgError { param: param.into(), why };
     let slug = slug(name).ok_or_else(|| fail("the name needs a letter or digit".into()))?;
     let image = if path.is_relative() {
@@ -77,9 +95,8 @@ fn load_store(param: &str, name: &str, path: &Path) -> Result<(String, Arc<Store
     for doc in image.children.into_iter().chain([image.top.clone()]) {
         blobs.insert(doc.digest, Blob::Memory(Arc::new(doc.bytes)));
     }
-    let kind = if param.starts_with("IMAGE_ARG_") { "image-arg" } else { "context" };
-    let store_id = format!("oci:kiln-{kind}-{slug}");
-    Ok((slug, Arc::new(Store::from_blobs(blobs)), store_id, image.top.digest))
+    let store_name = format!("kiln-{kind}-{slug}");
+    Ok(Loaded { slug, store: Arc::new(Store::from_blobs(blobs)), store_name, top: image.top.digest })
 }
 
 /// `name` as a valid image reference path component, distinct from any real image: its

@@ -495,11 +495,7 @@ impl BuildParams {
                 }
             }
         }
-        let push = match get("PUSH").as_deref() {
-            None | Some("false" | "0") => false,
-            Some("true" | "1") => true,
-            Some(other) => return Err(err("PUSH", format!("{other:?} is not true or false"))),
-        };
+        let push = bool_param(&get, "PUSH")?.unwrap_or(false);
         let name = ImageName::from_params(&get, push)?;
         let registry_credentials = match (get("REGISTRY_USERNAME"), get("REGISTRY_PASSWORD")) {
             (Some(username), Some(password)) => Some(kiln_registry::Credentials { username, password }),

@@ -12,6 +12,9 @@ use crate::params::CacheEntry;
 use crate::progress::{Mode, Progress};
 use crate::session::{Session, SessionSpec, random_id};
 
+/// What the kernel says, through runc, when a step's program is for another architecture.
+pub const EXEC_FORMAT_ERROR: &str = "exec format error";
+
 /// What to ask BuildKit for.
 pub struct Solve {
     pub frontend_attrs: HashMap<String, String>,
@@ -68,7 +71,8 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
         let Ok(stream) = status_client.status(StatusRequest { r#ref: status_ref }).await else { return };
         let mut stream = stream.into_inner();
         while let Some(Ok(update)) = stream.next().await {
-            if update.logs.iter().any(|l| l.msg.windows(17).any(|w| w == b"exec format error")) {
+            let needle = EXEC_FORMAT_ERROR.as_bytes();
+            if update.logs.iter().any(|l| l.msg.windows(needle.len()).any(|w| w == needle)) {
                 seen.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             progress.update(&update);
@@ -98,7 +102,7 @@ pub async fn solve(channel: Channel, request: Solve) -> Result<HashMap<String, S
         Err(status) => {
             let mut text = describe_failure(&status);
             if exec_format_error.load(std::sync::atomic::Ordering::Relaxed) {
-                text.push_str(" (its log says exec format error: the program is for another architecture)");
+                text.push_str(&format!(" (its log says {EXEC_FORMAT_ERROR}: the program is for another architecture)"));
             }
             Err(SolveError::Build(text))
         }

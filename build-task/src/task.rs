@@ -262,12 +262,13 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     };
     let mut built = with_buildkit(&at, &with, |channel| async move {
         let foreign = foreign_platforms(&channel, &params.platforms).await;
-        let hint = |e: anyhow::Error| match foreign.is_empty() || !format!("{e:#}").contains("exec format error") {
-            true => e,
-            false => e.context(format!("{} cannot run here: {}", foreign.join(", "), EMULATOR_HINT)),
-        };
-        let built = build_targets(&channel, params, &prepared).await.map_err(hint)?;
-        Ok(built)
+        build_targets(&channel, params, &prepared).await.map_err(|e| {
+            if foreign.is_empty() || !format!("{e:#}").contains(solve::EXEC_FORMAT_ERROR) {
+                e
+            } else {
+                e.context(format!("{} cannot run here: {EMULATOR_HINT}", foreign.join(", ")))
+            }
+        })
     })
     .await?;
     if params.push {

@@ -426,8 +426,9 @@ const ROOT_VALID_FOR: i64 = 10 * 365 * 86_400;
 /// A GUN's first metadata, as `notary init` makes it: a root key kiln generates (P-256,
 /// in a self-signed certificate whose CN is the GUN, valid ten years) signs a root that
 /// names it, `targets_key`, and the server's `snapshot` and `timestamp` keys; `targets_key`
-/// signs the first targets, holding `tags` and expiring at `targets_expire`. The root key is returned to no one: it exists
-/// only while this runs, so the GUN's keys cannot be rotated later without `notary init`.
+/// signs the first targets, holding `tags` and expiring at `targets_expire`. The root key
+/// is returned to no one: it exists only while this runs, so the GUN's keys cannot be
+/// rotated later without `notary init`.
 pub fn new_repository(
     gun: &str,
     targets_key: &SigningKey,

@@ -137,11 +137,11 @@ impl ContentTrust {
         let changes: Vec<(String, Target)> = tags.iter().map(|t| (t.clone(), target.clone())).collect();
         let now = kiln_image::time::now();
         let key_error = |e| anyhow!("source.content_trust.repository_key: {e}");
-        let (version, initialised) = match server.fetch(now, true).await? {
+        let version = match server.fetch(now, true).await? {
             Some(trusted) => {
                 let signed = sign_targets(&trusted, &changes, key, now + TARGETS_VALID_FOR).map_err(key_error)?;
                 server.publish(&[&signed]).await?;
-                (signed.version(), false)
+                signed.version()
             }
             None => {
                 let snapshot = server.server_key("snapshot").await?;
@@ -150,17 +150,15 @@ impl ContentTrust {
                     new_repository(server.gun(), key, snapshot, timestamp, &changes, now, now + TARGETS_VALID_FOR)
                         .map_err(key_error)?;
                 server.publish(&[&root, &targets]).await?;
-                (targets.version(), true)
+                eprintln!(
+                    "{} was not on {}: initialised it with a new root key (forgotten once signed: \
+                     rotate keys with notary, not kiln) and repository_key as its targets key",
+                    server.gun(),
+                    self.server
+                );
+                targets.version()
             }
         };
-        if initialised {
-            eprintln!(
-                "{} was not on {}: initialised it with a new root key (forgotten once signed: \
-                 rotate keys with notary, not kiln) and repository_key as its targets key",
-                server.gun(),
-                self.server
-            );
-        }
         eprintln!("signed {} in {} on {} (targets version {version})", tags.join(", "), server.gun(), self.server);
         Ok(())
     }

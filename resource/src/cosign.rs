@@ -274,19 +274,19 @@ async fn sign_in_tag(
     signature: &str,
 ) -> anyhow::Result<()> {
     let tag = signature_tag(digest);
+    let payload_digest = sha256(payload);
     let mut layers = Vec::new();
     if let Some((_, bytes)) = client.get_manifest(&tag).await? {
         let existing: serde_json::Value = serde_json::from_slice(&bytes)?;
         layers = existing["layers"].as_array().cloned().unwrap_or_default();
         for layer in &layers {
-            if layer["digest"] == sha256(payload).as_str()
-                && verify_layer(client, verifier, digest, layer).await.is_ok()
+            if layer["digest"] == payload_digest.as_str() && verify_layer(client, verifier, digest, layer).await.is_ok()
             {
                 return Ok(()); // already signed with this key
             }
         }
     }
-    client.push_blob(&sha256(payload), &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
+    client.push_blob(&payload_digest, &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
     layers.push(signature_layer(payload, signature));
     let config = push_config(client, &layers, OCI_CONFIG).await?;
     let manifest = serde_json::json!({

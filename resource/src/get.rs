@@ -117,14 +117,13 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
 
     let verifier = req.source.cosign_verifier()?;
     let (repo, config) = req.source.connect().await?;
-    let config_of_origin = config.clone();
-    let origin = Arc::new(Client::new(repo, config)?);
+    let origin = Arc::new(Client::new(repo, config.clone())?);
     if let Some(verifier) = verifier {
         crate::cosign::verify(&origin, &verifier, digest).await?;
         eprintln!("the cosign signature of {}@{digest} verifies with source.cosign.public_key", origin.repository());
     }
     if let Some(trust) = &req.source.content_trust {
-        let signatures = trust.signatures(origin.repository(), config_of_origin.clone()).await?;
+        let signatures = trust.signatures(origin.repository(), config).await?;
         let tags = signatures.tags_at(&req.version.tag, digest)?;
         eprintln!("{}@{digest} is signed in Notary as {}", origin.repository(), tags.join(", "));
     }
