@@ -93,12 +93,35 @@ fuzz_target!(|input: Input| {
         if names.is_empty() {
             continue;
         }
-        let path: PathBuf = names.iter().fold(root.clone(), |p, n| p.join(n));
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
+        // The tree is made without following any link it already holds: a link to `/` or
+        // beside the sandbox must never carry a later node onto the host. Folders on the
+        // way are made where missing; a node under a link or a file is skipped.
+        let mut path = root.clone();
+        let mut through_a_link = false;
+        for name in &names[..names.len() - 1] {
+            path.push(name);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    through_a_link = true;
+                    break;
+                }
+                Err(_) => {
+                    let _ = std::fs::create_dir(&path);
+                }
+            }
         }
+        if through_a_link {
+            continue;
+        }
+        path.push(names[names.len() - 1]);
         let _ = match &node.kind {
-            Kind::File => std::fs::write(&path, "inside"),
+            // create_new does not follow a link already at the name (O_CREAT | O_EXCL).
+            Kind::File => std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, b"inside")),
             Kind::Dir => std::fs::create_dir(&path),
             Kind::Link { absolute, target } => {
                 let target = match absolute {
