@@ -616,10 +616,35 @@ mod tests {
             std::fs::write(outside.join("a"), "outside").unwrap();
             for _ in 0..rng.below(10) {
                 let depth = 1 + rng.below(3);
-                let path = (0..depth).fold(root.clone(), |p, _| p.join(PARTS[rng.below(3) as usize]));
-                let _ = std::fs::create_dir_all(path.parent().unwrap());
-                let _ = match rng.below(3) {
-                    0 => std::fs::write(&path, "inside"),
+                let names: Vec<&str> = (0..depth).map(|_| PARTS[rng.below(3) as usize]).collect();
+                // Made without following a link the tree already holds, which could point
+                // at `/` or beside the root: a later node must never land on the host.
+                let mut path = root.clone();
+                let mut through_a_link = false;
+                for name in &names[..names.len() - 1] {
+                    path.push(name);
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(meta) if meta.is_dir() => {}
+                        Ok(_) => {
+                            through_a_link = true;
+                            break;
+                        }
+                        Err(_) => {
+                            let _ = std::fs::create_dir(&path);
+                        }
+                    }
+                }
+                path.push(names[names.len() - 1]);
+                let kind = rng.below(3);
+                if through_a_link {
+                    continue;
+                }
+                let _ = match kind {
+                    0 => std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, b"inside")),
                     1 => std::fs::create_dir(&path),
                     _ => {
                         let len = rng.below(4);
