@@ -344,10 +344,12 @@ fn network_none_default_and_host_are_what_run_steps_get() {
         from_busybox(env)
     );
     // And, for none: a round trip through a socket on loopback works, while a connection
-    // anywhere else (TEST-NET-1, which nothing answers) fails at once: no route.
+    // anywhere else (TEST-NET-1, which nothing answers) fails at once: no route. The client
+    // tries until the listener is up, and the listener is waited for, so a slow machine
+    // cannot lose the round trip.
     let sockets = format!(
-        "{}RUN (nc -l -p 9000 > /got &) ; sleep 0.5; echo ping | nc 127.0.0.1 9000; sleep 0.3; \
-         nc -w 2 192.0.2.1 80 < /dev/null 2> /away; echo $? >> /away\n",
+        "{}RUN nc -l -p 9000 > /got & for i in $(seq 100); do echo ping | nc 127.0.0.1 9000 && break; sleep 0.1; done; \
+         wait; nc -w 2 192.0.2.1 80 < /dev/null 2> /away; echo $? >> /away\n",
         from_busybox(env)
     );
     write_files(work.path(), &[("ctx/Dockerfile", &dockerfile), ("sockets/Dockerfile", &sockets)]);
