@@ -260,22 +260,30 @@ fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress, max_
     std::fs::create_dir_all(rootfs).with_context(|| format!("creating {}", rootfs.display()))?;
     let options = kiln_image::unpack::UnpackOptions { max_bytes: Some(max_bytes), ..Default::default() };
     let mut unpacker = kiln_image::unpack::Unpacker::new(rootfs, options)?;
+    // Each layer is decompressed on a thread of its own, a little ahead of the unpacker, and
+    // the next layer's thread starts while this one is unpacked: inflating and writing files
+    // share the cores.
+    let ahead =
+        |spool: &Arc<Spool>| -> anyhow::Result<_> { Ok(kiln_image::decompress::decompressed_ahead(spool.reader()?)?) };
+    let mut next = spools.first().map(ahead);
     for (i, spool) in spools.iter().enumerate() {
         let started = Instant::now();
         let digest = &spool.descriptor.digest;
-        let result = spool
-            .reader()
-            .map_err(anyhow::Error::from)
-            .and_then(|reader| Ok(kiln_image::decompress::decompressed(reader)?))
-            .and_then(|tar| {
-                unpacker.apply_layer(digest, tar).map_err(|e| match e {
-                    kiln_image::unpack::UnpackError::TooLarge { .. } => anyhow::anyhow!(
-                        "{e} (by default 64 times the layers' declared size, at least 1 GiB; \
-                         params.unpack_max_bytes sets another)"
-                    ),
-                    e => e.into(),
-                })
-            });
+        let current = next.take().expect("a reader for every layer");
+        next = spools.get(i + 1).map(ahead);
+        let result = current.and_then(|mut tar| {
+            unpacker.apply_layer(digest, &mut tar).map_err(|e| match e {
+                kiln_image::unpack::UnpackError::TooLarge { .. } => anyhow::anyhow!(
+                    "{e} (by default 64 times the layers' declared size, at least 1 GiB; \
+                     params.unpack_max_bytes sets another)"
+                ),
+                e => e.into(),
+            })?;
+            // What follows the tar's end (padding) is read too, so the layer's digest is
+            // checked before the layer counts as unpacked.
+            std::io::copy(&mut tar, &mut std::io::sink())?;
+            Ok(())
+        });
         if let Err(e) = result {
             // A failed download is the cause worth reporting, not the unpacker's view of it.
             spool.wait().map_err(|d| anyhow::anyhow!("layer {digest}: {d}"))?;
