@@ -69,6 +69,54 @@ fn parse_params(s: &str) -> Vec<(String, String)> {
     }
 }
 
+/// What a bearer token is asked for: the challenge's realm and service, and the scopes.
+pub(crate) struct TokenRequest<'a> {
+    pub realm: reqwest::Url,
+    pub service: Option<&'a str>,
+    pub scopes: &'a [String],
+}
+
+/// Why no token came.
+pub(crate) enum TokenError {
+    /// The token service refused the credentials (401 or 403).
+    Refused(reqwest::StatusCode),
+    /// Anything else, said in one line.
+    Failed(String),
+}
+
+/// Fetches a bearer token: `GET realm?scope=…&service=…`, with the basic credentials
+/// (`basic`, already base64) if there are any. The realm was checked by the caller
+/// ([`crate::scope::for_realm`]) before it gets credentials; the answer is read within
+/// [`crate::body::SMALL`].
+pub(crate) async fn fetch_token(
+    http: &reqwest::Client,
+    request: &TokenRequest<'_>,
+    basic: Option<&str>,
+) -> Result<String, TokenError> {
+    let mut req = http.get(request.realm.clone());
+    for scope in request.scopes {
+        req = req.query(&[("scope", scope.as_str())]);
+    }
+    if let Some(service) = request.service {
+        req = req.query(&[("service", service)]);
+    }
+    if let Some(b) = basic {
+        req = req.header(reqwest::header::AUTHORIZATION, format!("Basic {b}"));
+    }
+    let resp = req.send().await.map_err(|e| TokenError::Failed(crate::error_chain(&e)))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(TokenError::Refused(status));
+    }
+    if !status.is_success() {
+        return Err(TokenError::Failed(format!("answered {status}")));
+    }
+    let text = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(TokenError::Failed)?;
+    let token: TokenResponse = serde_json::from_str(&text)
+        .map_err(|e| TokenError::Failed(format!("unreadable answer: {}", crate::error_chain(&e))))?;
+    token.into_token().ok_or_else(|| TokenError::Failed("answer has no token".into()))
+}
+
 /// The token service's answer; registries use either field name.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct TokenResponse {

@@ -10,9 +10,7 @@ use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::client::{Access, Call, Client, FileRange, RegistryError, header_str};
-
-/// Whole uploads are started over this many times when the registry or network fails mid-way.
-const UPLOAD_ATTEMPTS: u32 = 3;
+use crate::retry::{RESUMES, UPLOAD_ATTEMPTS};
 
 /// Where a blob to upload comes from: memory, or a byte range of a file the caller opened
 /// (a layer inside an `image.tar`, or a file of an OCI layout), read by position; `path`
@@ -35,9 +33,6 @@ impl BlobData {
         self.len() == 0
     }
 }
-
-/// A download that breaks off is picked up again this many times, from where it stopped.
-const RESUMES: u32 = 5;
 
 /// A blob being downloaded: chunks as they arrive, its digest checked at the end. When the
 /// connection breaks or stalls mid-body, the rest is asked for again (`Range`), so a reader
@@ -219,7 +214,7 @@ impl Client {
         let mut attempt = 1;
         loop {
             match self.push_blob_once(digest, data).await {
-                Err(e) if attempt < UPLOAD_ATTEMPTS && is_worth_restarting(&e) => {
+                Err(e) if attempt < UPLOAD_ATTEMPTS && crate::retry::restarts_upload(&e) => {
                     eprintln!("registry {}: upload of {digest} failed ({e}); starting it over", self.repo.registry());
                     attempt += 1;
                 }
@@ -322,13 +317,5 @@ impl Client {
             Ok(url) => url.to_string(),
             Err(_) => location.to_string(),
         }
-    }
-}
-
-fn is_worth_restarting(e: &RegistryError) -> bool {
-    match e {
-        RegistryError::Unreachable { .. } | RegistryError::DigestMismatch { .. } => true,
-        RegistryError::Status { status, .. } => status.is_server_error() || *status == StatusCode::NOT_FOUND,
-        _ => false,
     }
 }

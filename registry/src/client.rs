@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
-use crate::auth::{Challenge, Credentials, TokenResponse};
+use crate::auth::{Challenge, Credentials};
 use crate::reference::Repository;
 
 /// How to reach a registry.
@@ -236,13 +236,6 @@ struct State {
     authorization: HashMap<Access, String>,
 }
 
-/// How often and how long to retry transient failures: 5 retries, 0.5 s doubling to 8 s,
-/// a `Retry-After` honoured up to 30 s. A command gives up within about a minute per request.
-const RETRIES: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-
 /// An HTTP client for a cloud's login APIs (STS, ECR, Entra ID, IMDS): kiln's user agent,
 /// a 10 s connect timeout and `timeout` for each whole request.
 pub(crate) fn api_client(timeout: Duration) -> Result<reqwest::Client, String> {
@@ -291,17 +284,20 @@ impl Client {
         self.state.lock().expect("state lock").scheme.unwrap_or(Scheme::Https).as_str()
     }
 
-    /// Sends a call: retried on 429 (honouring `Retry-After`), 502/503/504 and broken
-    /// connections, with one fresh authorization after a 401.
+    /// Sends a call, retried as [`crate::retry`] decides, with one fresh authorization
+    /// after a 401.
     pub(crate) async fn execute(&self, call: &Call) -> Result<reqwest::Response, RegistryError> {
+        use crate::retry::{self, RETRIES};
         let mut attempt = 0;
         loop {
             let outcome = self.execute_authorized(call).await;
             let wait = match &outcome {
-                Ok(resp) if is_retryable_status(resp.status()) => {
-                    Some((retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt)), resp.status().to_string()))
+                Ok(resp) if retry::retryable_status(resp.status()) => {
+                    Some((retry::delay(attempt, Some(resp.headers())), resp.status().to_string()))
                 }
-                Err(Failure::Transport(e)) if is_transient(e) => Some((backoff(attempt), error_chain(e))),
+                Err(Failure::Transport(e)) if retry::transient(e) => {
+                    Some((retry::delay(attempt, None), error_chain(e)))
+                }
                 _ => None,
             };
             match wait {
@@ -425,29 +421,13 @@ impl Client {
                     url: crate::scope::shown(&realm_url),
                     why,
                 })?;
-                let mut req = self.http.get(realm_url);
-                for scope in &scopes {
-                    req = req.query(&[("scope", scope.as_str())]);
+                let request =
+                    crate::auth::TokenRequest { realm: realm_url, service: service.as_deref(), scopes: &scopes };
+                match crate::auth::fetch_token(&self.http, &request, basic.as_deref()).await {
+                    Ok(token) => Ok(format!("Bearer {token}")),
+                    Err(crate::auth::TokenError::Refused(status)) => Err(self.unauthorized(status)),
+                    Err(crate::auth::TokenError::Failed(detail)) => Err(token_error(detail)),
                 }
-                if let Some(service) = service {
-                    req = req.query(&[("service", service.as_str())]);
-                }
-                if let Some(b) = &basic {
-                    req = req.header(AUTHORIZATION, format!("Basic {b}"));
-                }
-                let resp = req.send().await.map_err(|e| token_error(error_chain(&e)))?;
-                let status = resp.status();
-                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                    return Err(self.unauthorized(status));
-                }
-                if !status.is_success() {
-                    return Err(token_error(format!("answered {status}")));
-                }
-                let text = crate::body::text_capped(resp, crate::body::SMALL).await.map_err(token_error)?;
-                let token: TokenResponse = serde_json::from_str(&text)
-                    .map_err(|e| token_error(format!("unreadable answer: {}", error_chain(&e))))?;
-                let token = token.into_token().ok_or_else(|| token_error("answer has no token".into()))?;
-                Ok(format!("Bearer {token}"))
             }
         }
     }
@@ -575,23 +555,6 @@ enum Failure {
     Registry(RegistryError),
 }
 
-fn is_retryable_status(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT
-    )
-}
-
-/// Connection resets, refused connections during a restart, timeouts, early EOF; not a
-/// certificate kiln refused, which stays refused.
-fn is_transient(e: &reqwest::Error) -> bool {
-    (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
-        && crate::tls::untrusted_certificate(e).is_none()
-}
-
 /// What went wrong sending a request: a refused certificate on its own (the URL and
 /// hyper's layers add nothing to it), anything else as its [`error_chain`].
 fn transport_detail(e: &reqwest::Error) -> String {
@@ -599,16 +562,6 @@ fn transport_detail(e: &reqwest::Error) -> String {
         Some(refused) => refused.to_string(),
         None => error_chain(e),
     }
-}
-
-fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF.saturating_mul(1 << attempt.min(8)).min(MAX_BACKOFF)
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare for registries and ignored).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = header_str(headers, RETRY_AFTER.as_str())?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -672,24 +625,5 @@ mod tests {
         assert!(error(503).contains("the registry itself failed"));
         assert!(error(403).contains("permissions"));
         assert_eq!(error(400), "registry r.example answered 400 Bad Request for manifest a:1");
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(0), Duration::from_millis(500));
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(8));
-        assert_eq!(backoff(30), MAX_BACKOFF);
-    }
-
-    #[test]
-    fn retry_after_is_bounded() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(retry_after(&h), None);
     }
 }

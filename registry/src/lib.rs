@@ -5,6 +5,7 @@
 //!   auth, retries; manifests, blobs and tags in their own modules.
 //! - [`push`]: an image read from disk pushed under its tags (`out` and the build task).
 //! - [`scope`]: the one rule for where credentials may go.
+//! - `retry`: the one retry policy (what is retried, how often, how long to wait).
 //! - [`docker_config`]: credentials from Docker's `config.json` and credential helpers.
 //! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
 //! - [`azure`]: Azure Container Registry logins (Entra ID tokens, the ACR exchange).
@@ -27,6 +28,7 @@ pub mod notary;
 pub mod push;
 pub mod reference;
 pub mod referrers;
+mod retry;
 pub mod scope;
 mod tags;
 mod tls;
