@@ -32,6 +32,7 @@ pub const NAMES: &[&str] = &[
     "BUILDKIT_TLS_CERT",
     "BUILDKIT_TLS_KEY",
     "BUILDKIT_TLS_SERVERNAME",
+    "BUILDKIT_TLS_DIR",
     "BUILDKIT_INFO",
     "DOCKER_CONFIG",
     "DOCKER_HOST",
@@ -391,6 +392,24 @@ fn err(name: &str, why: impl Into<String>) -> ParamError {
     ParamError { name: name.into(), why: why.into() }
 }
 
+/// Two params of one prefix that BuildKit would be shown under one name (`IMAGE_ARG_base`
+/// and `IMAGE_ARG_BASE` are both `base`, see [`crate::image_args::slug`]) are refused: one
+/// would silently replace the other.
+fn distinct_names<'a>(prefix: &str, names: impl Iterator<Item = &'a String>) -> Result<(), ParamError> {
+    let mut seen: BTreeMap<String, &String> = BTreeMap::new();
+    for name in names {
+        // A name without a letter or digit is refused where it is loaded, with its own words.
+        let Some(slug) = crate::image_args::slug(name) else { continue };
+        if let Some(other) = seen.insert(slug.clone(), name) {
+            return Err(err(
+                &format!("{prefix}{name}"),
+                format!("is {slug:?} to BuildKit, as {prefix}{other} is: rename one of them"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl BuildParams {
     /// Reads the params from `vars` (the process environment in `build`).
     pub fn from_env(vars: &[(String, String)]) -> Result<Self, ParamError> {
@@ -453,6 +472,8 @@ impl BuildParams {
                 secrets.insert(id.to_string(), SecretSource::File(path));
             }
         }
+        distinct_names("IMAGE_ARG_", image_args.keys())?;
+        distinct_names("BUILD_CONTEXT_", named_contexts.keys())?;
         let target = match (get("TARGET"), get("TARGET_FILE")) {
             (Some(t), _) => Some(t),
             (None, Some(file)) => Some(read_text("TARGET_FILE", Path::new(&file))?.trim().to_string()),
@@ -792,6 +813,34 @@ mod tests {
         assert_eq!(named, ["BUILD_ARGS_FOO", "IMAGE_PLATFORMS", "BUILDKIT_SECRETS_npm", "DOCKER_FILE", "LABLE_x"]);
         assert!(warnings[0].contains("did you mean BUILD_ARG_"), "{warnings:?}");
         assert!(warnings[1].contains("did you mean IMAGE_PLATFORM?"), "{warnings:?}");
+    }
+
+    #[test]
+    fn buildkit_tls_dir_is_a_known_name() {
+        assert_eq!(typo_warnings(&vars(&[("BUILDKIT_TLS_DIR", "/certs")])), Vec::<String>::new());
+        assert!(NAMES.contains(&"BUILDKIT_TLS_DIR"));
+    }
+
+    #[test]
+    fn image_args_and_contexts_that_buildkit_would_see_as_one_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(dir.path().join("a.tar"), "").unwrap();
+        let (ctx, tar) = (dir.path().to_str().unwrap().to_string(), dir.path().join("a.tar"));
+        let tar = tar.to_str().unwrap();
+        let parse = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![("CONTEXT", ctx.as_str())];
+            pairs.extend_from_slice(extra);
+            BuildParams::from_env(&vars(&pairs))
+        };
+        let e = parse(&[("IMAGE_ARG_base", tar), ("IMAGE_ARG_BASE", tar)]).unwrap_err();
+        assert_eq!(e.name, "IMAGE_ARG_base");
+        assert!(e.why.contains("\"base\"") && e.why.contains("IMAGE_ARG_BASE"), "{}", e.why);
+        let e = parse(&[("BUILD_CONTEXT_my_lib", &ctx), ("BUILD_CONTEXT_my-lib", &ctx)]).unwrap_err();
+        assert!(e.why.contains("\"my-lib\""), "{}", e.why);
+        // Different names stay different.
+        let ok = parse(&[("IMAGE_ARG_base", tar), ("IMAGE_ARG_base2", tar)]).unwrap();
+        assert_eq!(ok.image_args.len(), 2);
     }
 
     fn layers(pairs: &[(&str, &str)]) -> Result<HashMap<String, String>, String> {

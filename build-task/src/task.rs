@@ -539,9 +539,24 @@ fn session_credentials(params: &BuildParams) -> HashMap<String, (String, String)
 /// The same for every build of the same `CONTEXT`, as the param names it (relative to the
 /// task's folder, which Concourse makes anew for every build), so BuildKit finds the copy
 /// of the context it kept from the last build and is sent only what changed since.
+///
+/// SHA-256 of the path's bytes: the same in every kiln release (std's `DefaultHasher` may
+/// change with the toolchain, and every context would be sent whole again).
 fn shared_key(context: &Path) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    context.hash(&mut h);
-    format!("kiln-{:016x}", h.finish())
+    use sha2::Digest as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let digest = sha2::Sha256::digest(context.as_os_str().as_bytes());
+    format!("kiln-{}", hex::encode(&digest[..8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_key_is_the_same_in_every_release() {
+        // SHA-256 of "ctx", its first 8 bytes: a toolchain cannot change it.
+        assert_eq!(shared_key(Path::new("ctx")), "kiln-0230c6b1d833c51c");
+        assert_ne!(shared_key(Path::new("ctx")), shared_key(Path::new("ctx2")));
+    }
 }
