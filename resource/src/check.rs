@@ -87,13 +87,7 @@ impl Mode {
         if let Some(tag) = &source.tag {
             return Ok(Mode::Tag(tag.clone()));
         }
-        if let Some(pattern) = source.tag_regex.as_deref().filter(|p| !p.is_empty()) {
-            // regex's own message spans lines with a caret; one line is kinder to CI logs.
-            let re = regex::Regex::new(pattern).map_err(|e| {
-                let why =
-                    e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
-                anyhow::anyhow!("source.tag_regex: {pattern:?} is not a valid regular expression: {why}")
-            })?;
+        if let Some(re) = crate::source::compile_regex("tag_regex", source.tag_regex.as_deref())? {
             return Ok(Mode::Regex(re));
         }
         let constraint = source

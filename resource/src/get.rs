@@ -110,8 +110,8 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
         }
         None => None,
     };
-    let label_regex = compile(req.source.label_regex.as_deref(), "source.label_regex")?;
-    let annotation_regex = compile(req.source.annotation_regex.as_deref(), "source.annotation_regex")?;
+    let label_regex = crate::source::compile_regex("label_regex", req.source.label_regex.as_deref())?;
+    let annotation_regex = crate::source::compile_regex("annotation_regex", req.source.annotation_regex.as_deref())?;
     let platform = source::Platform::resolve(req.params.platform.as_ref().or(req.source.platform.as_ref()));
     let digest = &req.version.digest;
 
@@ -165,10 +165,6 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
         metadata.extend(matching(re, image.config.value.config.labels.as_ref().unwrap_or(&BTreeMap::new())));
     }
     Ok(StepResponse { version: req.version, metadata })
-}
-
-fn compile(pattern: Option<&str>, field: &str) -> anyhow::Result<Option<regex::Regex>> {
-    pattern.filter(|p| !p.is_empty()).map(|p| regex::Regex::new(p).with_context(|| field.to_string())).transpose()
 }
 
 fn matching(re: &regex::Regex, values: &BTreeMap<String, String>) -> Vec<MetadataField> {

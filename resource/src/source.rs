@@ -7,6 +7,18 @@ use kiln_registry::aws::{self, AwsCredentials, EcrSettings};
 use kiln_registry::azure::{self, AcrSettings};
 use kiln_registry::{ClientConfig, Credentials, Repository};
 
+/// A regular expression a `source` field holds (`tag_regex`, `label_regex`,
+/// `annotation_regex`), compiled; an empty one is none. regex's own message spans several
+/// lines with a caret under the fault: the error keeps its last line, naming the field.
+pub fn compile_regex(field: &str, pattern: Option<&str>) -> anyhow::Result<Option<regex::Regex>> {
+    let Some(pattern) = pattern.filter(|p| !p.is_empty()) else { return Ok(None) };
+    regex::Regex::new(pattern).map(Some).map_err(|e| {
+        let text = e.to_string();
+        let why = text.lines().last().unwrap_or_default().trim().trim_start_matches("error: ");
+        anyhow::anyhow!("source.{field}: {pattern:?} is not a valid regular expression: {why}")
+    })
+}
+
 /// `source:` of a registry-image resource.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

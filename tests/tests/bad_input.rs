@@ -109,6 +109,20 @@ fn every_resource_binary_refuses_bad_requests_in_one_line() {
         (&["in"], format!(r#"{{"source": {{"repository": "{REPO}"}}, "version": {{"tag": "1"}}}}"#), "invalid payload"),
         (
             &["in"],
+            format!(
+                r#"{{"source": {{"repository": "{REPO}", "label_regex": "a("}}, "version": {{"tag": "1", "digest": "{DIGEST}"}}}}"#
+            ),
+            r#"source.label_regex: "a(" is not a valid regular expression: unclosed group"#,
+        ),
+        (
+            &["in"],
+            format!(
+                r#"{{"source": {{"repository": "{REPO}", "annotation_regex": "[z-a]"}}, "version": {{"tag": "1", "digest": "{DIGEST}"}}}}"#
+            ),
+            r#"source.annotation_regex: "[z-a]" is not a valid regular expression"#,
+        ),
+        (
+            &["in"],
             get_request(r#"{"format": "bogus"}"#),
             r#"params.format: unknown format "bogus"; use rootfs, oci, docker or oci-layout"#,
         ),
