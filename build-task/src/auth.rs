@@ -33,7 +33,7 @@ impl AuthService {
         let Some(dir) = &self.docker_config else { return Ok(Default::default()) };
         match kiln_registry::docker_config::credentials_for(dir, host) {
             // Docker writes identity tokens with the username `<token>`; BuildKit wants it empty.
-            Ok(Some(c)) if c.username == "<token>" => Ok((String::new(), c.password)),
+            Ok(Some(c)) if c.identity_token().is_some() => Ok((String::new(), c.password)),
             Ok(Some(c)) => Ok((c.username, c.password)),
             Ok(None) => Ok(Default::default()),
             Err(e) => Err(Status::internal(e.to_string())),

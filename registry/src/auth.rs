@@ -10,6 +10,18 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// The username Docker gives an identity token (an OAuth2 refresh token that `docker login`
+/// or `az acr login` stored as `identitytoken`, or a credential helper returned): the
+/// password is then the token, which is exchanged at the realm, never sent as Basic auth.
+pub const IDENTITY_TOKEN_USERNAME: &str = "<token>";
+
+impl Credentials {
+    /// The identity token these credentials are, if they are one.
+    pub fn identity_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USERNAME).then_some(self.password.as_str())
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
@@ -104,6 +116,38 @@ pub(crate) async fn fetch_token(
         req = req.header(reqwest::header::AUTHORIZATION, format!("Basic {b}"));
     }
     let resp = req.send().await.map_err(|e| TokenError::Failed(crate::error_chain(&e)))?;
+    token_from(resp).await
+}
+
+/// Exchanges an identity token for a bearer token, as Docker and go-containerregistry do:
+/// `POST realm` with the form `grant_type=refresh_token`, the token, the service, the
+/// scopes (space-separated) and a client id. Errors as [`fetch_token`]'s.
+pub(crate) async fn refresh_token(
+    http: &reqwest::Client,
+    request: &TokenRequest<'_>,
+    identity_token: &str,
+) -> Result<String, TokenError> {
+    let scope = request.scopes.join(" ");
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", identity_token),
+        ("client_id", "kiln"),
+        ("scope", scope.as_str()),
+    ];
+    if let Some(service) = request.service {
+        form.push(("service", service));
+    }
+    let resp = http
+        .post(request.realm.clone())
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| TokenError::Failed(crate::error_chain(&e)))?;
+    token_from(resp).await
+}
+
+/// The token in a token service's answer.
+async fn token_from(resp: reqwest::Response) -> Result<String, TokenError> {
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(TokenError::Refused(status));

@@ -423,7 +423,12 @@ impl Client {
                 })?;
                 let request =
                     crate::auth::TokenRequest { realm: realm_url, service: service.as_deref(), scopes: &scopes };
-                match crate::auth::fetch_token(&self.http, &request, basic.as_deref()).await {
+                let identity_token = self.config.credentials.as_ref().and_then(|c| c.identity_token());
+                let answer = match identity_token {
+                    Some(token) => crate::auth::refresh_token(&self.http, &request, token).await,
+                    None => crate::auth::fetch_token(&self.http, &request, basic.as_deref()).await,
+                };
+                match answer {
                     Ok(token) => Ok(format!("Bearer {token}")),
                     Err(crate::auth::TokenError::Refused(status)) => Err(self.unauthorized(status)),
                     Err(crate::auth::TokenError::Failed(detail)) => Err(token_error(detail)),

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 
-use crate::Credentials;
+use crate::{Credentials, IDENTITY_TOKEN_USERNAME};
 
 /// The key Docker Hub's credentials are stored under.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -89,7 +89,7 @@ pub fn credentials_for(dir: &Path, host: &str) -> Result<Option<Credentials>, Do
             continue;
         };
         if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
-            return Ok(Some(Credentials { username: "<token>".into(), password: token.clone() }));
+            return Ok(Some(Credentials { username: IDENTITY_TOKEN_USERNAME.into(), password: token.clone() }));
         }
         if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
             return Ok(Some(Credentials { username: u.clone(), password: p.clone() }));

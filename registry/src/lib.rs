@@ -34,7 +34,7 @@ mod tags;
 mod tls;
 pub mod tuf;
 
-pub use auth::{Challenge, Credentials};
+pub use auth::{Challenge, Credentials, IDENTITY_TOKEN_USERNAME};
 
 /// Looks a variable up in the environment (a closure, so tests and callers pass their own).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;

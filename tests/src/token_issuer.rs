@@ -1,6 +1,8 @@
 //! A token issuer for the token-auth registry: the `auth: token` flow Docker Hub,
 //! GHCR and Harbor use. Clients present basic credentials to `GET /token?service=…&scope=…`
-//! and get an ES256 JWT the registry verifies against the signer certificate.
+//! and get an ES256 JWT the registry verifies against the signer certificate; with
+//! `offline_token=true` also a refresh token, which `POST /token` (the OAuth2 refresh-token
+//! grant, as distribution's token server takes it) exchanges for a token later.
 //! Anonymous clients get a token that grants nothing, so the registry refuses them.
 
 use std::net::SocketAddr;
@@ -52,9 +54,19 @@ pub async fn serve(addr: SocketAddr, cert_dir: &Path, users: Vec<(String, String
         let issuer = issuer.clone();
         tokio::spawn(async move {
             let Ok(stream) = tls.accept(tcp).await else { return };
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let issuer = issuer.clone();
-                async move { Ok::<_, std::convert::Infallible>(issuer.answer(&req)) }
+                async move {
+                    use http_body_util::BodyExt as _;
+                    let (parts, body) = req.into_parts();
+                    // A form is a few hundred bytes; a larger one is refused, not read.
+                    let limited = http_body_util::Limited::new(body, 64 << 10);
+                    let answer = match limited.collect().await {
+                        Ok(body) => issuer.answer(&Request::from_parts(parts, ()), &body.to_bytes()),
+                        Err(_) => reply(StatusCode::PAYLOAD_TOO_LARGE, "{\"error\":\"body too large\"}".into()),
+                    };
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
@@ -75,9 +87,12 @@ pub fn tls_acceptor(cert_dir: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor
 }
 
 impl Issuer {
-    fn answer<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+    fn answer(&self, req: &Request<()>, body: &[u8]) -> Response<Full<Bytes>> {
         if req.uri().path() != "/token" {
             return reply(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into());
+        }
+        if req.method() == hyper::Method::POST {
+            return self.refresh(body);
         }
         let basic = req
             .headers()
@@ -100,8 +115,43 @@ impl Issuer {
         let access: Vec<serde_json::Value> =
             if subject.is_some() { scopes.iter().filter_map(|s| grant(s)).collect() } else { vec![] };
         let token = self.sign(subject.as_deref().unwrap_or(""), access);
-        let body = serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 });
+        let mut body = serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 });
+        // What `docker login` asks for to keep an identity token instead of the password.
+        if let Some(user) = &subject
+            && query.split('&').any(|kv| kv == "offline_token=true")
+        {
+            body["refresh_token"] = self.refresh_token_of(user).into();
+        }
         reply(StatusCode::OK, body.to_string())
+    }
+
+    /// A user's refresh token: the same for as long as the signing key is.
+    fn refresh_token_of(&self, user: &str) -> String {
+        let signature: Signature = self.key.sign(format!("refresh token of {user}").as_bytes());
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(user), URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+
+    /// The OAuth2 refresh-token grant (`POST /token`, a form), as Docker's distribution
+    /// token server answers it: a token for the scopes asked, to the refresh token's user.
+    fn refresh(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        let form = String::from_utf8_lossy(body);
+        let field =
+            |name: &str| form.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(percent_decode);
+        if field("grant_type").as_deref() != Some("refresh_token") {
+            return reply(StatusCode::BAD_REQUEST, "{\"error\":\"unsupported_grant_type\"}".into());
+        }
+        let user = field("refresh_token").and_then(|token| {
+            let user = URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
+            let user = String::from_utf8(user).ok()?;
+            (self.users.iter().any(|(u, _)| *u == user) && self.refresh_token_of(&user) == token).then_some(user)
+        });
+        let Some(user) = user else {
+            return reply(StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_grant\"}".into());
+        };
+        let scope = field("scope").unwrap_or_default();
+        let access: Vec<serde_json::Value> = scope.split(' ').filter_map(grant).collect();
+        let token = self.sign(&user, access);
+        reply(StatusCode::OK, serde_json::json!({ "access_token": token, "expires_in": 300 }).to_string())
     }
 
     fn sign(&self, subject: &str, access: Vec<serde_json::Value>) -> String {
