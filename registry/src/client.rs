@@ -37,14 +37,6 @@ pub struct ClientConfig {
 /// stalled one is noticed.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A manifest's or blob's address, type and size, as the registry reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    pub digest: String,
-    pub media_type: String,
-    pub size: u64,
-}
-
 /// What can go wrong talking to a registry. Messages never contain credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -40,6 +40,8 @@ pub use auth::{Challenge, Credentials, IDENTITY_TOKEN_USERNAME};
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub use blobs::{BlobData, BlobStream};
 pub use body::one_line;
-pub use client::{Client, ClientConfig, Descriptor, RegistryError, error_chain};
+pub use client::{Client, ClientConfig, RegistryError, error_chain};
+/// A manifest's or blob's type, digest and size: the one descriptor type, the image model's.
+pub use kiln_image::oci::Descriptor;
 pub use reference::{ReferenceError, Repository};
 pub use tls::ClientIdentity;

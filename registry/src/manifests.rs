@@ -5,7 +5,8 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::{Access, Call, Client, Descriptor, RegistryError, header_str};
+use crate::Descriptor;
+use crate::client::{Access, Call, Client, RegistryError, header_str};
 use crate::media_types::MANIFEST_ACCEPT;
 
 impl Client {
@@ -28,7 +29,7 @@ impl Client {
         match (header_str(headers, "docker-content-digest"), header_str(headers, CONTENT_TYPE.as_str())) {
             (Some(digest), Some(media_type)) if crate::reference::validate_digest(digest).is_ok() => {
                 let size = resp.content_length().unwrap_or(0);
-                Ok(Some(Descriptor { digest: digest.to_string(), media_type: media_type.to_string(), size }))
+                Ok(Some(Descriptor::new(media_type, digest, size)))
             }
             // Some registries leave the digest out of HEAD answers: fetch and hash the body.
             _ => Ok(self.get_manifest(reference).await?.map(|(d, _)| d)),
@@ -59,7 +60,7 @@ impl Client {
         }
         // Trust the body over the header for the type: some registries answer text/plain.
         let media_type = media_type_of(&body).unwrap_or(media_type);
-        Ok(Some((Descriptor { digest, media_type, size: body.len() as u64 }, body.to_vec())))
+        Ok(Some((Descriptor::new(&media_type, &digest, body.len() as u64), body.to_vec())))
     }
 
     /// Pushes a manifest under a tag or its digest and checks the registry stored exactly it.
@@ -86,7 +87,7 @@ impl Client {
                 actual: returned.to_string(),
             });
         }
-        Ok(Descriptor { digest, media_type: media_type.to_string(), size: body.len() as u64 })
+        Ok(Descriptor::new(media_type, &digest, body.len() as u64))
     }
 }
 

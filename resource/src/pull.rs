@@ -44,8 +44,7 @@ pub async fn fetch_manifest(client: &Client, digest: &str) -> anyhow::Result<Fet
         bail!("{}@{digest} does not exist (deleted since check found it?)", client.repository());
     };
     let value = ManifestOrIndex::parse(&format!("{}@{digest}", client.repository()), &desc.media_type, &bytes)?;
-    let descriptor = Descriptor::new(&desc.media_type, &desc.digest, desc.size);
-    Ok(Fetched { descriptor, bytes, value })
+    Ok(Fetched { descriptor: desc, bytes, value })
 }
 
 /// Resolves `digest` to the image for `platform`, and fetches its config.
