@@ -227,18 +227,46 @@ pub fn spool_all(
     Ok(spools)
 }
 
-async fn download(client: &Client, spool: &Spool, mut file: File) -> anyhow::Result<()> {
+/// Downloads one blob into its spool file. The file is written on a blocking thread of its
+/// own, the chunks handed to it as they arrive, so a slow disk never holds up one of the
+/// runtime's two workers (and with it the other downloads).
+async fn download(client: &Client, spool: &Arc<Spool>, file: File) -> anyhow::Result<()> {
     let digest = &spool.descriptor.digest;
-    let mut stream = client.get_blob(digest).await?;
-    let mut received = 0u64;
-    while let Some(chunk) = stream.next_chunk().await? {
-        received += chunk.len() as u64;
-        if received > spool.descriptor.size {
-            bail!("blob {digest} is larger than the {} bytes its manifest says", spool.descriptor.size);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let writer = {
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut file = file;
+            while let Some(chunk) = rx.blocking_recv() {
+                let chunk: bytes::Bytes = chunk;
+                file.write_all(&chunk)?;
+                spool.advance(chunk.len() as u64);
+            }
+            Ok(())
+        })
+    };
+    let received = async {
+        let mut stream = client.get_blob(digest).await?;
+        let mut received = 0u64;
+        while let Some(chunk) = stream.next_chunk().await? {
+            received += chunk.len() as u64;
+            if received > spool.descriptor.size {
+                bail!("blob {digest} is larger than the {} bytes its manifest says", spool.descriptor.size);
+            }
+            // The writer stopped: its error is the one to report.
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
         }
-        file.write_all(&chunk).with_context(|| format!("writing {}", spool.path.display()))?;
-        spool.advance(chunk.len() as u64);
+        Ok(received)
     }
+    .await;
+    drop(tx);
+    writer
+        .await
+        .context("the spool's writer stopped")?
+        .with_context(|| format!("writing {}", spool.path.display()))?;
+    let received = received?;
     if received != spool.descriptor.size {
         bail!("blob {digest} has {received} bytes, its manifest says {}", spool.descriptor.size);
     }
