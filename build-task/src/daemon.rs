@@ -356,14 +356,13 @@ impl Buildkitd {
             c
         };
         command.args(&args).stdin(Stdio::null()).stdout(log).stderr(log_err).kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the daemon if
-        // build itself dies without stopping it.
+        // SAFETY: the closure makes one system call (prctl, async-signal-safe) and allocates
+        // nothing: it only asks the kernel to kill the daemon if build itself dies without
+        // stopping it.
         unsafe {
             command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                    .map_err(std::io::Error::from)
             });
         }
         let program = if root { "buildkitd" } else { "rootlesskit buildkitd" };
