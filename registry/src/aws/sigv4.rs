@@ -124,6 +124,67 @@ mod tests {
         );
     }
 
+    /// Cases of AWS's Signature Version 4 test suite (its `aws-sig-v4-test-suite`: the
+    /// example key, `us-east-1`, service `service`, 2015-08-30T12:36:00Z), each with the
+    /// signature the suite publishes.
+    #[test]
+    fn signs_the_test_suites_cases() {
+        let creds = AwsCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: None,
+            expires: None,
+        };
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                "get-vanilla",
+                "GET",
+                &[],
+                &[],
+                "host;x-amz-date",
+                "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+            ),
+            (
+                "post-vanilla",
+                "POST",
+                &[],
+                &[],
+                "host;x-amz-date",
+                "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+            ),
+            (
+                "get-vanilla-query-order-key-case",
+                "GET",
+                &[("Param2", "value2"), ("Param1", "value1")],
+                &[],
+                "host;x-amz-date",
+                "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+            ),
+            (
+                "post-header-value-case",
+                "POST",
+                &[],
+                &[("My-Header1", "VALUE1")],
+                "host;my-header1;x-amz-date",
+                "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d",
+            ),
+        ];
+        for (name, method, query, headers, signed, signature) in cases {
+            let req = Signable { method, host: "example.amazonaws.com", path: "/", query, headers, body: b"" };
+            let out = sign(&req, &creds, "us-east-1", "service", "20150830T123600Z");
+            let auth = &out.iter().find(|(k, _)| *k == "authorization").unwrap().1;
+            assert_eq!(
+                auth,
+                &format!(
+                    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                     SignedHeaders={signed}, Signature={signature}"
+                ),
+                "{name}"
+            );
+        }
+    }
+
     #[test]
     fn dates() {
         assert_eq!(amz_date(0), "19700101T000000Z");
