@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use kiln_image::archive::FileRange;
 use kiln_image::confined::{self, FreshDir};
+use kiln_image::digest::Digest;
 use kiln_proto::containerd::services::content::v1::content_server::Content;
 use kiln_proto::containerd::services::content::v1::{
     AbortRequest, DeleteContentRequest, Info, InfoRequest, InfoResponse, ListContentRequest, ListContentResponse,
@@ -389,7 +390,7 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
         reply.total = ingest.total as i64;
         reply.started_at = Some(timestamp(ingest.started));
         reply.updated_at = Some(timestamp(ingest.updated));
-        reply.digest = format!("sha256:{}", hex::encode(ingest.hasher.clone().finalize()));
+        reply.digest = Digest::from_hasher(ingest.hasher.clone()).to_string();
         return Ok(reply);
     }
     if req.offset > 0 && req.offset as u64 != ingest.offset {
@@ -414,7 +415,7 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
         ingest.offset += req.data.len() as u64;
         ingest.updated = SystemTime::now();
     }
-    let digest = format!("sha256:{}", hex::encode(ingest.hasher.clone().finalize()));
+    let digest = Digest::from_hasher(ingest.hasher.clone()).to_string();
     reply.offset = ingest.offset as i64;
     reply.digest = digest.clone();
     if action == WriteAction::Commit {

@@ -25,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::confined;
 use crate::decompress::{Compression, decompressed};
+use crate::digest::Digest;
 use crate::oci::{self, Descriptor, Index, Manifest, ManifestOrIndex};
 
 /// Media type of an uncompressed layer in a Docker v2 manifest.
@@ -285,10 +286,8 @@ fn is_missing(e: &io::Error) -> bool {
 }
 
 fn blob_name(origin: &Path, digest: &str) -> Result<String, ArchiveError> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(format!("blobs/sha256/{hex}")),
-        _ => Err(invalid(origin, format!("{digest:?} is not a sha256 digest"))),
-    }
+    let digest: Digest = digest.parse().map_err(|e: crate::digest::DigestError| invalid(origin, e.to_string()))?;
+    Ok(digest.blob_path())
 }
 
 /// `a/./b/../c` → `a/c`, as a tar entry name; `None` if it climbs out of the archive.
@@ -708,9 +707,9 @@ fn hash_layer(range: &FileRange) -> io::Result<HashedLayer> {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
     }
     Ok(HashedLayer {
-        digest: format!("sha256:{}", hex::encode(raw.hasher.finalize())),
+        digest: Digest::from_hasher(raw.hasher).to_string(),
         compression,
-        diff_id: format!("sha256:{}", hex::encode(plain.finalize())),
+        diff_id: Digest::from_hasher(plain).to_string(),
     })
 }
 
@@ -721,7 +720,7 @@ fn hash_range(range: &FileRange) -> io::Result<String> {
     if hasher.count != range.len {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
     }
-    Ok(format!("sha256:{}", hex::encode(hasher.hasher.finalize())))
+    Ok(Digest::from_hasher(hasher.hasher).to_string())
 }
 
 /// `f` on every item, [`PARALLEL_READS`] at a time, results in the items' order.
@@ -748,7 +747,7 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    Digest::of(bytes).to_string()
 }
 
 #[cfg(test)]

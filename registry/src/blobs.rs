@@ -81,7 +81,7 @@ impl BlobStream<'_> {
                     });
                 }
                 Ok(None) => {
-                    let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+                    let actual = kiln_image::digest::Digest::from_hasher(self.hasher.clone()).to_string();
                     if actual != self.expected {
                         return Err(RegistryError::DigestMismatch {
                             registry: self.registry.clone(),

@@ -3,7 +3,6 @@
 use reqwest::Method;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use sha2::{Digest as _, Sha256};
 
 use crate::Descriptor;
 use crate::client::{Access, Call, Client, RegistryError, header_str};
@@ -48,7 +47,7 @@ impl Client {
         let media_type = header_str(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default().to_string();
         let claimed = header_str(resp.headers(), "docker-content-digest").map(str::to_string);
         let body = self.read_body(resp, crate::body::MANIFEST, &call.what).await?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        let digest = kiln_image::digest::Digest::of(&body).to_string();
         let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { claimed };
         if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != digest) {
             return Err(RegistryError::DigestMismatch {
@@ -70,7 +69,7 @@ impl Client {
         media_type: &str,
         body: &[u8],
     ) -> Result<Descriptor, RegistryError> {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(body)));
+        let digest = kiln_image::digest::Digest::of(body).to_string();
         let path = format!("/v2/{}/manifests/{reference}", self.repo.path());
         let call = Call::new(Method::PUT, path, Access::Push, format!("pushing manifest {}:{reference}", self.repo))
             .header(CONTENT_TYPE, media_type)

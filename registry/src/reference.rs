@@ -124,10 +124,7 @@ pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
 
 /// Checks a digest is `sha256:` plus 64 lowercase hex digits, the only algorithm we verify.
 pub fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
-        _ => Err(ReferenceError::BadDigest(digest.into())),
-    }
+    digest.parse::<kiln_image::digest::Digest>().map(drop).map_err(|_| ReferenceError::BadDigest(digest.into()))
 }
 
 fn looks_like_host(first: &str) -> bool {

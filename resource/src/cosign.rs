@@ -20,7 +20,6 @@ use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 const PAYLOAD_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -196,7 +195,7 @@ fn payload(repository: &str, digest: &str) -> Vec<u8> {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    kiln_image::digest::Digest::of(bytes).to_string()
 }
 
 /// Where `out` keeps a signature, as cosign's `--registry-referrers-mode` names it.
