@@ -262,10 +262,7 @@ async fn download(client: &Client, spool: &Arc<Spool>, file: File) -> anyhow::Re
     }
     .await;
     drop(tx);
-    writer
-        .await
-        .context("the spool's writer stopped")?
-        .with_context(|| format!("writing {}", spool.path.display()))?;
+    writer.await.context("the spool's writer stopped")?.with_context(|| format!("writing {}", spool.path.display()))?;
     let received = received?;
     if received != spool.descriptor.size {
         bail!("blob {digest} has {received} bytes, its manifest says {}", spool.descriptor.size);
