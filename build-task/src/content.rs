@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use kiln_image::archive::FileRange;
 use kiln_image::confined::{self, FreshDir};
 use kiln_image::digest::Digest;
+use kiln_image::layout::Layout;
 use kiln_proto::containerd::services::content::v1::content_server::Content;
 use kiln_proto::containerd::services::content::v1::{
     AbortRequest, DeleteContentRequest, Info, InfoRequest, InfoResponse, ListContentRequest, ListContentResponse,
@@ -57,7 +58,7 @@ impl Blob {
 #[derive(Debug, Default)]
 pub struct Store {
     blobs: HashMap<String, Blob>,
-    layout: Option<PathBuf>,
+    layout: Option<Layout>,
     ingests: Mutex<HashMap<String, Ingest>>,
     /// Where unfinished writes go: made fresh in the layout folder when the first one starts.
     ingest_dir: Mutex<Option<FreshDir>>,
@@ -81,28 +82,14 @@ impl Store {
         Store { blobs, ..Default::default() }
     }
 
-    /// A store over the OCI layout in `dir`, which BuildKit may add blobs to. Its
-    /// `blobs/sha256` must be folders inside `dir`.
+    /// A store over the OCI layout in `dir` ([`Layout::create`]), which BuildKit may add
+    /// blobs to.
     pub fn layout(dir: &Path) -> std::io::Result<Self> {
-        confined::create_dir_beneath(dir, Path::new("blobs/sha256"))?;
-        // Written unless it is a file of the folder's own (a link, dangling or not, is replaced).
-        if !std::fs::symlink_metadata(dir.join("oci-layout")).is_ok_and(|m| m.is_file()) {
-            confined::write_new(dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        }
-        Ok(Store { layout: Some(dir.to_path_buf()), ..Default::default() })
-    }
-
-    /// `blobs/sha256/<hex>`, for a well-formed sha256 digest.
-    fn blob_name(digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:")?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        Some(Path::new("blobs/sha256").join(hex))
+        Ok(Store { layout: Some(Layout::create(dir)?), ..Default::default() })
     }
 
     fn layout_path(&self, digest: &str) -> Option<PathBuf> {
-        Some(self.layout.as_ref()?.join(Self::blob_name(digest)?))
+        Some(self.layout.as_ref()?.blob_path(&digest.parse().ok()?))
     }
 
     /// A blob given up front, or a file of the layout (never through a link out of it: such
@@ -111,9 +98,9 @@ impl Store {
         if let Some(blob) = self.blobs.get(digest) {
             return Some(blob.clone());
         }
-        let (dir, name) = (self.layout.as_ref()?, Self::blob_name(digest)?);
-        let meta = confined::metadata_beneath(dir, &name).ok().filter(|m| m.is_file())?;
-        Some(Blob::File(FileRange::beneath(dir, &name, meta.len())))
+        let (layout, digest) = (self.layout.as_ref()?, digest.parse::<Digest>().ok()?);
+        let size = layout.blob_size(&digest)?;
+        Some(Blob::File(FileRange::beneath(layout.dir(), Path::new(&digest.blob_path()), size)))
     }
 
     /// A new file for an unfinished write, in the store's own fresh folder.
@@ -194,8 +181,8 @@ impl Content for ContentService {
     async fn list(&self, request: Request<ListContentRequest>) -> Result<Response<Self::ListStream>, Status> {
         let store = self.store(&request)?;
         let mut digests: Vec<String> = store.blobs.keys().cloned().collect();
-        if let Some(dir) = &store.layout
-            && let Ok(entries) = std::fs::read_dir(dir.join("blobs/sha256"))
+        if let Some(layout) = &store.layout
+            && let Ok(entries) = std::fs::read_dir(layout.dir().join("blobs/sha256"))
         {
             digests.extend(entries.flatten().map(|e| format!("sha256:{}", e.file_name().to_string_lossy())));
         }
@@ -362,7 +349,8 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
     let layout = store.layout.as_ref().expect("write is refused for stores without a folder");
     let mut ingests = store.ingests.lock().expect("ingest lock");
     if !ingests.contains_key(ref_name) {
-        let (path, file) = store.ingest_file(layout, ref_name).map_err(|e| io_status("creating an ingest file", e))?;
+        let (path, file) =
+            store.ingest_file(layout.dir(), ref_name).map_err(|e| io_status("creating an ingest file", e))?;
         let now = SystemTime::now();
         let ingest = Ingest {
             path,
@@ -434,49 +422,8 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
         }
         let ingest = ingests.remove(ref_name).expect("present");
         ingest.file.sync_all().map_err(|e| io_status("syncing a blob", e))?;
-        let target = store.layout_path(&digest).expect("a sha256 digest we computed");
-        std::fs::rename(&ingest.path, &target).map_err(|e| io_status("committing a blob", e))?;
+        let digest: Digest = digest.parse().expect("a sha256 digest we computed");
+        layout.adopt_blob(&digest, &ingest.path).map_err(|e| io_status("committing a blob", e))?;
     }
     Ok(reply)
-}
-
-/// The most a layout's `index.json` may weigh.
-const MAX_INDEX: u64 = 16 << 20;
-
-/// Records `desc` in `dir/index.json` under `tag` (the `org.opencontainers.image.ref.name`
-/// annotation), replacing what had that tag, as buildctl does after a local cache export.
-/// The old index is read without following a link out of `dir`; the new one replaces it.
-pub fn tag_in_index(dir: &Path, tag: &str, desc: &serde_json::Value) -> std::io::Result<()> {
-    const REF_NAME: &str = "org.opencontainers.image.ref.name";
-    let path = dir.join("index.json");
-    let mut index: serde_json::Value = match confined::read_beneath(dir, Path::new("index.json"), MAX_INDEX) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [] })
-        }
-        Err(e) => return Err(e),
-    };
-    let mut desc = desc.clone();
-    desc["annotations"][REF_NAME] = tag.into();
-    let manifests =
-        index["manifests"].as_array_mut().ok_or_else(|| std::io::Error::other("index.json has no manifests list"))?;
-    manifests.retain(|m| m["annotations"][REF_NAME] != tag);
-    manifests.push(desc);
-    confined::write_new(dir, "index.json", &serde_json::to_vec(&index)?)
-}
-
-/// The descriptor `tag` names in `dir/index.json`, if any; an `index.json` that is missing
-/// or not an index has none. Refused if it is a link out of `dir`.
-pub fn tagged_in_index(dir: &Path, tag: &str) -> std::io::Result<Option<serde_json::Value>> {
-    let bytes = match confined::read_beneath(dir, Path::new("index.json"), MAX_INDEX) {
-        Ok(bytes) => bytes,
-        Err(e) if confined::is_outside(&e) => return Err(e),
-        Err(_) => return Ok(None),
-    };
-    let Ok(index) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
-    Ok(index["manifests"]
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag).cloned()))
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::content::{Store, tag_in_index, tagged_in_index};
+use kiln_image::layout::Layout;
+
+use crate::content::Store;
 use crate::params::{BuildParams, CacheEntry};
 
 /// The tag the cache's manifest gets in the folder's `index.json`.
@@ -53,7 +55,7 @@ impl LocalCaches {
                 let dir = PathBuf::from(&entry.attrs["src"]);
                 let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
                 let tagged =
-                    tagged_in_index(&dir, &tag).map_err(|error| LocalCacheError { path: dir.clone(), error })?;
+                    Layout::at(&dir).tagged(&tag).map_err(|error| LocalCacheError { path: dir.clone(), error })?;
                 match tagged.and_then(|d| d["digest"].as_str().map(String::from)) {
                     Some(digest) => {
                         entry.attrs.insert("digest".into(), digest);
@@ -98,7 +100,7 @@ impl LocalCaches {
         let desc: serde_json::Value = serde_json::from_str(desc)
             .map_err(|e| LocalCacheError { path: PathBuf::from("cache.manifest"), error: std::io::Error::other(e) })?;
         for (dir, tag) in &self.exports {
-            tag_in_index(dir, tag, &desc).map_err(|error| LocalCacheError { path: dir.clone(), error })?;
+            Layout::at(dir).tag(tag, &desc).map_err(|error| LocalCacheError { path: dir.clone(), error })?;
             eprintln!("build: cache exported to {}", dir.display());
         }
         Ok(())

@@ -1002,19 +1002,17 @@ mod tests {
         assert!(error_of(load(&dir.path().join("nothing.tar"))).contains("nothing.tar"));
     }
 
-    /// An OCI layout being written: blobs by digest, then index.json.
-    struct Layout(PathBuf);
+    /// An OCI layout being written (by [`crate::layout::Layout`]): blobs, then index.json.
+    struct Layout(crate::layout::Layout);
 
     impl Layout {
         fn new(dir: &Path) -> Self {
-            std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-            std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-            Layout(dir.to_path_buf())
+            Layout(crate::layout::Layout::create(dir).unwrap())
         }
 
         fn blob(&self, media_type: &str, bytes: &[u8]) -> serde_json::Value {
-            std::fs::write(self.0.join("blobs/sha256").join(hex_of(bytes)), bytes).unwrap();
-            serde_json::json!({ "mediaType": media_type, "digest": sha256(bytes), "size": bytes.len() })
+            let digest = self.0.write_blob(bytes).unwrap();
+            serde_json::json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
         }
 
         fn image(&self, content: &str) -> serde_json::Value {
@@ -1033,8 +1031,7 @@ mod tests {
         }
 
         fn index_json(&self, manifests: &[serde_json::Value]) {
-            let index = serde_json::json!({ "schemaVersion": 2, "manifests": manifests });
-            std::fs::write(self.0.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+            self.0.set_index(&crate::layout::index_of(manifests)).unwrap();
         }
     }
 

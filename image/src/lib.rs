@@ -4,6 +4,7 @@
 //! - [`archive`]: images on disk to push: docker-save and OCI tarballs, OCI layouts.
 //! - [`confined`]: files of a given folder read without following a link out of it, and
 //!   files written fresh so nothing a folder holds is written through.
+//! - [`layout`]: the one OCI image layout writer (blobs, `oci-layout`, `index.json` edits).
 //! - [`digest`]: the validated `sha256:` digest, computed in one place.
 //! - [`display`]: digests and sizes as progress lines show them.
 //! - [`decompress`]: layer streams decompressed by what their bytes are (gzip, zstd, plain).
@@ -14,6 +15,7 @@ pub mod confined;
 pub mod decompress;
 pub mod digest;
 pub mod display;
+pub mod layout;
 pub mod oci;
 pub mod time;
 pub mod unpack;

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use kiln_image::digest::Digest;
+use kiln_image::layout::{Layout, index_of};
 use kiln_image::unpack::{UnpackOptions, Unpacker};
-use sha2::{Digest as _, Sha256};
 
 fn layers() -> Vec<Vec<E>> {
     let t = |n: u64| 1_500_000_000 + n * 1000;
@@ -113,7 +114,7 @@ fn layers() -> Vec<Vec<E>> {
 const DIR_MTIMES_IGNORED: &[&str] = &["nonexistent", "nonexistent/dir", "home/user/sub", ""];
 
 fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    Digest::of(data).to_string()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -124,13 +125,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Writes an OCI image layout with the layers under tag `test`.
 fn write_layout(dir: &Path, tars: &[Vec<u8>]) {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let digest = sha256(data);
-        fs::write(blobs.join(digest.trim_start_matches("sha256:")), data).unwrap();
-        (digest, data.len())
-    };
+    let layout = Layout::create(dir).unwrap();
+    let put = |data: &[u8]| (layout.write_blob(data).unwrap().to_string(), data.len());
     let mut layer_descs = Vec::new();
     let mut diff_ids = Vec::new();
     for tar in tars {
@@ -152,16 +148,13 @@ fn write_layout(dir: &Path, tars: &[Vec<u8>]) {
         "layers": layer_descs,
     });
     let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
+    layout
+        .set_index(&index_of(&[serde_json::json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": manifest_digest, "size": manifest_size,
             "annotations": {"org.opencontainers.image.ref.name": "test"},
-        }],
-    });
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        })]))
+        .unwrap();
 }
 
 /// Says so past the test harness's capture of output (`eprintln!` is captured).

@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use kiln_image::confined::{self, FreshDir};
-use kiln_image::oci::{self, Descriptor, ManifestOrIndex, Platform};
+use kiln_image::digest::Digest;
+use kiln_image::layout::{self, Layout};
+use kiln_image::oci::{Descriptor, ManifestOrIndex, Platform};
 use kiln_registry::Client;
 use serde::Deserialize;
 
@@ -306,7 +308,7 @@ async fn write_image_tar(
     let config = image.config.clone();
     let (out, tag) = (out.to_path_buf(), tag.map(String::from));
     tokio::task::spawn_blocking(move || {
-        let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let blob = |d: &str| -> anyhow::Result<String> { Ok(d.parse::<Digest>()?.blob_path()) };
         let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
         let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let mut add = |path: &str, size: u64, data: &mut dyn std::io::Read| -> anyhow::Result<()> {
@@ -316,33 +318,31 @@ async fn write_image_tar(
             header.set_entry_type(tar::EntryType::Regular);
             tar.append_data(&mut header, path, data).with_context(|| format!("writing {path} into image.tar"))
         };
-        add("oci-layout", 30, &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..])?;
+        add("oci-layout", layout::OCI_LAYOUT.len() as u64, &mut &layout::OCI_LAYOUT[..])?;
         let mut manifest_desc = manifest.descriptor.clone();
         let mut annotations = BTreeMap::new();
         if let Some(tag) = &tag {
             annotations.insert("io.containerd.image.name".to_string(), tag.clone());
             let short = tag.rsplit(':').next().unwrap_or_default().to_string();
-            annotations.insert("org.opencontainers.image.ref.name".to_string(), short);
+            annotations.insert(layout::REF_NAME.to_string(), short);
         }
         manifest_desc.annotations = annotations;
-        let index = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": [manifest_desc],
-        }))?;
+        let index = layout::index_of(&[manifest_desc]);
         add("index.json", index.len() as u64, &mut index.as_slice())?;
         let docker = serde_json::to_vec(&serde_json::json!([{
-            "Config": blob(&config.descriptor.digest),
+            "Config": blob(&config.descriptor.digest)?,
             "RepoTags": tag.iter().collect::<Vec<_>>(),
-            "Layers": manifest.value.layers.iter().map(|l| blob(&l.digest)).collect::<Vec<_>>(),
+            "Layers": manifest.value.layers.iter().map(|l| blob(&l.digest)).collect::<anyhow::Result<Vec<_>>>()?,
         }]))?;
         add("manifest.json", docker.len() as u64, &mut docker.as_slice())?;
-        add(&blob(&manifest.descriptor.digest), manifest.bytes.len() as u64, &mut manifest.bytes.as_slice())?;
-        add(&blob(&config.descriptor.digest), config.bytes.len() as u64, &mut config.bytes.as_slice())?;
+        add(&blob(&manifest.descriptor.digest)?, manifest.bytes.len() as u64, &mut manifest.bytes.as_slice())?;
+        add(&blob(&config.descriptor.digest)?, config.bytes.len() as u64, &mut config.bytes.as_slice())?;
         let mut written = std::collections::HashSet::new();
         for spool in &spools {
             let d = &spool.descriptor;
             let mut reader = spool.reader()?;
             if written.insert(d.digest.clone()) {
-                add(&blob(&d.digest), d.size, &mut reader).map_err(|e| match spool.wait() {
+                add(&blob(&d.digest)?, d.size, &mut reader).map_err(|e| match spool.wait() {
                     Err(download) => anyhow::anyhow!("layer {}: {download}", d.digest),
                     Ok(()) => e,
                 })?;
@@ -365,9 +365,7 @@ const MAX_MANIFESTS: usize = 1000;
 /// Writes an OCI image layout of everything `digest` names: an index with all its
 /// platforms, or a single image wrapped in an index plus `single-image-digest`.
 async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &WorkDir) -> anyhow::Result<()> {
-    let blobs_dir = out.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs_dir).with_context(|| format!("creating {}", blobs_dir.display()))?;
-    let blob_path = |d: &str| blobs_dir.join(d.trim_start_matches("sha256:"));
+    let layout = Layout::create(out).with_context(|| format!("creating the layout {}", out.display()))?;
     let top = pull::fetch_manifest(client, digest).await?;
 
     // Manifests to walk (nested indexes included), each fetched once however often it is
@@ -393,12 +391,12 @@ async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &Wor
                         anyhow::bail!("index {digest} names more than {MAX_MANIFESTS} manifests; kiln stops there");
                     }
                     let c = pull::fetch_manifest(client, &child.digest).await?;
-                    std::fs::write(blob_path(&c.descriptor.digest), &c.bytes)?;
+                    layout.write_blob(&c.bytes)?;
                     queue.push((c, depth + 1));
                 }
             }
             ManifestOrIndex::Manifest(m) => {
-                std::fs::write(blob_path(&fetched.descriptor.digest), &fetched.bytes)?;
+                layout.write_blob(&fetched.bytes)?;
                 blobs.push(m.config.clone());
                 blobs.extend(m.layers.iter().cloned());
             }
@@ -409,19 +407,15 @@ async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &Wor
     let progress = Arc::new(Progress::new("blob", blobs.len()));
     let spools = pull::spool_all(client.clone(), &blobs, &work.spool_dir, PARALLEL_DOWNLOADS, progress)?;
     for spool in spools {
-        let target = blob_path(&spool.descriptor.digest);
-        tokio::task::spawn_blocking(move || spool.persist(&target)).await??;
+        let layout = layout.clone();
+        tokio::task::spawn_blocking(move || spool.persist(&layout)).await??;
     }
 
-    std::fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     match &top.value {
-        ManifestOrIndex::Index(_) => std::fs::write(out.join("index.json"), &top.bytes)?,
+        ManifestOrIndex::Index(_) => layout.set_index(&top.bytes)?,
         ManifestOrIndex::Manifest(_) => {
-            let index = serde_json::json!({
-                "schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": [top.descriptor],
-            });
-            std::fs::write(out.join("index.json"), serde_json::to_vec(&index)?)?;
-            std::fs::write(out.join("single-image-digest"), digest)?;
+            layout.set_index(&layout::index_of(&[&top.descriptor]))?;
+            confined::write_new(out, "single-image-digest", digest.as_bytes())?;
         }
     }
     Ok(())

@@ -14,6 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use kiln_image::digest::Digest;
+use kiln_image::layout::Layout;
 use kiln_image::oci::{self, Descriptor, ImageConfig, Manifest, ManifestOrIndex, Platform};
 use kiln_registry::Client;
 use tokio::sync::Semaphore;
@@ -138,10 +140,13 @@ impl Spool {
         (state.written, state.finished.is_some())
     }
 
-    /// Waits (blocking) for the download and moves the verified blob to `to`.
-    pub fn persist(&self, to: &Path) -> anyhow::Result<()> {
+    /// Waits (blocking) for the download and moves the verified blob into `layout`.
+    pub fn persist(&self, layout: &Layout) -> anyhow::Result<()> {
         self.wait().map_err(|e| anyhow::anyhow!("blob {}: {e}", self.descriptor.digest))?;
-        std::fs::rename(&self.path, to).with_context(|| format!("moving a blob to {}", to.display()))
+        let digest: Digest = self.descriptor.digest.parse()?;
+        layout
+            .adopt_blob(&digest, &self.path)
+            .with_context(|| format!("moving blob {digest} into {}", layout.dir().display()))
     }
 
     /// Waits (blocking) until the download ended; its outcome.

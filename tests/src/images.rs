@@ -5,8 +5,9 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use kiln_image::digest::Digest;
+use kiln_image::layout::{Layout, index_of};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
 use crate::harness::{DevEnv, Registry};
 
@@ -114,17 +115,14 @@ pub fn write_layout(
     layers: &[(Vec<u8>, Compression)],
     config: serde_json::Value,
 ) -> std::io::Result<String> {
-    std::fs::create_dir_all(dir.join("blobs/sha256"))?;
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let layout = Layout::create(dir)?;
     let blob = |bytes: &[u8]| -> std::io::Result<(String, u64)> {
-        let hex = hex::encode(Sha256::digest(bytes));
-        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes)?;
-        Ok((format!("sha256:{hex}"), bytes.len() as u64))
+        Ok((layout.write_blob(bytes)?.to_string(), bytes.len() as u64))
     };
     let mut diff_ids = Vec::new();
     let mut descriptors = Vec::new();
     for (tar, compression) in layers {
-        diff_ids.push(format!("sha256:{}", hex::encode(Sha256::digest(tar))));
+        diff_ids.push(Digest::of(tar).to_string());
         let (bytes, media_type) = match compression {
             Compression::Gzip => {
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -148,11 +146,10 @@ pub fn write_layout(
         "layers": descriptors,
     });
     let (digest, size) = blob(manifest.to_string().as_bytes())?;
-    let index = json!({ "schemaVersion": 2, "manifests": [{
+    layout.set_index(&index_of(&[json!({
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
         "annotations": { "org.opencontainers.image.ref.name": tag },
-    }]});
-    std::fs::write(dir.join("index.json"), index.to_string())?;
+    })]))?;
     Ok(digest)
 }
 

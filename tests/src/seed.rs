@@ -17,8 +17,9 @@ use std::path::Path;
 use anyhow::Context;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use kiln_image::digest::Digest;
+use kiln_image::layout::{Layout, index_of};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
 /// All entries get this modification time (2024-01-01T00:00:00Z).
 const MTIME: u64 = 1_704_067_200;
@@ -32,8 +33,7 @@ struct Blob {
 
 /// Writes the busybox image layout into `dir` (created if missing).
 pub fn write_layout(dir: &Path, busybox: &Path, arm64_busybox: Option<&Path>) -> anyhow::Result<()> {
-    fs::create_dir_all(dir.join("blobs/sha256"))?;
-    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let dir = &Layout::create(dir).with_context(|| format!("creating the layout {}", dir.display()))?;
 
     let binary = fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
     let applets = busybox_applets(busybox)?;
@@ -48,56 +48,41 @@ pub fn write_layout(dir: &Path, busybox: &Path, arm64_busybox: Option<&Path>) ->
     };
     let arm64 = image(dir, &arm64_tar, "arm64", Some("v8"))?;
 
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            manifest_entry(&amd64, "amd64", None),
-            manifest_entry(&arm64, "arm64", Some("v8")),
-        ],
-    });
-    let index = write_blob(dir, index.to_string().as_bytes())?;
+    let index = index_of(&[manifest_entry(&amd64, "amd64", None), manifest_entry(&arm64, "arm64", Some("v8"))]);
+    let index = write_blob(dir, &index)?;
 
-    let layout_index = json!({
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "digest": index.digest, "size": index.size,
-                "annotations": { "org.opencontainers.image.ref.name": "latest" },
-            },
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": amd64.digest, "size": amd64.size,
-                "annotations": { "org.opencontainers.image.ref.name": "amd64" },
-            },
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": arm64.digest, "size": arm64.size,
-                "annotations": { "org.opencontainers.image.ref.name": "arm64" },
-            },
-        ],
-    });
-    fs::write(dir.join("index.json"), layout_index.to_string())?;
+    let layout_index = index_of(&[
+        json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index.digest, "size": index.size,
+            "annotations": { "org.opencontainers.image.ref.name": "latest" },
+        }),
+        json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": amd64.digest, "size": amd64.size,
+            "annotations": { "org.opencontainers.image.ref.name": "amd64" },
+        }),
+        json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": arm64.digest, "size": arm64.size,
+            "annotations": { "org.opencontainers.image.ref.name": "arm64" },
+        }),
+    ]);
+    dir.set_index(&layout_index)?;
     Ok(())
 }
 
 /// Writes a single-image layout from a root filesystem tarball (a Debian made by
 /// debootstrap, for the images that need a distribution), tagged `tag`.
 pub fn write_rootfs_layout(dir: &Path, rootfs_tar: &Path, tag: &str) -> anyhow::Result<()> {
-    fs::create_dir_all(dir.join("blobs/sha256"))?;
-    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let dir = &Layout::create(dir).with_context(|| format!("creating the layout {}", dir.display()))?;
     let tar = fs::read(rootfs_tar).with_context(|| format!("reading {}", rootfs_tar.display()))?;
     let manifest = image(dir, &tar, "amd64", None)?;
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest.digest, "size": manifest.size,
-            "annotations": { "org.opencontainers.image.ref.name": tag },
-        }],
-    });
-    fs::write(dir.join("index.json"), index.to_string())?;
+    dir.set_index(&index_of(&[json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest.digest, "size": manifest.size,
+        "annotations": { "org.opencontainers.image.ref.name": tag },
+    })]))?;
     Ok(())
 }
 
@@ -113,8 +98,8 @@ fn manifest_entry(m: &Blob, arch: &str, variant: Option<&str>) -> serde_json::Va
 }
 
 /// Writes one single-layer image (layer, config, manifest) and returns its manifest blob.
-fn image(dir: &Path, layer_tar: &[u8], arch: &str, variant: Option<&str>) -> anyhow::Result<Blob> {
-    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(layer_tar)));
+fn image(dir: &Layout, layer_tar: &[u8], arch: &str, variant: Option<&str>) -> anyhow::Result<Blob> {
+    let diff_id = Digest::of(layer_tar).to_string();
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     gz.write_all(layer_tar)?;
     let layer = write_blob(dir, &gz.finish()?)?;
@@ -140,10 +125,8 @@ fn image(dir: &Path, layer_tar: &[u8], arch: &str, variant: Option<&str>) -> any
     write_blob(dir, manifest.to_string().as_bytes())
 }
 
-fn write_blob(dir: &Path, bytes: &[u8]) -> anyhow::Result<Blob> {
-    let hex = hex::encode(Sha256::digest(bytes));
-    fs::write(dir.join("blobs/sha256").join(&hex), bytes)?;
-    Ok(Blob { digest: format!("sha256:{hex}"), size: bytes.len() as u64 })
+fn write_blob(dir: &Layout, bytes: &[u8]) -> anyhow::Result<Blob> {
+    Ok(Blob { digest: dir.write_blob(bytes)?.to_string(), size: bytes.len() as u64 })
 }
 
 fn busybox_applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
