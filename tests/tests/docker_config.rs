@@ -7,13 +7,14 @@ use std::path::Path;
 
 use base64::Engine as _;
 use kiln_tests::dev_env_or_skip;
-use kiln_tests::harness::{DevEnv, Outcome, assert_access_refused, command, push_busybox, run, source, unique_repo};
+use kiln_tests::harness::{
+    DevEnv, Outcome, Registry, assert_access_refused, command, push_busybox, run, source, unique_repo,
+};
 use serde_json::json;
 
-/// `check` for `repo` on the basic-auth registry with credentials removed from `source`,
-/// `DOCKER_CONFIG` at `config` and `path` first on PATH.
-fn check(env: &DevEnv, repo: &str, config: &Path, path: &Path) -> Outcome {
-    let reg = &env.registries.basic;
+/// `check` for `repo` on `reg` with credentials removed from `source`, `DOCKER_CONFIG` at
+/// `config` and `path` first on PATH.
+fn check(env: &DevEnv, reg: &Registry, repo: &str, config: &Path, path: &Path) -> Outcome {
     let mut src = source(env, reg, repo);
     src.as_object_mut().unwrap().remove("username");
     src.as_object_mut().unwrap().remove("password");
@@ -35,7 +36,7 @@ fn auths_and_credential_helpers_stand_in_for_source_credentials() {
     std::fs::create_dir_all(&bin).unwrap();
 
     // No configuration: the registry refuses, and says what to do.
-    let out = check(env, &repo, &dir.path().join("nowhere"), &bin);
+    let out = check(env, reg, &repo, &dir.path().join("nowhere"), &bin);
     assert_access_refused(&out, "check", &reg.addr, &repo, &[&password]);
     assert!(out.stderr.contains("the registry wants credentials: set username and password"), "{}", out.stderr);
 
@@ -46,7 +47,7 @@ fn auths_and_credential_helpers_stand_in_for_source_credentials() {
         json!({ "auths": { reg.addr.clone(): { "auth": auth } } }).to_string(),
     )
     .unwrap();
-    let out = check(env, &repo, dir.path(), &bin);
+    let out = check(env, reg, &repo, dir.path(), &bin);
     assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
 
     // credHelpers: docker-credential-kiln-test answers for the host it is asked about.
@@ -63,13 +64,13 @@ fn auths_and_credential_helpers_stand_in_for_source_credentials() {
         json!({ "credHelpers": { reg.addr.clone(): "kiln-test" } }).to_string(),
     )
     .unwrap();
-    let out = check(env, &repo, dir.path(), &bin);
+    let out = check(env, reg, &repo, dir.path(), &bin);
     assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
     assert!(!out.stderr.contains(&password) && !out.stdout.contains(&password), "the password was printed");
 
     // A damaged configuration names the file.
     std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
-    let out = check(env, &repo, dir.path(), &bin);
+    let out = check(env, reg, &repo, dir.path(), &bin);
     out.failure();
     assert!(out.stderr.contains("config.json"), "{}", out.stderr);
 }
@@ -114,12 +115,7 @@ fn an_identity_token_is_exchanged_at_the_realm() {
             json!({ "auths": { reg.addr.clone(): { "identitytoken": token } } }).to_string(),
         )
         .unwrap();
-        let mut src = source(env, reg, &repo);
-        src.as_object_mut().unwrap().remove("username");
-        src.as_object_mut().unwrap().remove("password");
-        let mut cmd = command("check");
-        cmd.env("DOCKER_CONFIG", dir.path());
-        run(cmd, json!({ "source": src }).to_string().as_bytes())
+        check(env, reg, &repo, dir.path(), Path::new("/usr/local/bin"))
     };
     let out = check_with(&refresh);
     assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
