@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use arbitrary::Arbitrary;
-use kiln_image::confined::{is_outside, open_beneath, walk_beneath};
+use kiln_image::confined::{Plant, is_outside, open_beneath, plant, walk_beneath};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -93,45 +93,17 @@ fuzz_target!(|input: Input| {
         if names.is_empty() {
             continue;
         }
-        // The tree is made without following any link it already holds: a link to `/` or
-        // beside the sandbox must never carry a later node onto the host. Folders on the
-        // way are made where missing; a node under a link or a file is skipped.
-        let mut path = root.clone();
-        let mut through_a_link = false;
-        for name in &names[..names.len() - 1] {
-            path.push(name);
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => {
-                    through_a_link = true;
-                    break;
-                }
-                Err(_) => {
-                    let _ = std::fs::create_dir(&path);
-                }
-            }
-        }
-        if through_a_link {
-            continue;
-        }
-        path.push(names[names.len() - 1]);
-        let _ = match &node.kind {
-            // create_new does not follow a link already at the name (O_CREAT | O_EXCL).
-            Kind::File => std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, b"inside")),
-            Kind::Dir => std::fs::create_dir(&path),
-            Kind::Link { absolute, target } => {
-                let target = match absolute {
-                    None => PathBuf::from(join(target)),
-                    Some(true) => PathBuf::from(format!("{}/{}", sandbox.path().display(), join(target))),
-                    Some(false) => PathBuf::from(format!("/{}", join(target))),
-                };
-                std::os::unix::fs::symlink(target, &path)
-            }
+        let what = match &node.kind {
+            Kind::File => Plant::File,
+            Kind::Dir => Plant::Dir,
+            Kind::Link { absolute, target } => Plant::Link(match absolute {
+                None => PathBuf::from(join(target)),
+                Some(true) => PathBuf::from(format!("{}/{}", sandbox.path().display(), join(target))),
+                Some(false) => PathBuf::from(format!("/{}", join(target))),
+            }),
         };
+        // Made without following a link the tree already holds (see `plant`).
+        plant(&root, &names, what);
     }
 
     let mut allowed = HashSet::new();

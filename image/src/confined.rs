@@ -398,6 +398,42 @@ pub fn rename_into(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// What [`plant`] makes.
+#[doc(hidden)]
+pub enum Plant {
+    File,
+    Dir,
+    Link(PathBuf),
+}
+
+/// For the tests and the fuzz target that build trees to resolve paths in: makes `names`
+/// (plain names) under `root` as `what`, making missing folders on the way and never
+/// following a link the tree already holds (a link to `/` or beside the root must never
+/// carry a node onto the host); a node under a link or a file is skipped, and a name
+/// already taken is left as it is.
+#[doc(hidden)]
+pub fn plant(root: &Path, names: &[&str], what: Plant) {
+    let Some((last, folders)) = names.split_last() else { return };
+    let mut path = root.to_path_buf();
+    for name in folders {
+        path.push(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return,
+            Err(_) => {
+                let _ = std::fs::create_dir(&path);
+            }
+        }
+    }
+    path.push(last);
+    let _ = match what {
+        // create_new does not follow a link already at the name (O_CREAT | O_EXCL).
+        Plant::File => create_new(&path).and_then(|mut f| f.write_all(b"inside")),
+        Plant::Dir => std::fs::create_dir(&path),
+        Plant::Link(target) => std::os::unix::fs::symlink(target, &path),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;
@@ -617,46 +653,20 @@ mod tests {
             for _ in 0..rng.below(10) {
                 let depth = 1 + rng.below(3);
                 let names: Vec<&str> = (0..depth).map(|_| PARTS[rng.below(3) as usize]).collect();
-                // Made without following a link the tree already holds, which could point
-                // at `/` or beside the root: a later node must never land on the host.
-                let mut path = root.clone();
-                let mut through_a_link = false;
-                for name in &names[..names.len() - 1] {
-                    path.push(name);
-                    match std::fs::symlink_metadata(&path) {
-                        Ok(meta) if meta.is_dir() => {}
-                        Ok(_) => {
-                            through_a_link = true;
-                            break;
-                        }
-                        Err(_) => {
-                            let _ = std::fs::create_dir(&path);
-                        }
-                    }
-                }
-                path.push(names[names.len() - 1]);
-                let kind = rng.below(3);
-                if through_a_link {
-                    continue;
-                }
-                let _ = match kind {
-                    0 => std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&path)
-                        .and_then(|mut f| std::io::Write::write_all(&mut f, b"inside")),
-                    1 => std::fs::create_dir(&path),
+                let what = match rng.below(3) {
+                    0 => Plant::File,
+                    1 => Plant::Dir,
                     _ => {
                         let len = rng.below(4);
                         let target: Vec<&str> = (0..len).map(|_| PARTS[rng.below(7) as usize]).collect();
-                        let target = match rng.below(4) {
+                        Plant::Link(PathBuf::from(match rng.below(4) {
                             0 => format!("{}/{}", top.path().display(), target.join("/")),
                             1 => format!("/{}", target.join("/")),
                             _ => target.join("/"),
-                        };
-                        symlink(target, &path)
+                        }))
                     }
                 };
+                plant(&root, &names, what);
             }
             let len = rng.below(5);
             let path: Vec<&str> = (0..len).map(|_| PARTS[rng.below(7) as usize]).collect();
