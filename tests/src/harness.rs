@@ -474,8 +474,7 @@ pub fn push_tiny_index(env: &DevEnv, repo: &str, tag: &str, images: &[TinyImage<
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    kiln_image::digest::Digest::of(bytes).to_string()
 }
 
 /// Uploads the layer and config of `image`; returns the digest and bytes of its manifest.

@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::process::Command;
 
+use kiln_image::digest::Digest;
 use kiln_tests::dev_env_or_skip;
 use kiln_tests::harness::{
     DevEnv, Registry, TinyImage, push_busybox, push_tiny, put_manifest, resource, source, unique_repo,
 };
 use kiln_tests::images::{Compression, Layer, push_layout, write_layout};
 use serde_json::{Value, json};
-use sha2::Digest as _;
 
 fn request(env: &DevEnv, reg: &Registry, repo: &str, tag: &str, digest: &str, params: Value) -> Value {
     json!({ "source": source(env, reg, repo), "version": { "tag": tag, "digest": digest }, "params": params })
@@ -144,7 +144,7 @@ fn plain_raw(reg: &Registry, repo: &str, reference: &str, config: bool) -> Vec<u
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    Digest::of(bytes).to_string()
 }
 
 /// Every file of a tarball, by name.
@@ -192,7 +192,7 @@ fn docker_format_is_a_docker_save_tarball_of_the_registry_image() {
     let files = tar_files(&tar);
     let docker: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     assert_eq!(docker[0]["RepoTags"], json!([format!("{}:d1", reg.repo(&repo))]));
-    let blob = |d: &Value| format!("blobs/sha256/{}", d.as_str().unwrap().trim_start_matches("sha256:"));
+    let blob = |d: &Value| d.as_str().unwrap().parse::<Digest>().unwrap().blob_path();
     assert_eq!(docker[0]["Config"], json!(blob(&registry_manifest["config"]["digest"])));
     let layer_paths: Vec<String> = registry_layers.iter().map(|d| blob(d)).collect();
     assert_eq!(docker[0]["Layers"], json!(layer_paths));
@@ -344,13 +344,13 @@ fn oci_layout_keeps_the_whole_index() {
     let params = json!({ "format": "oci-layout" });
     resource("in", Some(dest.path()), &request(env, reg, &repo, "all", &digest, params)).success();
     let index = std::fs::read(dest.path().join("oci/index.json")).unwrap();
-    assert_eq!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&index))), digest);
+    assert_eq!(sha256(&index), digest);
     assert!(!dest.path().join("oci/single-image-digest").exists());
     // Every platform's image is there, each blob under its own digest.
     let blob = |digest: &str| {
-        let path = dest.path().join("oci/blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        let path = dest.path().join("oci").join(digest.parse::<Digest>().unwrap().blob_path());
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))), digest);
+        assert_eq!(sha256(&bytes), digest);
         bytes
     };
     let index: Value = serde_json::from_slice(&index).unwrap();
@@ -527,7 +527,6 @@ fn oci_layout_walks_each_document_once_and_caps_nesting() {
             .to_string()
             .into_bytes()
     };
-    let digest_of = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
     let image_size = {
         let out = Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:image", reg.repo(&repo))])
@@ -537,13 +536,13 @@ fn oci_layout_walks_each_document_once_and_caps_nesting() {
     };
     const INDEX: &str = "application/vnd.oci.image.index.v1+json";
     let inner = index_of(vec![entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size); 1000]);
-    let inner_digest = digest_of(&inner);
+    let inner_digest = sha256(&inner);
     put_manifest(env, &repo, &inner_digest, INDEX, &inner);
     // The image itself first, so the platform resolves; then the nested index, 1,000 times.
     let mut entries = vec![entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size)];
     entries.extend(vec![entry(&inner_digest, INDEX, inner.len()); 1000]);
     let outer = index_of(entries);
-    let outer_digest = digest_of(&outer);
+    let outer_digest = sha256(&outer);
     put_manifest(env, &repo, "fanout", INDEX, &outer);
 
     let dir = tempfile::tempdir().unwrap();
@@ -569,7 +568,7 @@ fn oci_layout_walks_each_document_once_and_caps_nesting() {
             entries.insert(0, entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size));
         }
         let bytes = index_of(entries);
-        let digest = digest_of(&bytes);
+        let digest = sha256(&bytes);
         put_manifest(env, &repo, if level == 4 { "deep" } else { &digest }, INDEX, &bytes);
         top = digest.clone();
         child = (digest, INDEX, bytes.len());
