@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use kiln_build_task::patterns::PatternList;
+use kiln_build_task::task::patterns::PatternList;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

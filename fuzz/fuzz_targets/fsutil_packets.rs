@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kiln_build_task::context::{self, ContextEntry};
-use kiln_build_task::filesync::send_files;
-use kiln_build_task::patterns::PatternList;
+use kiln_build_task::task::context::{self, ContextEntry};
+use kiln_build_task::session::filesync::send_files;
+use kiln_build_task::task::patterns::PatternList;
 use kiln_proto::fsutil::types::Packet;
 use kiln_proto::fsutil::types::packet::PacketType;
 use libfuzzer_sys::fuzz_target;

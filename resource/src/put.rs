@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use kiln_build_task::params::ImageName;
+use kiln_build_task::task::params::ImageName;
 use kiln_registry::Client;
 use serde::Deserialize;
 

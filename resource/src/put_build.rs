@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_build_task::params::{BuildParams, ImageName};
+use kiln_build_task::task::params::{BuildParams, ImageName};
 use kiln_image::confined::{self, FreshDir};
 use kiln_registry::Credentials;
 use serde_json::Value;
@@ -170,8 +170,11 @@ impl BuildSpec {
             confined::create_with(&file, pem.as_bytes()).with_context(|| format!("writing {}", file.display()))?;
             ca_files.push(file);
         }
-        params.daemon_registries =
-            vec![kiln_build_task::daemon::RegistryAccess { host: trust.host.clone(), http: trust.http, ca_files }];
+        params.daemon_registries = vec![kiln_build_task::buildkit::daemon::RegistryAccess {
+            host: trust.host.clone(),
+            http: trust.http,
+            ca_files,
+        }];
         Ok(params)
     }
 

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_build_task::params::{DAEMON_ONLY, NAMES, PREFIXES};
+use kiln_build_task::task::params::{DAEMON_ONLY, NAMES, PREFIXES};
 use kiln_resource::get::GetParams;
 use kiln_resource::put::PutParams;
 use kiln_resource::put_build::BuildSpec;

@@ -7,8 +7,9 @@
 
 use std::process::ExitCode;
 
-use kiln_build_task::params::{self, BuildParams};
-use kiln_build_task::{cli, task};
+use kiln_build_task::task;
+use kiln_build_task::task::cli;
+use kiln_build_task::task::params::{self, BuildParams};
 
 const HELP: &str = "\
 build: builds a Dockerfile with BuildKit, as concourse/oci-build-task does.

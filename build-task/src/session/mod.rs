@@ -3,6 +3,15 @@
 //! `Control.Session` is a stream of byte messages. Kiln opens it with headers naming the
 //! session and every gRPC method it serves, then runs an HTTP/2 *server* over those
 //! bytes; BuildKit is the client on the other end.
+//!
+//! Its services: [`filesync`] (context in, image out), [`auth`] (registry credentials),
+//! [`secrets`], [`ssh`] agents, and [`content`] stores (images on disk, local caches).
+
+pub mod auth;
+pub mod content;
+pub mod filesync;
+pub mod secrets;
+pub mod ssh;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,11 +32,11 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::auth::AuthService;
-use crate::content::{ContentService, Store};
-use crate::filesync::{FileSendService, FileSyncService};
-use crate::secrets::{SecretSource, SecretsService};
-use crate::ssh::{Agent, SshService};
+use crate::session::auth::AuthService;
+use crate::session::content::{ContentService, Store};
+use crate::session::filesync::{FileSendService, FileSyncService};
+use crate::session::secrets::{SecretSource, SecretsService};
+use crate::session::ssh::{Agent, SshService};
 use kiln_proto::containerd::services::content::v1::content_server::ContentServer;
 use kiln_proto::moby::sshforward::v1::ssh_server::SshServer;
 

@@ -1,6 +1,6 @@
 //! `build`'s command line, for engineers running it by hand. Every flag is another way to
 //! set one of the task's params: flags become environment-style pairs that override the
-//! environment, so the task and the command line share one parser ([`crate::params`]).
+//! environment, so the task and the command line share one parser ([`crate::task::params`]).
 
 use std::path::PathBuf;
 
@@ -138,8 +138,8 @@ mod tests {
     fn every_flag_sets_a_param_build_reads() {
         for f in FLAGS.iter().filter(|f| f.flag != "--output") {
             let name = f.param.split('=').next().unwrap();
-            let known = crate::params::NAMES.contains(&name)
-                || crate::params::PREFIXES.iter().any(|p| name.starts_with(p) && name.ends_with('>'));
+            let known = crate::task::params::NAMES.contains(&name)
+                || crate::task::params::PREFIXES.iter().any(|p| name.starts_with(p) && name.ends_with('>'));
             assert!(known, "{} sets {name}, which build does not read", f.flag);
         }
         let Command::Build(o) = run(&[

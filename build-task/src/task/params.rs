@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::secrets::SecretSource;
+use crate::session::secrets::SecretSource;
 
 /// Every environment name `build` reads, whole. Typo warnings and the examples' checks use
 /// this list, so a param is known in one place.
@@ -114,7 +114,7 @@ pub struct BuildParams {
     pub registry_credentials: Option<kiln_registry::Credentials>,
     /// How a `buildkitd` started for this build reaches registries the caller knows about
     /// (a put's own registry); none from the task's params.
-    pub daemon_registries: Vec<crate::daemon::RegistryAccess>,
+    pub daemon_registries: Vec<crate::buildkit::daemon::RegistryAccess>,
     /// `SOURCE_DATE_EPOCH` (seconds, or the commit time of CONTEXT's git checkout): the
     /// frontend's build arg of that name, and timestamps rewritten on export.
     pub source_date_epoch: Option<u64>,
@@ -123,10 +123,10 @@ pub struct BuildParams {
     pub layers: LayerOptions,
     /// `NETWORK`: RUN steps' network (the frontend's `force-network-mode`).
     pub network: Network,
-    /// `LOAD`: load `image.tar` into the Docker engine at `DOCKER_HOST` ([`crate::load`]).
+    /// `LOAD`: load `image.tar` into the Docker engine at `DOCKER_HOST` ([`crate::task::load`]).
     pub load: bool,
-    /// `PROGRESS`: `auto`, `plain`, `tty` or `quiet` ([`crate::progress`]).
-    pub progress: crate::progress::Mode,
+    /// `PROGRESS`: `auto`, `plain`, `tty` or `quiet` ([`crate::buildkit::progress`]).
+    pub progress: crate::buildkit::progress::Mode,
 }
 
 /// The network `RUN` steps get.
@@ -393,13 +393,13 @@ fn err(name: &str, why: impl Into<String>) -> ParamError {
 }
 
 /// Two params of one prefix that BuildKit would be shown under one name (`IMAGE_ARG_base`
-/// and `IMAGE_ARG_BASE` are both `base`, see [`crate::image_args::slug`]) are refused: one
+/// and `IMAGE_ARG_BASE` are both `base`, see [`crate::task::image_args::slug`]) are refused: one
 /// would silently replace the other.
 fn distinct_names<'a>(prefix: &str, names: impl Iterator<Item = &'a String>) -> Result<(), ParamError> {
     let mut seen: BTreeMap<String, &String> = BTreeMap::new();
     for name in names {
         // A name without a letter or digit is refused where it is loaded, with its own words.
-        let Some(slug) = crate::image_args::slug(name) else { continue };
+        let Some(slug) = crate::task::image_args::slug(name) else { continue };
         if let Some(other) = seen.insert(slug.clone(), name) {
             return Err(err(
                 &format!("{prefix}{name}"),
@@ -540,7 +540,8 @@ impl BuildParams {
                 "Docker loads one image from image.tar: leave OUTPUT_OCI unset and give one platform",
             ));
         }
-        let progress = crate::progress::Mode::parse(get("PROGRESS").as_deref()).map_err(|e| err("PROGRESS", e))?;
+        let progress =
+            crate::buildkit::progress::Mode::parse(get("PROGRESS").as_deref()).map_err(|e| err("PROGRESS", e))?;
         Ok(BuildParams {
             progress,
             load,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_proto::fsutil::types::Stat;
 
-use crate::patterns::PatternList;
+use crate::task::patterns::PatternList;
 
 /// One entry to send, and where its content is on disk.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::{info, transport};
+use crate::buildkit::{info, transport};
 
 /// How the daemon is started.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct DaemonConfig {
     /// Where its socket, config and log live, and its state unless `state` says otherwise;
     /// removed when it stops.
     pub dir: PathBuf,
-    /// A state folder kept between builds ([`crate::kept_state`]): buildkitd's `--root`,
+    /// A state folder kept between builds ([`crate::buildkit::kept_state`]): buildkitd's `--root`,
     /// left in place when it stops.
     pub state: Option<PathBuf>,
     /// The state's budget in bytes: buildkitd's garbage collection keeps it under this

@@ -18,8 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::context::{self, ContextEntry};
-use crate::patterns::PatternList;
+use crate::task::context::{self, ContextEntry};
+use crate::task::patterns::PatternList;
 
 type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
 
@@ -200,7 +200,7 @@ pub async fn send_files<S>(
                 Ok(PacketType::PacketFin) => {
                     // BuildKit asks only for files it has not seen unchanged before: this says
                     // how much of the folder actually crossed the wire.
-                    if crate::progress::transfer_notes() {
+                    if crate::buildkit::progress::transfer_notes() {
                         eprintln!("build: {name}: sent {files} of {} entries, {bytes} bytes", entries.len());
                     }
                     let _ = tx.blocking_send(Ok(packet(PacketType::PacketFin)));

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use kiln_image::layout::Layout;
 
-use crate::content::Store;
-use crate::params::{BuildParams, CacheEntry};
+use crate::session::content::Store;
+use crate::task::params::{BuildParams, CacheEntry};
 
 /// The tag the cache's manifest gets in the folder's `index.json`.
 const DEFAULT_TAG: &str = "latest";

@@ -1,8 +1,21 @@
 //! One run of the build task, from checked params to the files in its output folder and,
-//! with `PUSH`, the image in its registry: BuildKit found or started ([`crate::daemon`]),
-//! each target solved ([`crate::solve`]), its export written in a fresh folder and renamed
+//! with `PUSH`, the image in its registry: BuildKit found or started ([`crate::buildkit::daemon`]),
+//! each target solved ([`crate::buildkit::solve`]), its export written in a fresh folder and renamed
 //! into place, then pushed by the resource's own push code ([`kiln_registry::push`]).
 //! The `build` binary and `out`'s `params.build` both run builds through here.
+//!
+//! What a run is made of: [`params`] (every param, from the environment) and [`cli`] (the
+//! same as flags); [`context`] and [`patterns`] (what of the context is sent);
+//! [`image_args`] (`IMAGE_ARG_*` images on disk); [`local_cache`] (the `cache` folder);
+//! [`load`] (`LOAD` into a Docker engine).
+
+pub mod cli;
+pub mod context;
+pub mod image_args;
+pub mod load;
+pub mod local_cache;
+pub mod params;
+pub mod patterns;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,14 +24,13 @@ use anyhow::Context as _;
 use kiln_image::confined::{self, FreshDir};
 use kiln_proto::moby::buildkit::v1::Exporter;
 
-use crate::daemon::{self, Buildkitd, DaemonConfig};
-use crate::image_args;
-use crate::kept_state::{self, KeptState};
-use crate::local_cache::LocalCaches;
-use crate::params::{BuildParams, ImageName, NamedContext};
+use crate::buildkit::daemon::{self, Buildkitd, DaemonConfig};
+use crate::buildkit::kept_state::{self, KeptState};
+use crate::buildkit::solve::{self, Solve};
+use crate::buildkit::{info, transport};
 use crate::session::SessionSpec;
-use crate::solve::{self, Solve};
-use crate::{info, transport};
+use crate::task::local_cache::LocalCaches;
+use crate::task::params::{BuildParams, ImageName, NamedContext};
 
 /// Where this run's BuildKit is, decided once.
 enum Where {
@@ -252,7 +264,7 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
             }
         }
     }
-    let ssh = crate::ssh::load(&params.ssh)?;
+    let ssh = crate::session::ssh::load(&params.ssh)?;
     let prepared = Prepared { content, extra_attrs, dirs, caches, ssh, internal: spawn };
     let params = &params;
     let with = SpawnWith {
@@ -277,7 +289,7 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     if params.load {
         let socket = transport::docker_socket(std::env::var("DOCKER_HOST").ok().as_deref())
             .map_err(|e| anyhow::anyhow!("LOAD: {e}"))?;
-        let loaded = crate::load::load(&socket, &built.output.join(built.image)).await?;
+        let loaded = crate::task::load::load(&socket, &built.output.join(built.image)).await?;
         eprintln!("build: loaded into the Docker engine at {}: {}", socket.display(), loaded.join("; "));
     }
     Ok(built)
@@ -370,12 +382,12 @@ async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
 /// What every build of one run shares: content stores for the session, frontend options
 /// for image args, and the local caches to record after an export.
 struct Prepared {
-    content: HashMap<String, std::sync::Arc<crate::content::Store>>,
+    content: HashMap<String, std::sync::Arc<crate::session::content::Store>>,
     extra_attrs: HashMap<String, String>,
     /// Named contexts that are folders, by the local name the frontend asks for.
     dirs: HashMap<String, PathBuf>,
     caches: LocalCaches,
-    ssh: HashMap<String, crate::ssh::Agent>,
+    ssh: HashMap<String, crate::session::ssh::Agent>,
     /// Builds on a daemon started here are left out of its build history, which would
     /// otherwise hold their exports beyond a kept state's budget.
     internal: bool,

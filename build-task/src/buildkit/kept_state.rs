@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
-use crate::daemon;
+use crate::buildkit::daemon;
 
 /// The budget when `BUILDKIT_CACHE_MAX_SIZE` is not set: 10 GB.
 pub const DEFAULT_BUDGET: u64 = 10 << 30;

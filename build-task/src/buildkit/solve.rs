@@ -8,9 +8,9 @@ use kiln_proto::moby::buildkit::v1::{CacheOptions, CacheOptionsEntry, Exporter, 
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
-use crate::params::CacheEntry;
-use crate::progress::{Mode, Progress};
+use crate::buildkit::progress::{Mode, Progress};
 use crate::session::{Session, SessionSpec, random_id};
+use crate::task::params::CacheEntry;
 
 /// What the kernel says, through runc, when a step's program is for another architecture.
 pub const EXEC_FORMAT_ERROR: &str = "exec format error";

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use kiln_image::archive::{self, BlobLocation};
 
-use crate::content::{Blob, Store};
+use crate::session::content::{Blob, Store};
 
 /// One image arg ready for the session and the frontend.
 pub struct ImageArg {
