@@ -32,8 +32,6 @@ use crate::oci::{self, Descriptor, Index, Manifest, ManifestOrIndex};
 pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// The annotation containerd and Docker (25+) put on `index.json` entries: the image's full name.
-const IMAGE_NAME_ANNOTATION: &str = "io.containerd.image.name";
 /// Blobs hashed at once.
 const PARALLEL_READS: usize = 4;
 /// The most a manifest, index or config may weigh.
@@ -375,8 +373,12 @@ fn load_oci(origin: &Path, store: &Store, verify: Verify) -> Result<LoadedImage,
     }
     let index_bytes = store.read(origin, "index.json", MAX_DOCUMENT)?;
     let index: Index = serde_json::from_slice(&index_bytes).map_err(|e| invalid(origin, format!("index.json: {e}")))?;
-    let origins =
-        index.manifests.iter().filter_map(|d| d.annotations.get(IMAGE_NAME_ANNOTATION)).cloned().collect::<Vec<_>>();
+    let origins = index
+        .manifests
+        .iter()
+        .filter_map(|d| d.annotations.get(crate::layout::IMAGE_NAME))
+        .cloned()
+        .collect::<Vec<_>>();
 
     // `in` (and registry-image-resource) mark a layout made from one image so it is pushed as that image.
     let single = if store.has(origin, "single-image-digest")? {

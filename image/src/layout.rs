@@ -22,13 +22,20 @@ pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// The `index.json` annotation that names an entry (a tag, in buildctl's and skopeo's use).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The `index.json` annotation containerd and Docker (25+) put on an entry: the image's
+/// full name.
+pub const IMAGE_NAME: &str = "io.containerd.image.name";
+
 /// The most an `index.json` read back may weigh.
 pub const MAX_INDEX: u64 = 16 << 20;
 
 /// An OCI image index of `manifests` (descriptors, or JSON values shaped like them).
 pub fn index_of<T: Serialize>(manifests: &[T]) -> Vec<u8> {
-    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": manifests });
-    serde_json::to_vec(&index).expect("a JSON value always serializes")
+    serde_json::to_vec(&index_value(manifests)).expect("a JSON value always serializes")
+}
+
+fn index_value<T: Serialize>(manifests: &[T]) -> serde_json::Value {
+    serde_json::json!({ "schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": manifests })
 }
 
 /// An OCI image layout folder.
@@ -72,6 +79,13 @@ impl Layout {
         meta.is_file().then_some(meta.len())
     }
 
+    /// The blobs the layout holds (names under `blobs/sha256` that are digests); none when
+    /// it has no blob folder.
+    pub fn blobs(&self) -> Vec<Digest> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("blobs/sha256")) else { return Vec::new() };
+        entries.flatten().filter_map(|e| format!("sha256:{}", e.file_name().to_str()?).parse().ok()).collect()
+    }
+
     /// Adds `bytes` as a blob; its digest. A blob already there is kept.
     pub fn write_blob(&self, bytes: &[u8]) -> io::Result<Digest> {
         let digest = Digest::of(bytes);
@@ -97,7 +111,7 @@ impl Layout {
     pub fn tag(&self, tag: &str, desc: &serde_json::Value) -> io::Result<()> {
         let mut index: serde_json::Value = match self.read_index() {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.bad_index(e))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => serde_json::from_slice(&index_of::<()>(&[]))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => index_value::<()>(&[]),
             Err(e) => return Err(e),
         };
         let mut desc = desc.clone();
@@ -154,6 +168,8 @@ mod tests {
         assert_eq!(digest, Digest::of(b"hello"));
         assert_eq!(std::fs::read(layout.blob_path(&digest)).unwrap(), b"hello");
         assert_eq!(layout.blob_size(&digest), Some(5));
+        std::fs::write(dir.path().join("blobs/sha256/not-a-digest"), "x").unwrap();
+        assert_eq!(layout.blobs(), vec![digest.clone()], "names that are not digests are not blobs");
         // A blob already there is not written again (its mode shows it was left alone).
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(layout.blob_path(&digest), std::fs::Permissions::from_mode(0o400)).unwrap();

@@ -322,7 +322,7 @@ async fn write_image_tar(
         let mut manifest_desc = manifest.descriptor.clone();
         let mut annotations = BTreeMap::new();
         if let Some(tag) = &tag {
-            annotations.insert("io.containerd.image.name".to_string(), tag.clone());
+            annotations.insert(layout::IMAGE_NAME.to_string(), tag.clone());
             let short = tag.rsplit(':').next().unwrap_or_default().to_string();
             annotations.insert(layout::REF_NAME.to_string(), short);
         }

@@ -181,10 +181,8 @@ impl Content for ContentService {
     async fn list(&self, request: Request<ListContentRequest>) -> Result<Response<Self::ListStream>, Status> {
         let store = self.store(&request)?;
         let mut digests: Vec<String> = store.blobs.keys().cloned().collect();
-        if let Some(layout) = &store.layout
-            && let Ok(entries) = std::fs::read_dir(layout.dir().join("blobs/sha256"))
-        {
-            digests.extend(entries.flatten().map(|e| format!("sha256:{}", e.file_name().to_string_lossy())));
+        if let Some(layout) = &store.layout {
+            digests.extend(layout.blobs().iter().map(Digest::to_string));
         }
         let info: Vec<Info> = digests.iter().filter_map(|d| store.info(d).ok()).collect();
         Ok(Response::new(tokio_stream::iter(vec![Ok(ListContentResponse { info })])))
@@ -403,9 +401,9 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
         ingest.offset += req.data.len() as u64;
         ingest.updated = SystemTime::now();
     }
-    let digest = Digest::from_hasher(ingest.hasher.clone()).to_string();
+    let digest = Digest::from_hasher(ingest.hasher.clone());
     reply.offset = ingest.offset as i64;
-    reply.digest = digest.clone();
+    reply.digest = digest.to_string();
     if action == WriteAction::Commit {
         if ingest.total > 0 && ingest.total != ingest.offset {
             return Err(Status::failed_precondition(format!(
@@ -413,7 +411,7 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
                 ingest.offset, ingest.total
             )));
         }
-        if !ingest.expected.is_empty() && ingest.expected != digest {
+        if !ingest.expected.is_empty() && ingest.expected != reply.digest {
             let expected = ingest.expected.clone();
             if let Some(ingest) = ingests.remove(ref_name) {
                 let _ = std::fs::remove_file(ingest.path);
@@ -422,7 +420,6 @@ fn write_step(store: &Store, ref_name: &str, req: WriteContentRequest) -> Result
         }
         let ingest = ingests.remove(ref_name).expect("present");
         ingest.file.sync_all().map_err(|e| io_status("syncing a blob", e))?;
-        let digest: Digest = digest.parse().expect("a sha256 digest we computed");
         layout.adopt_blob(&digest, &ingest.path).map_err(|e| io_status("committing a blob", e))?;
     }
     Ok(reply)
