@@ -144,14 +144,9 @@ impl BuildSpec {
         for (k, v) in &self.build_args {
             vars.push((format!("BUILD_ARG_{k}"), v.clone()));
         }
-        // BuildKit's own settings come from out's environment, as they do for the task.
-        for key in
-            ["BUILDKIT_HOST", "BUILDKIT_TLS_CA", "BUILDKIT_TLS_CERT", "BUILDKIT_TLS_KEY", "BUILDKIT_TLS_SERVERNAME"]
-        {
-            if let Ok(v) = std::env::var(key) {
-                vars.push((key.into(), v));
-            }
-        }
+        // Where BuildKit is, and the daemon's settings, come from out's environment, as
+        // they do for the task.
+        vars.extend(kiln_build_task::task::params::table::from_environment(std::env::vars()));
         if self.cache {
             vars.push(("CACHE_FROM".into(), format!("type=registry,ref={name}")));
             vars.push(("CACHE_TO".into(), "type=inline".into()));
@@ -160,6 +155,7 @@ impl BuildSpec {
         }
         let mut params = BuildParams::from_env(&vars).map_err(|e| anyhow::anyhow!("params.build: {e}"))?;
         params.cache_dir = None;
+        params.docker_config = kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok());
         params.output = output.to_path_buf();
         params.name = Some(name);
         params.registry_credentials = credentials;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_build_task::task::params::{DAEMON_ONLY, NAMES, PREFIXES};
+use kiln_build_task::task::params::table;
 use kiln_resource::get::GetParams;
 use kiln_resource::put::PutParams;
 use kiln_resource::put_build::BuildSpec;
@@ -53,9 +53,7 @@ fn replace_vars(text: &str) -> String {
 fn check_task_config(config: &Value, at: &str, problems: &mut Vec<String>) {
     if let Some(params) = config["params"].as_object() {
         for name in params.keys() {
-            let known = NAMES.contains(&name.as_str())
-                || DAEMON_ONLY.contains(&name.as_str())
-                || PREFIXES.iter().any(|p| name.starts_with(p) && name.len() > p.len());
+            let known = table::known(name);
             if !known {
                 problems.push(format!("{at}: param {name} is not one build reads"));
             }

@@ -43,6 +43,18 @@ pub fn cache_options(from: &[CacheEntry], to: &[CacheEntry]) -> CacheOptions {
     }
 }
 
+/// The frontend's `cache-imports` option for `from`, when there are any: the frontend
+/// solves with the imports it is told of here, as buildctl tells it; the Solve request's own
+/// list ([`cache_options`]) only makes the daemon fetch them.
+pub fn cache_imports_attr(from: &[CacheEntry]) -> Option<(String, String)> {
+    if from.is_empty() {
+        return None;
+    }
+    let imports: Vec<serde_json::Value> =
+        from.iter().map(|c| serde_json::json!({ "Type": c.kind, "Attrs": c.attrs })).collect();
+    Some(("cache-imports".to_string(), serde_json::Value::from(imports).to_string()))
+}
+
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {

@@ -1,16 +1,19 @@
 //! `build`'s command line, for engineers running it by hand. Every flag is another way to
 //! set one of the task's params: flags become environment-style pairs that override the
 //! environment, so the task and the command line share one parser ([`crate::task::params`]).
+//! The flags are the param table's ([`table::PARAMS`]); only `--output`, `--help` and
+//! `--version` are the command line's own.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::task::params::{self, table};
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
     Version,
-    /// Print BuildKit's version and workers.
-    Info,
     Build(Overrides),
 }
 
@@ -34,55 +37,10 @@ pub enum CliError {
     NotPair { flag: String, value: String },
 }
 
-/// One flag: its name, what value it takes (none for a switch), the param it sets
-/// (`NAME=value` for a switch) and, where it differs, BuildKit's own name for the option.
-pub struct Flag {
-    pub flag: &'static str,
-    pub value: &'static str,
-    pub param: &'static str,
-    pub buildkit: &'static str,
-}
-
-const fn flag(flag: &'static str, value: &'static str, param: &'static str, buildkit: &'static str) -> Flag {
-    Flag { flag, value, param, buildkit }
-}
-
-/// The flags and the param each sets, for `--help` and the parser alike.
-pub const FLAGS: &[Flag] = &[
-    flag("--context", "DIR", "CONTEXT", "--local context"),
-    flag("--file", "PATH", "DOCKERFILE", "filename"),
-    flag("--build-arg", "NAME=VALUE", "BUILD_ARG_<NAME>", "build-arg:<NAME>"),
-    flag("--label", "NAME=VALUE", "LABEL_<NAME>", "label:<NAME>"),
-    flag("--secret", "ID=PATH", "BUILDKIT_SECRET_<ID>", "--secret id=<ID>,src=PATH"),
-    flag("--secret-env", "ID=VARIABLE", "BUILDKIT_SECRETENV_<ID>", "--secret id=<ID>,env=VARIABLE"),
-    flag("--build-context", "NAME=DIR|URL", "BUILD_CONTEXT_<NAME>", "context:<NAME>"),
-    flag("--target", "STAGE", "TARGET", "target"),
-    flag("--platform", "LIST", "IMAGE_PLATFORM", "platform"),
-    flag("--cache-from", "ENTRY", "CACHE_FROM", "--import-cache"),
-    flag("--cache-to", "ENTRY", "CACHE_TO", "--export-cache"),
-    flag("--name", "NAME", "IMAGE_NAME", "name"),
-    flag("--tag", "TAG", "IMAGE_TAG", ""),
-    flag("--registry", "HOST[/NAMESPACE]", "REGISTRY", ""),
-    flag("--output", "DIR", "(image/ in the working directory)", ""),
-    flag("--oci", "", "OUTPUT_OCI=true", "--output type=oci"),
-    flag("--unpack-rootfs", "", "UNPACK_ROOTFS=true", ""),
-    flag("--no-cache", "", "NO_CACHE=true", "no-cache"),
-    flag("--push", "", "PUSH=true", ""),
-    flag("--load", "", "LOAD=true", "--output type=docker, then docker load"),
-    flag("--progress", "MODE", "PROGRESS", "--progress"),
-    flag("--source-date-epoch", "SECONDS|git", "SOURCE_DATE_EPOCH", "build-arg:SOURCE_DATE_EPOCH, rewrite-timestamp"),
-    flag("--compression", "TYPE", "COMPRESSION", "compression"),
-    flag("--compression-level", "N", "COMPRESSION_LEVEL", "compression-level"),
-    flag("--force-compression", "", "FORCE_COMPRESSION=true", "force-compression"),
-    flag("--oci-mediatypes", "", "OCI_MEDIATYPES=true", "oci-mediatypes"),
-    flag("--network", "MODE", "NETWORK", "force-network-mode; network.host entitlement"),
-];
-
 /// Parses `args` (without the program name). `--flag value` and `--flag=value` both work.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
     let mut out = Overrides::default();
     let mut args = args.into_iter();
-    let mut info = false;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -91,39 +49,98 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         match flag.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
             "--version" | "-V" => return Ok(Command::Version),
-            "--buildkit-info" if inline.is_none() => info = true,
+            "--output" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => args.next().ok_or_else(|| CliError::MissingValue(flag.clone()))?,
+                };
+                out.output = Some(PathBuf::from(value));
+            }
             _ => {
-                let Some(Flag { value: takes, param, .. }) = FLAGS.iter().find(|f| f.flag == flag) else {
+                let Some((param, Some(takes))) = table::by_flag(&flag).map(|p| (p, p.flag.as_ref())) else {
                     return Err(CliError::Unknown(arg));
                 };
-                // A switch sets its param as FLAGS says (`OUTPUT_OCI=true`) and takes no value.
-                if takes.is_empty() {
-                    let (Some((name, value)), None) = (param.split_once('='), &inline) else {
+                // A switch sets its param to true and takes no value.
+                if takes.value.is_empty() {
+                    if inline.is_some() {
                         return Err(CliError::Unknown(arg));
-                    };
-                    out.vars.push((name.to_string(), value.to_string()));
+                    }
+                    out.vars.push((param.name.to_string(), "true".to_string()));
                     continue;
                 }
                 let value = match inline {
                     Some(v) => v,
                     None => args.next().ok_or_else(|| CliError::MissingValue(flag.clone()))?,
                 };
-                match flag.as_str() {
-                    "--output" => out.output = Some(PathBuf::from(value)),
-                    "--build-arg" | "--label" | "--secret" | "--secret-env" | "--build-context" => {
-                        let (name, v) = value
-                            .split_once('=')
-                            .filter(|(n, _)| !n.is_empty())
-                            .ok_or_else(|| CliError::NotPair { flag: flag.clone(), value: value.clone() })?;
-                        let prefix = param.trim_end_matches(|c| c != '_');
-                        out.vars.push((format!("{prefix}{name}"), v.to_string()));
-                    }
-                    _ => out.vars.push((param.to_string(), value)),
+                if param.kind == table::Kind::Prefix {
+                    let (name, v) = value
+                        .split_once('=')
+                        .filter(|(n, _)| !n.is_empty())
+                        .ok_or_else(|| CliError::NotPair { flag: flag.clone(), value: value.clone() })?;
+                    out.vars.push((format!("{}{name}", param.prefix()), v.to_string()));
+                } else {
+                    out.vars.push((param.name.to_string(), value));
                 }
             }
         }
     }
-    Ok(if info { Command::Info } else { Command::Build(out) })
+    Ok(Command::Build(out))
+}
+
+/// `build`: parses the command line, reads the environment once (the flags over it), and
+/// builds, or prints BuildKit's version and workers. Errors are one line each (a daemon's
+/// log tail keeps its own lines), control characters escaped.
+pub fn main() -> ExitCode {
+    let overrides = match parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", table::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("build (kiln) {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Build(o)) => o,
+        Err(e) => {
+            eprintln!("build: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    for warning in params::typo_warnings(&vars).into_iter().chain(params::Buildkit::warnings(&vars)) {
+        eprintln!("build: warning: {warning}");
+    }
+    vars.extend(overrides.vars);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("build: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&vars, overrides.output)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let text = format!("{e:#}");
+            let lines: Vec<String> = text.lines().map(kiln_registry::one_line).collect();
+            eprintln!("build: {}", lines.join("\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `vars` ask for: BuildKit's version and workers (`BUILDKIT_INFO`), or the build.
+async fn run(vars: &[(String, String)], output: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = params::Buildkit::from_env(vars)?;
+    if settings.info {
+        print!("{}", crate::task::buildkit_info(&settings).await?);
+        return Ok(());
+    }
+    let mut params = params::BuildParams::from_env(vars)?;
+    if let Some(output) = output {
+        params.output = output;
+    }
+    crate::task::run(params).await.map(drop)
 }
 
 #[cfg(test)]
@@ -136,12 +153,6 @@ mod tests {
 
     #[test]
     fn every_flag_sets_a_param_build_reads() {
-        for f in FLAGS.iter().filter(|f| f.flag != "--output") {
-            let name = f.param.split('=').next().unwrap();
-            let known = crate::task::params::NAMES.contains(&name)
-                || crate::task::params::PREFIXES.iter().any(|p| name.starts_with(p) && name.ends_with('>'));
-            assert!(known, "{} sets {name}, which build does not read", f.flag);
-        }
         let Command::Build(o) = run(&[
             "--source-date-epoch",
             "git",
@@ -221,7 +232,8 @@ mod tests {
         assert!(run(&["--build-arg", "novalue"]).unwrap_err().to_string().contains("not NAME=value"));
         assert!(run(&["--oci=yes"]).is_err());
         assert!(run(&["--push=false"]).is_err());
-        assert_eq!(run(&["--buildkit-info"]).unwrap(), Command::Info);
+        let Command::Build(o) = run(&["--buildkit-info"]).unwrap() else { panic!("expected a build") };
+        assert_eq!(o.vars, [("BUILDKIT_INFO".to_string(), "true".to_string())]);
         assert_eq!(run(&["-h"]).unwrap(), Command::Help);
     }
 }

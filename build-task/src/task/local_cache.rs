@@ -3,7 +3,7 @@
 //! `type=local`. The task's `cache` folder is one, as in oci-build-task.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_image::layout::Layout;
@@ -14,9 +14,15 @@ use crate::task::params::{BuildParams, CacheEntry};
 /// The tag the cache's manifest gets in the folder's `index.json`.
 const DEFAULT_TAG: &str = "latest";
 
-/// The content stores BuildKit will ask for, and the folders to tag after an export.
+/// The caches a run imports and exports, as the solve is given them, the content stores
+/// BuildKit will ask for, and the folders to tag after an export.
 #[derive(Debug, Default)]
 pub struct LocalCaches {
+    /// `CACHE_FROM` and the task's cache folder, local ones with an absolute folder and
+    /// the digest to import; folders holding no cache yet left out.
+    pub cache_from: Vec<CacheEntry>,
+    /// `CACHE_TO` and the task's cache folder, local ones with an absolute folder.
+    pub cache_to: Vec<CacheEntry>,
     pub stores: HashMap<String, Arc<Store>>,
     exports: Vec<(PathBuf, String)>,
 }
@@ -30,27 +36,30 @@ pub struct LocalCacheError {
 }
 
 impl LocalCaches {
-    /// Turns the task's cache folder into an import (when it holds a cache) and an export,
-    /// and gives every local cache an absolute folder and a store. Imports of folders with
-    /// no cache yet are dropped with a note, as buildctl does.
-    pub fn prepare(params: &mut BuildParams) -> Result<Self, LocalCacheError> {
-        if let Some(dir) = &params.cache_dir {
+    /// `params`' caches, and `folder` (the task's cache folder, when it holds BuildKit's
+    /// exported cache rather than a daemon's state) as an import (when it holds a cache)
+    /// and an export; every local cache gets an absolute folder and a store. Imports of
+    /// folders with no cache yet are dropped with a note, as buildctl does.
+    pub fn prepare(params: &BuildParams, folder: Option<&Path>) -> Result<Self, LocalCacheError> {
+        let mut cache_from = params.cache_from.clone();
+        let mut cache_to = params.cache_to.clone();
+        if let Some(dir) = folder {
             let dir = dir.display().to_string();
             let entry = |k: &str, extra: &[(&str, &str)]| CacheEntry {
                 kind: "local".into(),
                 attrs: [(k, dir.as_str())].iter().chain(extra).map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             };
-            params.cache_from.push(entry("src", &[]));
-            params.cache_to.push(entry("dest", &[("mode", "max")]));
+            cache_from.push(entry("src", &[]));
+            cache_to.push(entry("dest", &[("mode", "max")]));
         }
         let mut caches = LocalCaches::default();
-        for entry in params.cache_to.iter_mut().filter(|e| e.kind == "local") {
+        for entry in cache_to.iter_mut().filter(|e| e.kind == "local") {
             let dir = caches.open(entry, "dest")?;
             let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
             caches.exports.push((dir, tag));
         }
-        let mut imports = Vec::new();
-        for mut entry in std::mem::take(&mut params.cache_from) {
+        caches.cache_to = cache_to;
+        for mut entry in cache_from {
             if entry.kind == "local" && !entry.attrs.contains_key("digest") {
                 let dir = PathBuf::from(&entry.attrs["src"]);
                 let tag = entry.attrs.get("tag").cloned().unwrap_or_else(|| DEFAULT_TAG.into());
@@ -69,9 +78,8 @@ impl LocalCaches {
             if entry.kind == "local" {
                 caches.open(&mut entry, "src")?;
             }
-            imports.push(entry);
+            caches.cache_from.push(entry);
         }
-        params.cache_from = imports;
         Ok(caches)
     }
 

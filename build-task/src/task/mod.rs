@@ -30,7 +30,7 @@ use crate::buildkit::solve::{self, Solve};
 use crate::buildkit::{info, transport};
 use crate::session::SessionSpec;
 use crate::task::local_cache::LocalCaches;
-use crate::task::params::{BuildParams, ImageName, NamedContext};
+use crate::task::params::{BuildParams, Buildkit, ImageName, NamedContext};
 
 /// Where this run's BuildKit is, decided once.
 enum Where {
@@ -42,13 +42,9 @@ enum Where {
     Spawn,
 }
 
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
-
-fn where_buildkit() -> Where {
-    if let Some(host) = env("BUILDKIT_HOST") {
-        return Where::Host(host);
+fn where_buildkit(settings: &Buildkit) -> Where {
+    if let Some(host) = &settings.host {
+        return Where::Host(host.clone());
     }
     let default_socket = transport::DEFAULT_HOST.trim_start_matches("unix://");
     if daemon::which("buildkitd").is_none() && Path::new(default_socket).exists() {
@@ -58,8 +54,8 @@ fn where_buildkit() -> Where {
 }
 
 /// What a `buildkitd` started here is given.
-#[derive(Default)]
 struct SpawnWith<'a> {
+    settings: &'a Buildkit,
     registries: &'a [daemon::RegistryAccess],
     /// Entitlements the build asks for, which a daemon started here allows.
     entitlements: Vec<String>,
@@ -77,9 +73,8 @@ async fn buildkit(
 ) -> anyhow::Result<tonic::transport::Channel> {
     match at {
         Where::Host(host) => {
-            let tls = transport::TlsFiles::from_env(env);
-            let address = transport::parse(host, env("DOCKER_HOST").as_deref())?;
-            return Ok(transport::connect(host, &address, tls.as_ref()).await?);
+            let address = transport::parse(host, with.settings.docker_host.as_deref())?;
+            return Ok(transport::connect(host, &address, with.settings.tls.as_ref()).await?);
         }
         Where::DefaultSocket => {
             let address = transport::parse(transport::DEFAULT_HOST, None)?;
@@ -87,16 +82,8 @@ async fn buildkit(
         }
         Where::Spawn => {}
     }
-    let start_timeout = match env("BUILDKIT_START_TIMEOUT") {
-        Some(s) => {
-            s.parse::<u64>().map_err(|_| anyhow::anyhow!("BUILDKIT_START_TIMEOUT: {s:?} is not a number of seconds"))?
-        }
-        None => 60,
-    };
-    let budget = match env("BUILDKIT_CACHE_MAX_SIZE") {
-        Some(s) => kept_state::parse_size(&s).map_err(|e| anyhow::anyhow!("BUILDKIT_CACHE_MAX_SIZE: {e}"))?,
-        None => kept_state::DEFAULT_BUDGET,
-    };
+    let settings = with.settings;
+    let budget = settings.cache_max_size;
     if let Some(cache) = with.cache {
         let owner = kept_state::Owner::this_run()?;
         match KeptState::take(cache, &owner, budget).await {
@@ -116,20 +103,18 @@ async fn buildkit(
         dir: std::env::temp_dir().join(format!("kiln-buildkitd-{}", std::process::id())),
         state: None,
         gc_keep_bytes: None,
-        mirrors: env("REGISTRY_MIRRORS")
-            .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default(),
+        mirrors: settings.mirrors.clone(),
         registries: with.registries.to_vec(),
         entitlements: with.entitlements.clone(),
-        extra_config: env("BUILDKIT_EXTRA_CONFIG"),
-        debug: env("DEBUG").is_some_and(|v| v == "true" || v == "1"),
+        extra_config: settings.extra_config.clone(),
+        debug: settings.debug,
     };
     loop {
         // The kept state, or none once it could not be used.
         config.state = kept.as_ref().map(KeptState::root);
         config.gc_keep_bytes = kept.as_ref().map(|k| k.budget);
         let started = daemon.insert(Buildkitd::spawn(&config)?);
-        match started.wait_ready(std::time::Duration::from_secs(start_timeout)).await {
+        match started.wait_ready(settings.start_timeout).await {
             Ok(answer) => {
                 let snapshotter = answer
                     .workers
@@ -202,8 +187,9 @@ where
 }
 
 /// BuildKit's version and workers, as `build --buildkit-info` prints them.
-pub async fn buildkit_info() -> anyhow::Result<String> {
-    with_buildkit(&where_buildkit(), &SpawnWith::default(), |channel| async move {
+pub async fn buildkit_info(settings: &Buildkit) -> anyhow::Result<String> {
+    let with = SpawnWith { settings, registries: &[], entitlements: Vec::new(), cache: None };
+    with_buildkit(&where_buildkit(settings), &with, |channel| async move {
         let daemon = info::query(channel)
             .await
             .map_err(|s| anyhow::anyhow!("BuildKit answered {:?}: {}", s.code(), s.message()))?;
@@ -215,23 +201,17 @@ pub async fn buildkit_info() -> anyhow::Result<String> {
 /// Builds what `params` describe into `params.output` (and each additional target's
 /// folder) and, with `PUSH`, pushes the image. `params` are checked already (they come
 /// from [`BuildParams::from_env`]).
-pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
-    // Several platforms make an index, which only the OCI exporter writes; as oci-build-task
-    // does, they turn OUTPUT_OCI on, so pipelines find the layout at image/image/.
-    if params.platforms.len() > 1 {
-        params.output_oci = true;
-    }
-    if params.unpack_rootfs && params.platforms.len() > 1 {
-        anyhow::bail!("UNPACK_ROOTFS: a rootfs needs one platform, and IMAGE_PLATFORM names several");
-    }
+pub async fn run(params: BuildParams) -> anyhow::Result<Built> {
     // The task's cache folder holds the state of a daemon started here (layers, snapshots,
     // cache mounts: everything the exported layer cache would hold, and more), else
     // BuildKit's exported layer cache, as in oci-build-task.
-    let at = where_buildkit();
+    let at = where_buildkit(&params.buildkit);
     let spawn = matches!(at, Where::Spawn);
-    let state_folder = if spawn { params.cache_dir.take() } else { None };
-    let state_folder = state_folder.filter(|_| !params.no_cache);
-    let caches = LocalCaches::prepare(&mut params)?;
+    let (state_folder, cache_folder) = match &params.cache_dir {
+        Some(dir) if spawn => (Some(dir).filter(|_| !params.no_cache), None),
+        dir => (None, dir.as_ref()),
+    };
+    let caches = LocalCaches::prepare(&params, cache_folder.map(PathBuf::as_path))?;
     let mut content = caches.stores.clone();
     let mut extra_attrs = HashMap::new();
     for (name, path) in &params.image_args {
@@ -268,9 +248,10 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
     let prepared = Prepared { content, extra_attrs, dirs, caches, ssh, internal: spawn };
     let params = &params;
     let with = SpawnWith {
+        settings: &params.buildkit,
         registries: &params.daemon_registries,
         entitlements: params.network.entitlements(),
-        cache: state_folder.as_deref(),
+        cache: state_folder.map(PathBuf::as_path),
     };
     let mut built = with_buildkit(&at, &with, |channel| async move {
         let foreign = foreign_platforms(&channel, &params.platforms).await;
@@ -287,7 +268,7 @@ pub async fn run(mut params: BuildParams) -> anyhow::Result<Built> {
         built.digest = push(params, &built).await?;
     }
     if params.load {
-        let socket = transport::docker_socket(std::env::var("DOCKER_HOST").ok().as_deref())
+        let socket = transport::docker_socket(params.buildkit.docker_host.as_deref())
             .map_err(|e| anyhow::anyhow!("LOAD: {e}"))?;
         let loaded = crate::task::load::load(&socket, &built.output.join(built.image)).await?;
         eprintln!("build: loaded into the Docker engine at {}: {}", socket.display(), loaded.join("; "));
@@ -362,7 +343,12 @@ async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
     let repo = Repository::parse(&name.repository).with_context(|| format!("PUSH: {}", name.repository))?;
     let credentials = match &params.registry_credentials {
         Some(c) => Some(c.clone()),
-        None => kiln_registry::docker_config::lookup(repo.registry())
+        None => params
+            .docker_config
+            .as_deref()
+            .map(|dir| kiln_registry::docker_config::credentials_for(dir, repo.registry()))
+            .transpose()
+            .map(Option::flatten)
             .with_context(|| format!("PUSH: reading Docker's credentials for {}", repo.registry()))?,
     };
     let config = ClientConfig { credentials, ..ClientConfig::default() };
@@ -434,7 +420,7 @@ async fn build_into(
         outputs: HashMap::from([(0, partial.clone())]),
         secrets: params.secrets.clone(),
         credentials: session_credentials(params),
-        docker_config: kiln_registry::docker_config::config_dir(|k| std::env::var(k).ok()),
+        docker_config: params.docker_config.clone(),
         shared_key: shared_key(&params.context),
         content: prepared.content.clone(),
         ssh: prepared.ssh.clone(),
@@ -448,11 +434,12 @@ async fn build_into(
     let exporter = Exporter { r#type: if params.output_oci { "oci" } else { "docker" }.into(), attrs: exporter_attrs };
     let mut frontend_attrs = params.frontend_attrs();
     frontend_attrs.extend(prepared.extra_attrs.clone());
+    frontend_attrs.extend(solve::cache_imports_attr(&prepared.caches.cache_from));
     match target {
         Some(t) => frontend_attrs.insert("target".to_string(), t.to_string()),
         None => frontend_attrs.remove("target"),
     };
-    let cache = solve::cache_options(&params.cache_from, &params.cache_to);
+    let cache = solve::cache_options(&prepared.caches.cache_from, &prepared.caches.cache_to);
     let request = Solve {
         frontend_attrs,
         exporter,

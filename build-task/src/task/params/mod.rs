@@ -6,67 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::session::secrets::SecretSource;
 
-/// Every environment name `build` reads, whole. Typo warnings and the examples' checks use
-/// this list, so a param is known in one place.
-pub const NAMES: &[&str] = &[
-    "CONTEXT",
-    "DOCKERFILE",
-    "BUILD_ARGS_FILE",
-    "LABELS_FILE",
-    "TARGET",
-    "TARGET_FILE",
-    "ADDITIONAL_TARGETS",
-    "IMAGE_PLATFORM",
-    "OUTPUT_OCI",
-    "UNPACK_ROOTFS",
-    "BUILDKIT_ADD_HOSTS",
-    "BUILDKIT_SSH",
-    "SSH_AUTH_SOCK",
-    "NO_CACHE",
-    "CACHE_FROM",
-    "CACHE_TO",
-    "ATTEST_SBOM",
-    "ATTEST_PROVENANCE",
-    "BUILDKIT_HOST",
-    "BUILDKIT_TLS_CA",
-    "BUILDKIT_TLS_CERT",
-    "BUILDKIT_TLS_KEY",
-    "BUILDKIT_TLS_SERVERNAME",
-    "BUILDKIT_TLS_DIR",
-    "BUILDKIT_INFO",
-    "DOCKER_CONFIG",
-    "DOCKER_HOST",
-    "DEBUG",
-    "IMAGE_NAME",
-    "IMAGE_TAG",
-    "REGISTRY",
-    "PUSH",
-    "REGISTRY_USERNAME",
-    "REGISTRY_PASSWORD",
-    "SOURCE_DATE_EPOCH",
-    "COMPRESSION",
-    "COMPRESSION_LEVEL",
-    "FORCE_COMPRESSION",
-    "OCI_MEDIATYPES",
-    "NETWORK",
-    "LOAD",
-    "PROGRESS",
-];
-
-/// Every prefix `build` reads: the rest of the name is the build arg, label or secret id.
-pub const PREFIXES: &[&str] = &[
-    "BUILD_ARG_",
-    "LABEL_",
-    "BUILDKIT_SECRET_",
-    "BUILDKIT_SECRETTEXT_",
-    "BUILDKIT_SECRETENV_",
-    "IMAGE_ARG_",
-    "BUILD_CONTEXT_",
-];
-
-/// Params for the `buildkitd` that `build` starts when `BUILDKIT_HOST` is not set.
-pub const DAEMON_ONLY: &[&str] =
-    &["REGISTRY_MIRRORS", "BUILDKIT_EXTRA_CONFIG", "BUILDKIT_START_TIMEOUT", "BUILDKIT_CACHE_MAX_SIZE"];
+pub mod table;
 
 /// A build as the params describe it.
 #[derive(Debug, Clone)]
@@ -127,6 +67,10 @@ pub struct BuildParams {
     pub load: bool,
     /// `PROGRESS`: `auto`, `plain`, `tty` or `quiet` ([`crate::buildkit::progress`]).
     pub progress: crate::buildkit::progress::Mode,
+    /// `DOCKER_CONFIG` (else `~/.docker`): registry credentials for `FROM` and `PUSH`.
+    pub docker_config: Option<PathBuf>,
+    /// Where BuildKit is.
+    pub buildkit: Buildkit,
 }
 
 /// The network `RUN` steps get.
@@ -380,6 +324,81 @@ pub struct CacheEntry {
     pub attrs: BTreeMap<String, String>,
 }
 
+/// Where BuildKit is, and what a `buildkitd` started here is given: the table's
+/// [`table::Kind::Buildkit`] and [`table::Kind::Daemon`] params. `build --buildkit-info`
+/// needs only these, so they are read apart from the build's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buildkit {
+    /// `BUILDKIT_HOST`; none means a `buildkitd` started here (or BuildKit's default socket).
+    pub host: Option<String>,
+    /// `BUILDKIT_TLS_*`, for a `tcp://` host.
+    pub tls: Option<crate::buildkit::transport::TlsFiles>,
+    /// `DOCKER_HOST`: the engine `docker://` and `LOAD` use.
+    pub docker_host: Option<String>,
+    /// `DEBUG`: the daemon's debug log.
+    pub debug: bool,
+    /// `BUILDKIT_INFO` (`--buildkit-info`): print BuildKit's version and workers, and build nothing.
+    pub info: bool,
+    /// `BUILDKIT_START_TIMEOUT`: how long a daemon started here is waited for.
+    pub start_timeout: std::time::Duration,
+    /// `BUILDKIT_CACHE_MAX_SIZE`: the budget of the state kept in the task's cache folder.
+    pub cache_max_size: u64,
+    /// `REGISTRY_MIRRORS`.
+    pub mirrors: Vec<String>,
+    /// `BUILDKIT_EXTRA_CONFIG`: TOML merged over the mirrors.
+    pub extra_config: Option<String>,
+}
+
+impl Buildkit {
+    /// Reads these params from `vars`, later pairs winning.
+    pub fn from_env(vars: &[(String, String)]) -> Result<Self, ParamError> {
+        let get = |k: &str| vars.iter().rfind(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+        let flag = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
+        let start_timeout = match get("BUILDKIT_START_TIMEOUT") {
+            Some(s) => s
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| err("BUILDKIT_START_TIMEOUT", format!("{s:?} is not a number of seconds")))?,
+            None => 60,
+        };
+        let cache_max_size = match get("BUILDKIT_CACHE_MAX_SIZE") {
+            Some(s) => crate::buildkit::kept_state::parse_size(&s).map_err(|e| err("BUILDKIT_CACHE_MAX_SIZE", e))?,
+            None => crate::buildkit::kept_state::DEFAULT_BUDGET,
+        };
+        Ok(Buildkit {
+            host: get("BUILDKIT_HOST"),
+            tls: crate::buildkit::transport::TlsFiles::from_env(get),
+            docker_host: get("DOCKER_HOST"),
+            debug: flag("DEBUG"),
+            info: flag("BUILDKIT_INFO"),
+            start_timeout: std::time::Duration::from_secs(start_timeout),
+            cache_max_size,
+            mirrors: get("REGISTRY_MIRRORS")
+                .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default(),
+            extra_config: get("BUILDKIT_EXTRA_CONFIG"),
+        })
+    }
+
+    /// Daemon settings given beside `BUILDKIT_HOST`, which configures another BuildKit.
+    pub fn warnings(vars: &[(String, String)]) -> Vec<String> {
+        let set = |name: &str| vars.iter().any(|(k, v)| k == name && !v.is_empty());
+        if !set("BUILDKIT_HOST") {
+            return Vec::new();
+        }
+        table::of_kind(table::Kind::Daemon)
+            .filter(|p| set(p.name))
+            .map(|p| {
+                format!(
+                    "{} configures the buildkitd build starts when BUILDKIT_HOST is not set; \
+                     set it in the configuration of the BuildKit at BUILDKIT_HOST instead",
+                    p.name
+                )
+            })
+            .collect()
+    }
+}
+
 /// A param that cannot be used, naming it.
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {why}")]
@@ -533,8 +552,16 @@ impl BuildParams {
         }
         let layers = LayerOptions::from_params(&get)?;
         let network = Network::parse(get("NETWORK").as_deref())?;
+        // Several platforms make an index, which only the OCI exporter writes; as
+        // oci-build-task does, they turn OUTPUT_OCI on, so pipelines find the layout at
+        // image/image/.
+        let output_oci = flag("OUTPUT_OCI") || platforms.len() > 1;
+        let unpack_rootfs = flag("UNPACK_ROOTFS");
+        if unpack_rootfs && platforms.len() > 1 {
+            return Err(err("UNPACK_ROOTFS", "a rootfs needs one platform, and IMAGE_PLATFORM names several"));
+        }
         let load = bool_param(&get, "LOAD")?.unwrap_or(false);
-        if load && (flag("OUTPUT_OCI") || platforms.len() > 1) {
+        if load && output_oci {
             return Err(err(
                 "LOAD",
                 "Docker loads one image from image.tar: leave OUTPUT_OCI unset and give one platform",
@@ -543,6 +570,8 @@ impl BuildParams {
         let progress =
             crate::buildkit::progress::Mode::parse(get("PROGRESS").as_deref()).map_err(|e| err("PROGRESS", e))?;
         Ok(BuildParams {
+            docker_config: kiln_registry::docker_config::config_dir(get),
+            buildkit: Buildkit::from_env(vars)?,
             progress,
             load,
             network,
@@ -560,8 +589,8 @@ impl BuildParams {
             additional_targets,
             platforms,
             secrets,
-            unpack_rootfs: flag("UNPACK_ROOTFS"),
-            output_oci: flag("OUTPUT_OCI"),
+            unpack_rootfs,
+            output_oci,
             add_hosts,
             no_cache: flag("NO_CACHE"),
             cache_from: parse_caches("CACHE_FROM", get("CACHE_FROM").as_deref())?,
@@ -621,13 +650,6 @@ impl BuildParams {
             attrs.insert("no-cache".to_string(), String::new());
         }
         attrs.extend(self.attest.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if !self.cache_from.is_empty() {
-            // The frontend solves with the imports it is told of here, as buildctl tells it;
-            // the Solve request's own list only makes the daemon fetch them.
-            let imports: Vec<serde_json::Value> =
-                self.cache_from.iter().map(|c| serde_json::json!({ "Type": c.kind, "Attrs": c.attrs })).collect();
-            attrs.insert("cache-imports".to_string(), serde_json::Value::from(imports).to_string());
-        }
         attrs
     }
 }
@@ -693,23 +715,23 @@ fn parse_caches(param: &str, value: Option<&str>) -> Result<Vec<CacheEntry>, Par
 /// `IMAGE_PLATFORMS`, `BUILDKIT_SECRETS_X`): the build goes on, but a param the user meant
 /// to set would otherwise be dropped without a word.
 pub fn typo_warnings(vars: &[(String, String)]) -> Vec<String> {
-    let known = |name: &str| {
-        NAMES.contains(&name) || DAEMON_ONLY.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
-    };
     let mut warnings = Vec::new();
     for (name, _) in vars {
-        if known(name) {
+        if table::known(name) {
             continue;
         }
-        let close_name = NAMES.iter().filter(|n| n.len() >= 6).find(|n| strsim::osa_distance(name, n) <= 2);
-        let close_prefix = PREFIXES.iter().find(|p| {
+        let close_name = table::PARAMS
+            .iter()
+            .filter(|p| p.kind != table::Kind::Prefix && p.name.len() >= 6)
+            .find(|p| strsim::osa_distance(name, p.name) <= 2);
+        let close_prefix = table::of_kind(table::Kind::Prefix).map(table::Param::prefix).find(|p| {
             // The name cut after as many underscores as the prefix has.
             let parts = p.matches('_').count();
             let cut: usize = name.split_inclusive('_').take(parts).map(str::len).sum();
             name.matches('_').count() >= parts && cut < name.len() && strsim::osa_distance(&name[..cut], p) <= 1
         });
         if let Some(meant) = close_name {
-            warnings.push(format!("{name} is not a param build reads; did you mean {meant}?"));
+            warnings.push(format!("{name} is not a param build reads; did you mean {}?", meant.name));
         } else if let Some(prefix) = close_prefix {
             warnings.push(format!("{name} is not a param build reads; did you mean {prefix}…?"));
         }
@@ -819,7 +841,7 @@ mod tests {
     #[test]
     fn buildkit_tls_dir_is_a_known_name() {
         assert_eq!(typo_warnings(&vars(&[("BUILDKIT_TLS_DIR", "/certs")])), Vec::<String>::new());
-        assert!(NAMES.contains(&"BUILDKIT_TLS_DIR"));
+        assert!(table::known("BUILDKIT_TLS_DIR"));
     }
 
     #[test]
