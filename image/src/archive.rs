@@ -10,7 +10,7 @@
 //!
 //! Nothing is read through a link that leaves the image's folder: a layout's files are
 //! opened beneath the folder it was given in ([`load_beneath`]; with [`load`], the layout
-//! itself), with [`confined`](crate::confined). Links inside a tarball are resolved inside
+//! itself), with [`confined`]. Links inside a tarball are resolved inside
 //! the tarball.
 
 use std::collections::{BTreeMap, HashMap};

@@ -28,7 +28,7 @@ pub struct ClientConfig {
     /// A client certificate for servers that ask for one (mutual TLS).
     pub client_identity: Option<crate::tls::ClientIdentity>,
     /// How long the registry may send nothing before the request counts as failed (and is
-    /// retried); `None` is [`DEFAULT_READ_TIMEOUT`]. hyper reads while it sends a body, so
+    /// retried); `None` is `DEFAULT_READ_TIMEOUT` (120 s). hyper reads while it sends a body, so
     /// this also catches a registry that stops taking an upload.
     pub read_timeout: Option<Duration>,
 }

@@ -1,6 +1,6 @@
 //! Kiln's registry client, shared by the resource (`check`, `in`, `out`) and the build task.
 //!
-//! - [`reference`]: repository names, tags and digests, with Docker Hub's defaults.
+//! - [`reference`](mod@reference): repository names, tags and digests, with Docker Hub's defaults.
 //! - [`Client`]: one repository on one registry: scheme discovery, basic and bearer-token
 //!   auth, retries; manifests, blobs and tags in their own modules.
 //! - [`push`]: an image read from disk pushed under its tags (`out` and the build task).
@@ -9,7 +9,7 @@
 //! - [`docker_config`]: credentials from Docker's `config.json` and credential helpers.
 //! - [`aws`]: Amazon ECR logins (AWS credentials, STS roles, SigV4).
 //! - [`azure`]: Azure Container Registry logins (Entra ID tokens, the ACR exchange).
-//! - [`tls`]: TLS to registries: `ca_certs` as trust roots and as pinned certificates.
+//! - `tls`: TLS to registries: `ca_certs` as trust roots and as pinned certificates.
 //! - [`referrers`]: OCI 1.1 referrers, from the API or the fallback tag.
 //! - [`notary`]: a Notary v1 server's trust data for a GUN, fetched, checked and published.
 //! - [`tuf`]: Notary v1's TUF metadata (content_trust): checked from root to targets, and

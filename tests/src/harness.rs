@@ -1,6 +1,6 @@
 //! What end-to-end tests stand on: the dev environment that `./dev env up` started,
 //! unique repository names so tests run in parallel, and the real binaries run as
-//! Concourse runs them (JSON on stdin, a directory as argv[1], a clean environment).
+//! Concourse runs them (JSON on stdin, a directory as `argv[1]`, a clean environment).
 
 use std::io::Write as _;
 use std::net::TcpStream;

@@ -397,7 +397,7 @@ impl Buildkitd {
         }
     }
 
-    /// Stops the daemon: SIGTERM, [`STOP_GRACE`] to finish, then SIGKILL to it and to every
+    /// Stops the daemon: SIGTERM, 1.5 s (`STOP_GRACE`) to finish, then SIGKILL to it and to every
     /// process it started; then removes its folder (sockets, config, log, and its state
     /// unless that is kept elsewhere).
     pub async fn stop(mut self) {
