@@ -346,9 +346,11 @@ fn network_none_default_and_host_are_what_run_steps_get() {
     // And, for none: a round trip through a socket on loopback works, while a connection
     // anywhere else (TEST-NET-1, which nothing answers) fails at once: no route. The client
     // tries until the listener is up, and the listener is waited for, so a slow machine
-    // cannot lose the round trip.
+    // cannot lose the round trip. The listener's stdin stays open for a while: at EOF it
+    // would shut its side at once, and a client that saw that before its own stdin would
+    // leave without sending.
     let sockets = format!(
-        "{}RUN nc -l -p 9000 > /got & for i in $(seq 100); do echo ping | nc 127.0.0.1 9000 && break; sleep 0.1; done; \
+        "{}RUN sleep 3 | nc -l -p 9000 > /got & for i in $(seq 100); do echo ping | nc 127.0.0.1 9000 && break; sleep 0.1; done; \
          wait; nc -w 2 192.0.2.1 80 < /dev/null 2> /away; echo $? >> /away\n",
         from_busybox(env)
     );
