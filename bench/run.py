@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kiln's benchmarks, side by side with the tools people use today.
 
-Runs kiln and its peer alternately (A B A B ..., after a warm-up pair) against the dev
+Runs kiln and its peers in turn (A B C, then B C A, ..., after a warm-up round) against the dev
 environment's plain registry and reports, per case, the median wall time, CPU time and
 peak RSS of each, and the ratio kiln/peer per pair and its median. Ratios, not absolute
 times, because the machine is shared and noisy.
@@ -331,9 +331,12 @@ def pairs(case, kiln, peers, n, setup=None):
     """Runs kiln and each peer in turn, n rounds after one warm-up round. `peers` is a list of
     (name, run, target): target is the most kiln/peer may be, or None for no target."""
     rows = []
+    sides = [("kiln", kiln)] + [(p[0], p[1]) for p in peers]
     for i in range(n + 1):
         row = {}
-        for name, run in [("kiln", kiln)] + [(p[0], p[1]) for p in peers]:
+        # Each round starts one further along, so no side always runs first or always
+        # follows the same one (whose writes the kernel may still be flushing).
+        for name, run in sides[i % len(sides):] + sides[:i % len(sides)]:
             if setup:
                 setup()
             row[name] = run()
@@ -456,6 +459,8 @@ def main():
 
         def new_repo():
             target["repo"] = f"bench/push-{os.getpid()}-{next(counter)}"
+            # What the last push wrote reaches the disk now, not while the next one runs.
+            os.sync()
             # skopeo remembers where it saw each blob and mounts it from there instead of
             # uploading; a push "to an empty repository" must not, so it forgets first.
             for cache in ("/var/lib/containers/cache/blob-info-cache-v1.boltdb",
