@@ -36,6 +36,8 @@ pub struct ClientConfig {
 /// Long enough for a slow registry to start streaming a large blob, short enough that a
 /// stalled one is noticed.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long connecting to the registry may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What can go wrong talking to a registry. Messages never contain credentials.
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +255,7 @@ pub struct Client {
 impl Client {
     pub fn new(repo: Repository, config: ClientConfig) -> Result<Self, RegistryError> {
         let http = crate::tls::http_builder(&config.ca_certs, config.client_identity.as_ref())?
-            .connect_timeout(Duration::from_secs(15))
+            .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .build()
             .map_err(|e| RegistryError::Client(error_chain(&e)))?;
@@ -265,6 +267,11 @@ impl Client {
     pub(crate) fn https_only(mut self) -> Self {
         self.https_only = true;
         self
+    }
+
+    /// How long a read may wait for the registry.
+    fn read_timeout(&self) -> Duration {
+        self.config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
     }
 
     pub fn repository(&self) -> &Repository {
@@ -357,8 +364,32 @@ impl Client {
                 why,
             })
         })?;
+        let authorization = authorization.filter(|_| credentials == crate::scope::Credentials::Attach);
+        if let Some(Body::File(file)) = &call.body
+            && crate::plain_upload::applies(&url)
+        {
+            let timeouts = crate::plain_upload::Timeouts { connect: CONNECT_TIMEOUT, io: self.read_timeout() };
+            let (method, headers, authorization) =
+                (call.method.clone(), call.headers.clone(), authorization.map(String::from));
+            return crate::plain_upload::send(
+                method,
+                url,
+                headers,
+                authorization,
+                file.clone(),
+                timeouts,
+                crate::body::SMALL,
+            )
+            .await
+            .map_err(|e| {
+                Failure::Registry(RegistryError::Unreachable {
+                    registry: self.repo.registry().into(),
+                    detail: e.to_string(),
+                })
+            });
+        }
         let mut req = self.http.request(call.method.clone(), url).headers(call.headers.clone());
-        if let (Some(auth), crate::scope::Credentials::Attach) = (authorization, credentials) {
+        if let Some(auth) = authorization {
             req = req.header(AUTHORIZATION, auth);
         }
         match &call.body {

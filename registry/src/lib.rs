@@ -25,6 +25,7 @@ pub mod docker_config;
 mod manifests;
 pub mod media_types;
 pub mod notary;
+mod plain_upload;
 pub mod push;
 pub mod reference;
 pub mod referrers;
