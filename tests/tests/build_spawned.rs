@@ -330,7 +330,7 @@ fn a_kept_state_past_its_budget_ends_the_next_build_under_it() {
     let out = run.build(env, &[("BUILD_ARG_RUN_ID", "2"), ("BUILDKIT_CACHE_MAX_SIZE", "20MB")]);
     out.success();
     let before_build = out.stderr.split("load build definition").next().unwrap();
-    assert!(before_build.contains("of its 20.0 MB budget ("), "no prune before the build:\n{}", out.stderr);
+    assert!(before_build.contains("of its 20.0 MiB budget ("), "no prune before the build:\n{}", out.stderr);
     assert!(before_build.contains(" pruned)"), "{}", out.stderr);
     let after = disk_usage(&state);
     assert!(after <= 20 * mib, "the state holds {after} bytes, over its 20 MiB budget\n{}", out.stderr);

@@ -17,6 +17,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kiln_image::display::human;
 use kiln_proto::moby::buildkit::v1::control_client::ControlClient;
 use kiln_proto::moby::buildkit::v1::{DiskUsageRequest, PruneRequest};
 use serde::{Deserialize, Serialize};
@@ -243,18 +244,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// `bytes` for people: `512 B`, `12.3 MB`, `10.0 GB` (in 1024s, as [`parse_size`] reads them).
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 /// The size of every record the daemon keeps (what its budget counts), in bytes.
 pub async fn usage(channel: Channel) -> Result<u64, tonic::Status> {
     let mut control = ControlClient::new(channel);
@@ -314,9 +303,6 @@ mod tests {
         for bad in ["", "GB", "10XB", "-1GB", "0", "1.2.3MB", "99999999999TB"] {
             assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
         }
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(30 << 20), "30.0 MB");
-        assert_eq!(human(DEFAULT_BUDGET), "10.0 GB");
     }
 
     #[tokio::test]
