@@ -241,16 +241,10 @@ async fn write_rootfs(
     let max_bytes = max_bytes.unwrap_or_else(|| kiln_image::unpack::budget_for(declared));
     let progress = Arc::new(Progress::for_terminal("layer", layers.len(), debug));
     let spools = pull::spool_all(client.clone(), &layers, &work.spool_dir, PARALLEL_DOWNLOADS, progress.clone())?;
-    let bars = progress.draw_bars(&spools);
     let rootfs = work.path.join("rootfs");
+    let shown = progress.clone();
     let result = tokio::task::spawn_blocking(move || unpack_layers(&rootfs, &spools, &progress, max_bytes)).await;
-    if let Some(bars) = bars {
-        // Every download has ended once the unpack succeeded: let the bars draw their last state.
-        if !matches!(result, Ok(Ok(()))) {
-            bars.abort();
-        }
-        let _ = bars.await;
-    }
+    shown.end();
     result.context("unpacking")?
 }
 

@@ -1,85 +1,75 @@
 //! Progress of long work, on stderr. In a CI log (or with `debug`): one line per blob
 //! when it is downloaded and when it is unpacked, with sizes and rates. On a terminal:
-//! a bar per blob, redrawn in place while downloads run.
+//! a bar per blob (indicatif's, fitted to the terminal's width), redrawn in place while
+//! downloads run.
+//!
+//! Whatever moves bytes reports them to the [`BlobBar`] it was given; this module knows
+//! nothing of where they come from.
 
-use std::io::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_image::oci::Descriptor;
 
-use crate::pull::Spool;
+/// The fewest columns the whole bar line is drawn in: the prefix, a short bar, and a
+/// size such as `1023.61 KiB/1023.61 KiB done`.
+const WIDE: u16 = 72;
 
 /// Reports the progress of one command's blobs.
 pub struct Progress {
     total: usize,
     /// What the blobs are: "layer", "blob".
     noun: &'static str,
-    /// Draw bars instead of lines.
-    bars: bool,
+    /// The bars, when they are drawn instead of lines.
+    bars: Option<MultiProgress>,
 }
 
 impl Progress {
     pub fn new(noun: &'static str, total: usize) -> Self {
-        Self { total, noun, bars: false }
+        Self { total, noun, bars: None }
     }
 
     /// Bars when stderr is a terminal and `debug` is off, lines otherwise.
     pub fn for_terminal(noun: &'static str, total: usize, debug: bool) -> Self {
         use std::io::IsTerminal as _;
-        Self { total, noun, bars: std::io::stderr().is_terminal() && !debug }
+        let bars = (std::io::stderr().is_terminal() && !debug)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5)));
+        Self { total, noun, bars }
     }
 
-    /// On a terminal, redraws a bar per spool every 200 ms until all have finished.
-    pub fn draw_bars(self: &Arc<Self>, spools: &[Arc<Spool>]) -> Option<tokio::task::JoinHandle<()>> {
-        if !self.bars || spools.is_empty() {
-            return None;
-        }
-        let (spools, this) = (spools.to_vec(), self.clone());
-        Some(tokio::spawn(async move {
-            let mut drawn = false;
-            loop {
-                let states: Vec<(u64, bool)> = spools.iter().map(|s| s.progress()).collect();
-                {
-                    let mut out = std::io::stderr().lock();
-                    if drawn {
-                        let _ = write!(out, "\x1b[{}A", spools.len());
-                    }
-                    for (i, (spool, (written, done))) in spools.iter().zip(&states).enumerate() {
-                        let _ = writeln!(out, "\r\x1b[2K{}", this.bar(i, &spool.descriptor, *written, *done));
-                    }
-                }
-                drawn = true;
-                if states.iter().all(|(_, done)| *done) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    /// The bar of blob `i` (none when lines are printed instead). Bars appear in the order
+    /// they are asked for.
+    pub fn bar(&self, i: usize, blob: &Descriptor) -> BlobBar {
+        BlobBar(self.bars.as_ref().map(|bars| {
+            // A terminal too narrow for the whole line gets the count and the percentage:
+            // a line that wraps is redrawn correctly, but half a bar per line says little.
+            let columns = console::Term::stderr().size_checked().map_or(80, |(_, columns)| columns);
+            let (template, prefix) = if columns >= WIDE {
+                (
+                    "  {prefix} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes}{msg}",
+                    format!("{} {}/{} {}", self.noun, i + 1, self.total, short(&blob.digest)),
+                )
+            } else {
+                ("  {prefix} {percent:>3}% {binary_bytes}{msg}", format!("{} {}/{}", self.noun, i + 1, self.total))
+            };
+            let style = ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ");
+            let bar = bars.add(ProgressBar::new(blob.size).with_style(style));
+            bar.set_prefix(prefix);
+            bar
         }))
     }
 
-    fn bar(&self, i: usize, blob: &Descriptor, written: u64, done: bool) -> String {
-        const WIDTH: u64 = 30;
-        let part = written.min(blob.size);
-        let filled = (part * WIDTH).checked_div(blob.size).unwrap_or(WIDTH);
-        let percent = (part * 100).checked_div(blob.size).unwrap_or(100);
-        format!(
-            "  {} {}/{} {} [{}{}] {:>3}% {}/{}{}",
-            self.noun,
-            i + 1,
-            self.total,
-            short(&blob.digest),
-            "=".repeat(filled as usize),
-            " ".repeat((WIDTH - filled) as usize),
-            percent,
-            human(written),
-            human(blob.size),
-            if done { " done" } else { "" }
-        )
+    /// Leaves the bars as they last were, the cursor on the line below them, and draws no
+    /// more (a download still running after a failure stays quiet).
+    pub fn end(&self) {
+        if let Some(bars) = &self.bars {
+            bars.set_draw_target(ProgressDrawTarget::hidden());
+            eprintln!();
+        }
     }
 
     pub fn downloaded(&self, i: usize, blob: &Descriptor, took: Duration) {
-        if self.bars {
+        if self.bars.is_some() {
             return;
         }
         eprintln!(
@@ -95,7 +85,7 @@ impl Progress {
     }
 
     pub fn unpacked(&self, i: usize, blob: &Descriptor, took: Duration) {
-        if self.bars {
+        if self.bars.is_some() {
             return;
         }
         eprintln!(
@@ -106,6 +96,27 @@ impl Progress {
             short(&blob.digest),
             took.as_secs_f64()
         );
+    }
+}
+
+/// One blob's bar, or nothing when progress goes to a log as lines.
+pub struct BlobBar(Option<ProgressBar>);
+
+impl BlobBar {
+    /// `n` more bytes arrived.
+    pub fn advance(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n);
+        }
+    }
+
+    /// The blob has all arrived (`Ok`) or its download failed: the bar's last state.
+    pub fn finish(&self, result: &Result<(), String>) {
+        match (&self.0, result) {
+            (Some(bar), Ok(())) => bar.finish_with_message(" done"),
+            (Some(bar), Err(_)) => bar.abandon_with_message(" failed"),
+            (None, _) => {}
+        }
     }
 }
 

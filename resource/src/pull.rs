@@ -114,6 +114,7 @@ struct SpoolState {
 pub struct Spool {
     pub descriptor: Descriptor,
     path: PathBuf,
+    bar: crate::progress::BlobBar,
     state: Mutex<SpoolState>,
     changed: Condvar,
 }
@@ -122,9 +123,11 @@ impl Spool {
     fn advance(&self, n: u64) {
         self.state.lock().expect("spool lock").written += n;
         self.changed.notify_all();
+        self.bar.advance(n);
     }
 
     fn finish(&self, result: Result<(), String>) {
+        self.bar.finish(&result);
         self.state.lock().expect("spool lock").finished = Some(result);
         self.changed.notify_all();
     }
@@ -132,12 +135,6 @@ impl Spool {
     /// A blocking reader of the blob, usable while it downloads. It deletes the file when dropped.
     pub fn reader(self: &Arc<Self>) -> io::Result<SpoolReader> {
         Ok(SpoolReader { file: File::open(&self.path)?, spool: self.clone(), pos: 0 })
-    }
-
-    /// Bytes received so far, and whether the download has ended.
-    pub fn progress(&self) -> (u64, bool) {
-        let state = self.state.lock().expect("spool lock");
-        (state.written, state.finished.is_some())
     }
 
     /// Waits (blocking) for the download and moves the verified blob into `layout`.
@@ -214,6 +211,7 @@ pub fn spool_all(
         let spool = Arc::new(Spool {
             descriptor: blob.clone(),
             path,
+            bar: progress.bar(i, blob),
             state: Mutex::new(SpoolState::default()),
             changed: Condvar::new(),
         });

@@ -484,8 +484,10 @@ fn bars_on_a_terminal_lines_in_a_log() {
     let repo = unique_repo("in-tty");
     let digest = push_busybox(env, "amd64", reg, &repo, "t");
     let work = tempfile::tempdir().unwrap();
-    for (debug, expect_bars) in [(false, true), (true, false)] {
-        let dest = work.path().join(format!("dest-{debug}"));
+    // A narrow terminal too: the bars fit its width rather than wrapping (a wrapped bar
+    // redrawn in place leaves a trail of half-lines).
+    for (debug, expect_bars, columns) in [(false, true, 80), (false, true, 40), (true, false, 80)] {
+        let dest = work.path().join(format!("dest-{debug}-{columns}"));
         std::fs::create_dir(&dest).unwrap();
         let mut req = request(env, reg, &repo, "t", &digest, json!({}));
         req["source"]["debug"] = json!(debug);
@@ -493,7 +495,7 @@ fn bars_on_a_terminal_lines_in_a_log() {
         std::fs::write(&req_file, req.to_string()).unwrap();
         // `script` gives the step a terminal, as `fly execute` or a developer's shell would.
         let inner = format!(
-            "{} {} < {} > {}",
+            "stty rows 24 cols {columns}; {} {} < {} > {}",
             kiln_tests::harness::bin("in").display(),
             dest.display(),
             req_file.display(),
@@ -508,8 +510,35 @@ fn bars_on_a_terminal_lines_in_a_log() {
             "{terminal}"
         );
         assert_eq!(terminal.contains("downloaded:"), !expect_bars, "{terminal}");
+        if expect_bars {
+            // The bars' lines (kiln's own lines, such as the reference fetched, wrap as any
+            // text does: they are never redrawn).
+            let bars = terminal.split(['\r', '\n']).filter(|l| l.contains("layer 1/1"));
+            let widest = bars.map(visible_width).max().unwrap_or(0);
+            assert!(widest <= columns, "a bar of {widest} columns on a terminal of {columns}:\n{terminal}");
+        }
         assert!(dest.join("rootfs/bin/busybox").exists());
     }
+}
+
+/// How many columns `line` takes on a terminal: its characters less escape sequences.
+fn visible_width(line: &str) -> usize {
+    let (mut width, mut chars) = (0, line.chars());
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters, then a final byte in @..~.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() {
+            width += 1;
+        }
+    }
+    width
 }
 
 /// An index listing a nested index 1,000 times, which lists one image 1,000 times: three
