@@ -230,12 +230,17 @@ pub fn spool_all(
     Ok(spools)
 }
 
+/// Chunks of one download waiting for its spool file's writer.
+const WRITES_QUEUED: usize = 4;
+
 /// Downloads one blob into its spool file. The file is written on a blocking thread of its
 /// own, the chunks handed to it as they arrive, so a slow disk never holds up one of the
 /// runtime's two workers (and with it the other downloads).
 async fn download(client: &Client, spool: &Arc<Spool>, file: File) -> anyhow::Result<()> {
     let digest = &spool.descriptor.digest;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    // Chunks, not bytes: hyper hands over up to ~400 KiB at once, so 64 of them held up to
+    // 26 MiB per download while the disk caught up; a few keep the writer busy.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(WRITES_QUEUED);
     let writer = {
         let spool = spool.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
