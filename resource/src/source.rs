@@ -350,7 +350,7 @@ fn credentials(username: &Option<String>, password: &Option<String>) -> Option<C
     }
 }
 
-/// A duration as `90`, `"90"`, `"90s"`, `"2m"` or `"1h"`; zero is refused.
+/// A duration as `90`, `"90"`, `"90s"`, `"2m"`, `"1h"` or `"1h30m"`; zero is refused.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -358,23 +358,13 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duratio
         Seconds(u64),
         Text(String),
     }
-    let seconds = match Option::<Raw>::deserialize(d)? {
+    let parsed = match Option::<Raw>::deserialize(d)? {
         None => return Ok(None),
-        Some(Raw::Seconds(n)) => Some(n),
-        Some(Raw::Text(text)) => {
-            let text = text.trim();
-            let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-            let scale = match unit {
-                "" | "s" => Some(1),
-                "m" => Some(60),
-                "h" => Some(3600),
-                _ => None,
-            };
-            number.parse::<u64>().ok().zip(scale).map(|(n, scale)| n.saturating_mul(scale))
-        }
+        Some(Raw::Seconds(n)) => Some(std::time::Duration::from_secs(n)),
+        Some(Raw::Text(text)) => kiln_image::time::parse_duration(&text),
     };
-    match seconds {
-        Some(n) if n > 0 => Ok(Some(std::time::Duration::from_secs(n))),
+    match parsed {
+        Some(duration) if !duration.is_zero() => Ok(Some(duration)),
         _ => Err(serde::de::Error::custom("expected a positive duration such as 30s, 2m or 1h")),
     }
 }
