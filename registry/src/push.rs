@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use kiln_image::archive::{self, ArchiveError, BlobLocation, LoadedImage};
 use kiln_image::display::{human, short};
-use tokio::task::JoinSet;
 
 use crate::{BlobData, Client, RegistryError, Repository};
 
@@ -113,16 +112,13 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
         return already_there(format!("; tagged {} in {secs:.1}s, no blobs read or sent", tags.join(", ")));
     }
     let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
-    let mut uploads = JoinSet::new();
     let total = image.blobs.len();
     // The largest start first, so a large one never starts last and runs on alone.
     let mut blobs: Vec<_> = image.blobs.iter().cloned().enumerate().collect();
     blobs.sort_by_key(|(_, (descriptor, _))| std::cmp::Reverse(descriptor.size));
-    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS));
-    for (i, (descriptor, location)) in blobs {
-        let (client, permits, mount_from) = (client.clone(), permits.clone(), mount_from.clone());
-        uploads.spawn(async move {
-            let _permit = permits.acquire_owned().await;
+    let upload = |(i, (descriptor, location)): (usize, (kiln_image::oci::Descriptor, BlobLocation))| {
+        let mount_from = mount_from.clone();
+        async move {
             let digest = &descriptor.digest;
             let began = Instant::now();
             let what = format!("blob {}/{total} {} ({})", i + 1, short(digest), human(descriptor.size));
@@ -148,11 +144,13 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
             client.push_blob(digest, &data).await.map_err(registry(format!("pushing blob {digest}")))?;
             eprintln!("  {what} pushed in {:.1}s", began.elapsed().as_secs_f64());
             Ok(Outcome::Uploaded(data.len()))
-        });
-    }
+        }
+    };
+    use futures_util::StreamExt as _;
+    let mut uploads = futures_util::stream::iter(blobs).map(upload).buffer_unordered(PARALLEL_UPLOADS);
     let mut pushed = Pushed::default();
-    while let Some(result) = uploads.join_next().await {
-        match result.map_err(|e| PushError::Task(format!("an upload task failed: {e}")))?? {
+    while let Some(outcome) = uploads.next().await {
+        match outcome? {
             Outcome::Uploaded(n) => (pushed.uploaded, pushed.bytes) = (pushed.uploaded + 1, pushed.bytes + n),
             Outcome::Mounted => pushed.mounted += 1,
             Outcome::Present => pushed.present += 1,

@@ -16,8 +16,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use kiln_image::oci::{self, ImageConfig, ManifestOrIndex, Platform};
 use kiln_registry::{Client, ClientConfig, Repository};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::cosign;
 use crate::protocol::{CheckRequest, Version};
@@ -309,29 +307,15 @@ async fn check_regex(client: &Arc<Client>, source: &Source, re: &regex::Regex) -
     Ok(dated.into_iter().map(|(_, v)| v).collect())
 }
 
-/// Runs `task` on every input, [`PARALLEL_LOOKUPS`] at a time; the answers in input order.
+/// Runs `task` on every input, [`PARALLEL_LOOKUPS`] at a time; the answers in input order,
+/// or the first failure (the lookups still running are dropped).
 async fn for_each_bounded<I, T, F, Fut>(inputs: Vec<I>, task: F) -> anyhow::Result<Vec<T>>
 where
     F: Fn(I) -> Fut,
-    Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
-    T: Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>>,
 {
-    let permits = Arc::new(Semaphore::new(PARALLEL_LOOKUPS));
-    let mut set = JoinSet::new();
-    let count = inputs.len();
-    for (i, input) in inputs.into_iter().enumerate() {
-        let (work, permits) = (task(input), permits.clone());
-        set.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (i, work.await)
-        });
-    }
-    let mut answers: Vec<Option<T>> = (0..count).map(|_| None).collect();
-    while let Some(joined) = set.join_next().await {
-        let (i, answer) = joined.context("a lookup task failed")?;
-        answers[i] = Some(answer?);
-    }
-    Ok(answers.into_iter().map(|a| a.expect("every lookup answered")).collect())
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    futures_util::stream::iter(inputs).map(task).buffered(PARALLEL_LOOKUPS).try_collect().await
 }
 
 /// A point in time: seconds since the Unix epoch and nanoseconds.
