@@ -111,13 +111,13 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
         let secs = started.elapsed().as_secs_f64();
         return already_there(format!("; tagged {} in {secs:.1}s, no blobs read or sent", tags.join(", ")));
     }
-    let mount_from = Arc::new(mount_sources(client.repository(), &image.origins));
+    let mount_from = mount_sources(client.repository(), &image.origins);
     let total = image.blobs.len();
     // The largest start first, so a large one never starts last and runs on alone.
     let mut blobs: Vec<_> = image.blobs.iter().cloned().enumerate().collect();
     blobs.sort_by_key(|(_, (descriptor, _))| std::cmp::Reverse(descriptor.size));
+    let mount_from = &mount_from;
     let upload = |(i, (descriptor, location)): (usize, (kiln_image::oci::Descriptor, BlobLocation))| {
-        let mount_from = mount_from.clone();
         async move {
             let digest = &descriptor.digest;
             let began = Instant::now();

@@ -200,12 +200,9 @@ async fn check_semver(
     if tags.iter().any(|t| t == bare) {
         lookups.push(bare.to_string());
     }
-    let found = for_each_bounded(lookups, |tag| {
-        let client = client.clone();
-        async move {
-            let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
-            Ok((tag, digest))
-        }
+    let found = for_each_bounded(lookups, |tag| async move {
+        let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
+        Ok((tag, digest))
     })
     .await?;
     digests.extend(found);
@@ -282,24 +279,18 @@ fn prerelease_allowed(source: &Source, version: &semver::Version) -> bool {
 async fn check_regex(client: &Arc<Client>, source: &Source, re: &regex::Regex) -> anyhow::Result<Vec<Version>> {
     let tags: Vec<String> = client.list_tags().await?.into_iter().filter(|t| re.is_match(t)).collect();
     if !source.created_at_sort {
-        let found = for_each_bounded(tags, |tag| {
-            let client = client.clone();
-            async move {
-                let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
-                Ok(digest.map(|digest| Version { tag, digest }))
-            }
+        let found = for_each_bounded(tags, |tag| async move {
+            let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
+            Ok(digest.map(|digest| Version { tag, digest }))
         })
         .await?;
         return Ok(found.into_iter().flatten().collect());
     }
-    let platform = Arc::new(source::Platform::resolve(source.platform.as_ref()));
-    let found = for_each_bounded(tags, |tag| {
-        let (client, platform) = (client.clone(), platform.clone());
-        async move {
-            let Some((desc, bytes)) = client.get_manifest(&tag).await? else { return Ok(None) };
-            let when = created_from(&client, &tag, &desc.media_type, &bytes, &platform).await?;
-            Ok(Some((when, Version { tag, digest: desc.digest })))
-        }
+    let platform = &source::Platform::resolve(source.platform.as_ref());
+    let found = for_each_bounded(tags, |tag| async move {
+        let Some((desc, bytes)) = client.get_manifest(&tag).await? else { return Ok(None) };
+        let when = created_from(client, &tag, &desc.media_type, &bytes, platform).await?;
+        Ok(Some((when, Version { tag, digest: desc.digest })))
     })
     .await?;
     let mut dated: Vec<(Option<Time>, Version)> = found.into_iter().flatten().collect();
