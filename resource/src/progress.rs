@@ -21,7 +21,13 @@ pub struct Progress {
     /// What the blobs are: "layer", "blob".
     noun: &'static str,
     /// The bars, when they are drawn instead of lines.
-    bars: Option<MultiProgress>,
+    bars: Option<Bars>,
+}
+
+/// Bars on a terminal, and whether it is wide enough for the whole line (decided once).
+struct Bars {
+    multi: MultiProgress,
+    wide: bool,
 }
 
 impl Progress {
@@ -32,8 +38,12 @@ impl Progress {
     /// Bars when stderr is a terminal and `debug` is off, lines otherwise.
     pub fn for_terminal(noun: &'static str, total: usize, debug: bool) -> Self {
         use std::io::IsTerminal as _;
-        let bars = (std::io::stderr().is_terminal() && !debug)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5)));
+        // A terminal too narrow for the whole line gets the count and the percentage: a
+        // line that wraps is redrawn correctly, but half a bar per line says little.
+        let bars = (std::io::stderr().is_terminal() && !debug).then(|| Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5)),
+            wide: console::Term::stderr().size_checked().is_none_or(|(_, columns)| columns >= WIDE),
+        });
         Self { total, noun, bars }
     }
 
@@ -41,10 +51,7 @@ impl Progress {
     /// they are asked for.
     pub fn bar(&self, i: usize, blob: &Descriptor) -> BlobBar {
         BlobBar(self.bars.as_ref().map(|bars| {
-            // A terminal too narrow for the whole line gets the count and the percentage:
-            // a line that wraps is redrawn correctly, but half a bar per line says little.
-            let columns = console::Term::stderr().size_checked().map_or(80, |(_, columns)| columns);
-            let (template, prefix) = if columns >= WIDE {
+            let (template, prefix) = if bars.wide {
                 (
                     "  {prefix} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes}{msg}",
                     format!("{} {}/{} {}", self.noun, i + 1, self.total, short(&blob.digest)),
@@ -53,7 +60,7 @@ impl Progress {
                 ("  {prefix} {percent:>3}% {binary_bytes}{msg}", format!("{} {}/{}", self.noun, i + 1, self.total))
             };
             let style = ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ");
-            let bar = bars.add(ProgressBar::new(blob.size).with_style(style));
+            let bar = bars.multi.add(ProgressBar::new(blob.size).with_style(style));
             bar.set_prefix(prefix);
             bar
         }))
@@ -63,7 +70,7 @@ impl Progress {
     /// more (a download still running after a failure stays quiet).
     pub fn end(&self) {
         if let Some(bars) = &self.bars {
-            bars.set_draw_target(ProgressDrawTarget::hidden());
+            bars.multi.set_draw_target(ProgressDrawTarget::hidden());
             eprintln!();
         }
     }
