@@ -214,13 +214,12 @@ fn read_answer(socket: &mut TcpStream, body_limit: u64) -> std::io::Result<http:
             break;
         }
     }
-    let body = if chunked { dechunk(&raw).ok_or_else(|| invalid("has a broken chunked body"))? } else { raw };
-    if body.len() as u64 > body_limit {
-        return Err(invalid(&format!("is larger than {body_limit} bytes")));
-    }
-    let mut body = body;
+    let mut body = if chunked { dechunk(&raw).ok_or_else(|| invalid("has a broken chunked body"))? } else { raw };
     if let Some(n) = wanted {
         body.truncate(n as usize);
+    }
+    if body.len() as u64 > body_limit {
+        return Err(invalid(&format!("is larger than {body_limit} bytes")));
     }
     let (parts, ()) = answer.into_parts();
     Ok(http::Response::from_parts(parts, body))
