@@ -132,7 +132,7 @@ impl Read for RangeReader {
 #[derive(Debug, Clone)]
 pub struct Document {
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
     pub bytes: Vec<u8>,
 }
 
@@ -283,11 +283,6 @@ fn is_missing(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
 }
 
-fn blob_name(origin: &Path, digest: &str) -> Result<String, ArchiveError> {
-    let digest: Digest = digest.parse().map_err(|e: crate::digest::DigestError| invalid(origin, e.to_string()))?;
-    Ok(digest.blob_path())
-}
-
 /// `a/./b/../c` → `a/c`, as a tar entry name; `None` if it climbs out of the archive.
 fn clean(path: &Path) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
@@ -383,7 +378,9 @@ fn load_oci(origin: &Path, store: &Store, verify: Verify) -> Result<LoadedImage,
     // `in` (and registry-image-resource) mark a layout made from one image so it is pushed as that image.
     let single = if store.has(origin, "single-image-digest")? {
         let text = store.read(origin, "single-image-digest", 1024)?;
-        Some(String::from_utf8_lossy(&text).trim().to_string())
+        let text = String::from_utf8_lossy(&text);
+        let digest = text.trim().parse::<Digest>().map_err(|e| invalid(origin, format!("single-image-digest: {e}")))?;
+        Some(digest)
     } else {
         None
     };
@@ -395,13 +392,13 @@ fn load_oci(origin: &Path, store: &Store, verify: Verify) -> Result<LoadedImage,
                 .iter()
                 .find(|d| d.digest == digest)
                 .cloned()
-                .unwrap_or_else(|| Descriptor::new("", &digest, 0)),
+                .unwrap_or_else(|| Descriptor::new("", digest, 0)),
         ],
         None => index.manifests.clone(),
     };
 
     let mut loaded = LoadedImage {
-        top: Document { media_type: oci::OCI_INDEX.into(), digest: sha256(&index_bytes), bytes: index_bytes },
+        top: Document { media_type: oci::OCI_INDEX.into(), digest: Digest::of(&index_bytes), bytes: index_bytes },
         children: Vec::new(),
         blobs: Vec::new(),
         origins,
@@ -463,9 +460,9 @@ fn add_children(
 }
 
 fn read_document(origin: &Path, store: &Store, d: &Descriptor) -> Result<(Document, ManifestOrIndex), ArchiveError> {
-    let name = blob_name(origin, &d.digest)?;
+    let name = d.digest.blob_path();
     let bytes = store.read(origin, &name, MAX_DOCUMENT)?;
-    let digest = sha256(&bytes);
+    let digest = Digest::of(&bytes);
     if digest != d.digest {
         return Err(invalid(origin, format!("{name} is damaged: its content has digest {digest}")));
     }
@@ -483,7 +480,7 @@ fn add_blobs(origin: &Path, store: &Store, m: &Manifest, loaded: &mut LoadedImag
         if loaded.blobs.iter().any(|(b, _)| b.digest == d.digest) {
             continue;
         }
-        let name = blob_name(origin, &d.digest)?;
+        let name = d.digest.blob_path();
         let Some(range) = store.locate(origin, &name)? else {
             // Foreign layers (Windows base images) are fetched from their URLs, not pushed.
             if d.extra.contains_key("urls") {
@@ -514,7 +511,7 @@ fn verify_blobs(origin: &Path, blobs: &[(Descriptor, BlobLocation)]) -> Result<(
             )),
             Err(e) => Err(io_err(origin)(e)),
         },
-        BlobLocation::Memory(bytes) if sha256(bytes) == d.digest => Ok(()),
+        BlobLocation::Memory(bytes) if Digest::of(bytes) == d.digest => Ok(()),
         BlobLocation::Memory(_) => Err(invalid(origin, format!("blob {} does not match its digest", d.digest))),
     });
     results.into_iter().collect()
@@ -543,7 +540,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
 
     let config_name = clean(Path::new(&image.config)).unwrap_or_else(|| image.config.clone());
     let config = store.read(origin, &config_name, MAX_DOCUMENT)?;
-    let config_digest = sha256(&config);
+    let config_digest = Digest::of(&config);
     if let Some(named) = digest_in_name(&image.config)
         && named != config_digest
     {
@@ -583,7 +580,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
     let mut layers = Vec::new();
     for (i, ((name, range), hashed)) in located.into_iter().zip(hashed).enumerate() {
         let hashed = hashed?;
-        if hashed.diff_id != diff_ids[i] {
+        if hashed.diff_id.to_string() != diff_ids[i] {
             return Err(invalid(
                 origin,
                 format!(
@@ -597,7 +594,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
         {
             return Err(invalid(origin, format!("layer {name} is damaged: its content has digest {}", hashed.digest)));
         }
-        let d = Descriptor::new(hashed.compression_media_type(), &hashed.digest, range.len);
+        let d = Descriptor::new(hashed.compression_media_type(), hashed.digest.clone(), range.len);
         layers.push(d.clone());
         if !blobs.iter().any(|(b, _): &(Descriptor, _)| b.digest == d.digest) {
             blobs.push((d, BlobLocation::File(range)));
@@ -619,7 +616,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
     }
     let (manifest_type, config_type) =
         if oci { (oci::OCI_MANIFEST, oci::OCI_CONFIG) } else { (oci::DOCKER_MANIFEST, oci::DOCKER_CONFIG) };
-    let config_descriptor = Descriptor::new(config_type, &config_digest, config.len() as u64);
+    let config_descriptor = Descriptor::new(config_type, config_digest, config.len() as u64);
     blobs.insert(0, (config_descriptor.clone(), BlobLocation::Memory(config)));
     let manifest = Manifest {
         schema_version: 2,
@@ -630,13 +627,13 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
         extra: BTreeMap::new(),
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| invalid(origin, e.to_string()))?;
-    let top = Document { media_type: manifest_type.into(), digest: sha256(&bytes), bytes };
+    let top = Document { media_type: manifest_type.into(), digest: Digest::of(&bytes), bytes };
     Ok(LoadedImage { top, children: Vec::new(), blobs, origins: image.repo_tags.clone().unwrap_or_default() })
 }
 
 /// The digest a docker-save entry's name states: `blobs/sha256/HEX` (Docker 25+),
 /// `sha256:HEX` (go-containerregistry's configs), `HEX.json` (Docker's and skopeo's configs).
-fn digest_in_name(name: &str) -> Option<String> {
+fn digest_in_name(name: &str) -> Option<Digest> {
     let base = name.rsplit('/').next().unwrap_or(name);
     let hex = if let Some(hex) = name.strip_prefix("blobs/sha256/") {
         hex
@@ -645,16 +642,16 @@ fn digest_in_name(name: &str) -> Option<String> {
     } else {
         base.strip_suffix(".json")?
     };
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256:{hex}"))
+    Digest::from_hex(&hex.to_ascii_lowercase()).ok()
 }
 
 /// What reading a docker-save layer found.
 struct HashedLayer {
     /// Of the bytes as stored.
-    digest: String,
+    digest: Digest,
     compression: Compression,
     /// Of the tar inside.
-    diff_id: String,
+    diff_id: Digest,
 }
 
 impl HashedLayer {
@@ -708,21 +705,17 @@ fn hash_layer(range: &FileRange) -> io::Result<HashedLayer> {
     if raw.count != len {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
     }
-    Ok(HashedLayer {
-        digest: Digest::from_hasher(raw.hasher).to_string(),
-        compression,
-        diff_id: Digest::from_hasher(plain).to_string(),
-    })
+    Ok(HashedLayer { digest: Digest::from_hasher(raw.hasher), compression, diff_id: Digest::from_hasher(plain) })
 }
 
 /// The sha256 of a byte range.
-fn hash_range(range: &FileRange) -> io::Result<String> {
+fn hash_range(range: &FileRange) -> io::Result<Digest> {
     let mut hasher = Tee { inner: range.reader()?, hasher: Sha256::new(), count: 0 };
     io::copy(&mut hasher, &mut io::sink())?;
     if hasher.count != range.len {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
     }
-    Ok(Digest::from_hasher(hasher.hasher).to_string())
+    Ok(Digest::from_hasher(hasher.hasher))
 }
 
 /// `f` on every item, [`PARALLEL_READS`] at a time, results in the items' order.
@@ -748,10 +741,6 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
     results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().map(|r| r.expect("every item done")).collect()
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    Digest::of(bytes).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -759,7 +748,7 @@ mod tests {
     use super::*;
 
     fn hex_of(bytes: &[u8]) -> String {
-        hex::encode(Sha256::digest(bytes))
+        Digest::of(bytes).hex().to_string()
     }
 
     /// A layer: a tar holding one file.
@@ -851,19 +840,19 @@ mod tests {
         );
         let image = load(&path).unwrap();
         assert_eq!(image.top.media_type, oci::DOCKER_MANIFEST);
-        assert_eq!(image.top.digest, sha256(&image.top.bytes));
+        assert_eq!(image.top.digest, Digest::of(&image.top.bytes));
         assert!(image.children.is_empty());
         assert_eq!(image.origins, ["127.0.0.1:5000/team/base:1.0"]);
         let manifest = manifest_of(&image);
         assert_eq!(manifest.config.media_type, oci::DOCKER_CONFIG);
-        assert_eq!(manifest.config.digest, sha256(&config));
-        let digests: Vec<&str> = manifest.layers.iter().map(|l| l.digest.as_str()).collect();
-        assert_eq!(digests, [sha256(&one), sha256(&two), sha256(&one)]);
+        assert_eq!(manifest.config.digest, Digest::of(&config));
+        let digests: Vec<Digest> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        assert_eq!(digests, [Digest::of(&one), Digest::of(&two), Digest::of(&one)]);
         assert!(manifest.layers.iter().all(|l| l.media_type == DOCKER_LAYER_TAR));
         // Each blob once, the config first, and each reads back as itself.
         assert_eq!(image.blobs.len(), 3);
         for (d, location) in &image.blobs {
-            assert_eq!(sha256(&read(location)), d.digest);
+            assert_eq!(Digest::of(&read(location)), d.digest);
         }
         assert!(matches!(image.blobs[1].1, BlobLocation::File(_)), "layers are not loaded");
     }
@@ -888,7 +877,7 @@ mod tests {
         let image = load(&path).unwrap();
         let manifest = manifest_of(&image);
         assert_eq!(manifest.layers[0].media_type, oci::DOCKER_LAYER_GZIP);
-        assert_eq!(manifest.layers[0].digest, sha256(&gz));
+        assert_eq!(manifest.layers[0].digest, Digest::of(&gz));
         assert_eq!(manifest.layers[0].size, gz.len() as u64);
 
         // zstd has no Docker v2 type: the manifest is OCI.
@@ -1037,8 +1026,8 @@ mod tests {
         }
     }
 
-    fn digest_of(d: &serde_json::Value) -> String {
-        d["digest"].as_str().unwrap().to_string()
+    fn digest_of(d: &serde_json::Value) -> Digest {
+        d["digest"].as_str().unwrap().parse().unwrap()
     }
 
     #[test]
@@ -1064,7 +1053,7 @@ mod tests {
         let loaded = load(&path).unwrap();
         assert_eq!(loaded.top.digest, digest_of(&image));
         for (d, location) in &loaded.blobs {
-            assert_eq!(sha256(&read(location)), d.digest);
+            assert_eq!(Digest::of(&read(location)), d.digest);
         }
         std::fs::remove_file(&path).unwrap();
     }
@@ -1080,12 +1069,12 @@ mod tests {
         let loaded = load(dir.path()).unwrap();
         assert_eq!(loaded.top.digest, digest_of(&inner));
         assert_eq!(loaded.top.media_type, oci::OCI_INDEX);
-        let children: Vec<&str> = loaded.children.iter().map(|c| c.digest.as_str()).collect();
+        let children: Vec<Digest> = loaded.children.iter().map(|c| c.digest.clone()).collect();
         assert_eq!(children, [digest_of(&a), digest_of(&b)]);
         assert_eq!(loaded.blobs.len(), 4);
 
         // `in` marks the layout of a single image; it is found even inside the index.
-        std::fs::write(dir.path().join("single-image-digest"), digest_of(&b)).unwrap();
+        std::fs::write(dir.path().join("single-image-digest"), digest_of(&b).to_string()).unwrap();
         let loaded = load(dir.path()).unwrap();
         assert_eq!(loaded.top.digest, digest_of(&b));
         assert_eq!(loaded.top.media_type, oci::OCI_MANIFEST);
@@ -1104,7 +1093,7 @@ mod tests {
         let loaded = load(dir.path()).unwrap();
         assert_eq!(loaded.top.bytes, std::fs::read(dir.path().join("index.json")).unwrap());
         assert_eq!(loaded.top.media_type, oci::OCI_INDEX);
-        let children: Vec<String> = loaded.children.iter().map(|c| c.digest.clone()).collect();
+        let children: Vec<Digest> = loaded.children.iter().map(|c| c.digest.clone()).collect();
         assert_eq!(children, [digest_of(&a), digest_of(&b), digest_of(&c), digest_of(&nested)]);
         assert_eq!(loaded.blobs.len(), 6);
     }
@@ -1199,7 +1188,7 @@ mod tests {
         std::os::unix::fs::symlink(Path::new("../../shared").join(&hex), &blob).unwrap();
         let loaded = load(&dir).unwrap();
         for (d, location) in &loaded.blobs {
-            assert_eq!(sha256(&read(location)), d.digest);
+            assert_eq!(Digest::of(&read(location)), d.digest);
         }
     }
 }

@@ -33,9 +33,20 @@ impl Digest {
         Self { hex: hex::encode(hash) }
     }
 
+    /// The digest whose hex digits are `hex` (a blob's file name in a layout).
+    pub fn from_hex(hex: &str) -> Result<Self, DigestError> {
+        format!("sha256:{hex}").parse()
+    }
+
     /// The 64 hex digits.
     pub fn hex(&self) -> &str {
         &self.hex
+    }
+
+    /// Cut to its algorithm and first 12 hex digits, as progress lines show it:
+    /// `sha256:0123456789ab`.
+    pub fn short(&self) -> String {
+        format!("sha256:{}", &self.hex[..12])
     }
 
     /// Where an OCI layout keeps the blob: `blobs/sha256/<hex>`.
@@ -85,9 +96,12 @@ mod tests {
     #[test]
     fn computed_shown_and_read_back() {
         let d = Digest::of(b"");
+        assert_eq!(d.short(), "sha256:e3b0c44298fc");
         assert_eq!(d.to_string(), EMPTY);
         assert_eq!(EMPTY.parse::<Digest>().unwrap(), d);
         assert_eq!(d.blob_path(), format!("blobs/sha256/{}", d.hex()));
+        assert_eq!(Digest::from_hex(d.hex()).unwrap(), d);
+        assert!(Digest::from_hex("../x").is_err());
         let mut hasher = Sha256::new();
         sha2::Digest::update(&mut hasher, b"");
         assert_eq!(Digest::from_hasher(hasher), d);

@@ -83,7 +83,7 @@ impl Layout {
     /// it has no blob folder.
     pub fn blobs(&self) -> Vec<Digest> {
         let Ok(entries) = std::fs::read_dir(self.dir.join("blobs/sha256")) else { return Vec::new() };
-        entries.flatten().filter_map(|e| format!("sha256:{}", e.file_name().to_str()?).parse().ok()).collect()
+        entries.flatten().filter_map(|e| Digest::from_hex(e.file_name().to_str()?).ok()).collect()
     }
 
     /// Adds `bytes` as a blob; its digest. A blob already there is kept.

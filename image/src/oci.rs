@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
+
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -30,7 +32,7 @@ pub fn is_manifest(media_type: &str) -> bool {
 pub struct Descriptor {
     #[serde(rename = "mediaType")]
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
@@ -42,10 +44,10 @@ pub struct Descriptor {
 
 impl Descriptor {
     /// A descriptor with nothing but its type, digest and size.
-    pub fn new(media_type: &str, digest: &str, size: u64) -> Self {
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
         Descriptor {
             media_type: media_type.to_string(),
-            digest: digest.to_string(),
+            digest,
             size,
             platform: None,
             annotations: BTreeMap::new(),
@@ -240,7 +242,7 @@ mod tests {
 
     #[test]
     fn documents_round_trip_unknown_fields() {
-        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:a","size":1},"layers":[],"subject":{"x":1}}"#;
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":1},"layers":[],"subject":{"x":1}}"#;
         let ManifestOrIndex::Manifest(m) = ManifestOrIndex::parse("m", OCI_MANIFEST, body).unwrap() else {
             panic!("expected a manifest")
         };
@@ -248,5 +250,12 @@ mod tests {
         assert_eq!(back["subject"]["x"], 1);
         let index = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(matches!(ManifestOrIndex::parse("i", "", index).unwrap(), ManifestOrIndex::Index(_)));
+    }
+
+    #[test]
+    fn a_descriptor_whose_digest_could_name_a_path_is_refused_with_the_document() {
+        let index = br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:../../etc","size":1}]}"#;
+        let e = ManifestOrIndex::parse("index.json", OCI_INDEX, index).err().unwrap().to_string();
+        assert!(e.contains("index.json") && e.contains("sha256:../../etc") && e.contains("not a sha256 digest"), "{e}");
     }
 }

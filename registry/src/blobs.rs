@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kiln_image::digest::Digest;
 use reqwest::header::{CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
@@ -41,7 +42,7 @@ pub struct BlobStream<'a> {
     client: &'a Client,
     resp: reqwest::Response,
     hasher: Sha256,
-    expected: String,
+    expected: Digest,
     what: String,
     registry: String,
     received: u64,
@@ -81,13 +82,13 @@ impl BlobStream<'_> {
                     });
                 }
                 Ok(None) => {
-                    let actual = kiln_image::digest::Digest::from_hasher(self.hasher.clone()).to_string();
+                    let actual = Digest::from_hasher(self.hasher.clone());
                     if actual != self.expected {
                         return Err(RegistryError::DigestMismatch {
                             registry: self.registry.clone(),
                             what: self.what.clone(),
-                            expected: self.expected.clone(),
-                            actual,
+                            expected: self.expected.to_string(),
+                            actual: actual.to_string(),
                         });
                     }
                     return Ok(None);
@@ -133,12 +134,12 @@ impl BlobStream<'_> {
 }
 
 impl Client {
-    fn blob_path(&self, digest: &str) -> String {
+    fn blob_path(&self, digest: &Digest) -> String {
         format!("/v2/{}/blobs/{digest}", self.repo.path())
     }
 
     /// The blob's size if the repository has it.
-    pub async fn blob_exists(&self, digest: &str) -> Result<Option<u64>, RegistryError> {
+    pub async fn blob_exists(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
         let call = Call::new(Method::HEAD, self.blob_path(digest), Access::Pull, format!("blob {digest}"));
         let resp = self.execute(&call).await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -149,9 +150,7 @@ impl Client {
     }
 
     /// Starts downloading a blob; read it with [`BlobStream::next_chunk`].
-    pub async fn get_blob(&self, digest: &str) -> Result<BlobStream<'_>, RegistryError> {
-        crate::reference::validate_digest(digest)
-            .map_err(|e| RegistryError::Local { what: format!("blob of {}", self.repo), detail: e.to_string() })?;
+    pub async fn get_blob(&self, digest: &Digest) -> Result<BlobStream<'_>, RegistryError> {
         let call = Call::new(Method::GET, self.blob_path(digest), Access::Pull, format!("blob {digest}"));
         let resp = self.execute(&call).await?;
         let resp = self.expect_success(resp, &call.what).await?;
@@ -159,7 +158,7 @@ impl Client {
             client: self,
             resp,
             hasher: Sha256::new(),
-            expected: digest.to_string(),
+            expected: digest.clone(),
             what: call.what,
             registry: self.repo.registry().to_string(),
             received: 0,
@@ -169,7 +168,7 @@ impl Client {
     }
 
     /// Downloads a small blob (a config) whole, refusing more than `limit` bytes.
-    pub async fn get_blob_bytes(&self, digest: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
+    pub async fn get_blob_bytes(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, RegistryError> {
         let mut stream = self.get_blob(digest).await?;
         if stream.content_length().is_some_and(|n| n > limit) {
             return Err(RegistryError::TooLarge { registry: stream.registry, what: stream.what, limit });
@@ -186,7 +185,7 @@ impl Client {
 
     /// Asks the registry to link a blob it holds in `from` (same registry) into this
     /// repository. `Ok(true)` if it did; `Ok(false)` if the blob must be uploaded.
-    pub async fn mount_blob(&self, digest: &str, from: &str) -> Result<bool, RegistryError> {
+    pub async fn mount_blob(&self, digest: &Digest, from: &str) -> Result<bool, RegistryError> {
         let target = format!("/v2/{}/blobs/uploads/?mount={digest}&from={from}", self.repo.path());
         let call =
             Call::new(Method::POST, target, Access::PushMountFrom(from.to_string()), format!("mounting {digest}"));
@@ -210,7 +209,7 @@ impl Client {
     /// them (the spec's `DIGEST_INVALID`): kiln does not hash them again on the way, and a
     /// damaged file fails at that final `PUT`, its upload cancelled. A failed upload starts
     /// over.
-    pub async fn push_blob(&self, digest: &str, data: &BlobData) -> Result<(), RegistryError> {
+    pub async fn push_blob(&self, digest: &Digest, data: &BlobData) -> Result<(), RegistryError> {
         let mut attempt = 1;
         loop {
             match self.push_blob_once(digest, data).await {
@@ -223,7 +222,7 @@ impl Client {
         }
     }
 
-    async fn push_blob_once(&self, digest: &str, data: &BlobData) -> Result<(), RegistryError> {
+    async fn push_blob_once(&self, digest: &Digest, data: &BlobData) -> Result<(), RegistryError> {
         let what = format!("uploading {digest}");
         let start = Call::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.repo.path()), Access::Push, &what);
         let resp = self.expect_success(self.execute(&start).await?, &what).await?;
@@ -241,7 +240,7 @@ impl Client {
     /// registry says it continues) and commits it under `digest`.
     async fn finish_upload(
         &self,
-        digest: &str,
+        digest: &Digest,
         data: &BlobData,
         what: &str,
         location: &mut String,
@@ -285,12 +284,12 @@ impl Client {
             other => other?,
         };
         if let Some(stored) = header_str(resp.headers(), "docker-content-digest")
-            && stored != digest
+            && stored != digest.to_string()
         {
             return Err(RegistryError::DigestMismatch {
                 registry: self.repo.registry().into(),
                 what: what.into(),
-                expected: digest.into(),
+                expected: digest.to_string(),
                 actual: stored.into(),
             });
         }

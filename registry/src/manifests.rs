@@ -4,6 +4,8 @@ use reqwest::Method;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
+use kiln_image::digest::Digest;
+
 use crate::Descriptor;
 use crate::client::{Access, Call, Client, RegistryError, header_str};
 use crate::media_types::MANIFEST_ACCEPT;
@@ -26,7 +28,7 @@ impl Client {
         let resp = self.expect_success(resp, &call.what).await?;
         let headers = resp.headers();
         match (header_str(headers, "docker-content-digest"), header_str(headers, CONTENT_TYPE.as_str())) {
-            (Some(digest), Some(media_type)) if crate::reference::validate_digest(digest).is_ok() => {
+            (Some(digest), Some(media_type)) if let Ok(digest) = digest.parse::<Digest>() => {
                 let size = resp.content_length().unwrap_or(0);
                 Ok(Some(Descriptor::new(media_type, digest, size)))
             }
@@ -47,19 +49,19 @@ impl Client {
         let media_type = header_str(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default().to_string();
         let claimed = header_str(resp.headers(), "docker-content-digest").map(str::to_string);
         let body = self.read_body(resp, crate::body::MANIFEST, &call.what).await?;
-        let digest = kiln_image::digest::Digest::of(&body).to_string();
+        let digest = Digest::of(&body);
         let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { claimed };
-        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != digest) {
+        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != digest.to_string()) {
             return Err(RegistryError::DigestMismatch {
                 registry: self.repo.registry().into(),
                 what: call.what,
                 expected,
-                actual: digest,
+                actual: digest.to_string(),
             });
         }
         // Trust the body over the header for the type: some registries answer text/plain.
         let media_type = media_type_of(&body).unwrap_or(media_type);
-        Ok(Some((Descriptor::new(&media_type, &digest, body.len() as u64), body.to_vec())))
+        Ok(Some((Descriptor::new(&media_type, digest, body.len() as u64), body.to_vec())))
     }
 
     /// Pushes a manifest under a tag or its digest and checks the registry stored exactly it.
@@ -69,7 +71,7 @@ impl Client {
         media_type: &str,
         body: &[u8],
     ) -> Result<Descriptor, RegistryError> {
-        let digest = kiln_image::digest::Digest::of(body).to_string();
+        let digest = Digest::of(body);
         let path = format!("/v2/{}/manifests/{reference}", self.repo.path());
         let call = Call::new(Method::PUT, path, Access::Push, format!("pushing manifest {}:{reference}", self.repo))
             .header(CONTENT_TYPE, media_type)
@@ -77,16 +79,16 @@ impl Client {
         let resp = self.execute(&call).await?;
         let resp = self.expect_success(resp, &call.what).await?;
         if let Some(returned) = header_str(resp.headers(), "docker-content-digest")
-            && returned != digest
+            && returned != digest.to_string()
         {
             return Err(RegistryError::DigestMismatch {
                 registry: self.repo.registry().into(),
                 what: call.what,
-                expected: digest,
+                expected: digest.to_string(),
                 actual: returned.to_string(),
             });
         }
-        Ok(Descriptor::new(media_type, &digest, body.len() as u64))
+        Ok(Descriptor::new(media_type, digest, body.len() as u64))
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kiln_image::archive::{self, ArchiveError, BlobLocation, LoadedImage};
-use kiln_image::display::{human, short};
+use kiln_image::digest::Digest;
+use kiln_image::display::human;
 
 use crate::{BlobData, Client, RegistryError, Repository};
 
@@ -33,12 +34,12 @@ pub enum PushError {
     Manifest(#[from] RegistryError),
     #[error("reading blob {digest}")]
     Read {
-        digest: String,
+        digest: Digest,
         #[source]
         source: std::io::Error,
     },
     #[error("the registry stored {tag} as {stored}, not {expected}")]
-    Moved { tag: String, stored: String, expected: String },
+    Moved { tag: String, stored: Digest, expected: Digest },
     /// The image on disk could not be read; the message names the file.
     #[error(transparent)]
     Image(#[from] ArchiveError),
@@ -106,7 +107,8 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
     let tags = &to_set[..];
     // The repository already holds this exact image (a registry only accepts a manifest whose
     // blobs and children it has): only the tags remain to be set.
-    if client.head_manifest(&image.top.digest).await.map_err(registry("checking for the image"))?.is_some() {
+    if client.head_manifest(&image.top.digest.to_string()).await.map_err(registry("checking for the image"))?.is_some()
+    {
         put_tags(client, image, tags).await?;
         let secs = started.elapsed().as_secs_f64();
         return already_there(format!("; tagged {} in {secs:.1}s, no blobs read or sent", tags.join(", ")));
@@ -121,7 +123,7 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
         async move {
             let digest = &descriptor.digest;
             let began = Instant::now();
-            let what = format!("blob {}/{total} {} ({})", i + 1, short(digest), human(descriptor.size));
+            let what = format!("blob {}/{total} {} ({})", i + 1, digest.short(), human(descriptor.size));
             if client.blob_exists(digest).await.map_err(registry(format!("checking for blob {digest}")))?.is_some() {
                 eprintln!("  {what} already there");
                 return Ok::<_, PushError>(Outcome::Present);
@@ -157,8 +159,8 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
         }
     }
     for child in &image.children {
-        client.put_manifest(&child.digest, &child.media_type, &child.bytes).await?;
-        eprintln!("  manifest {} pushed", short(&child.digest));
+        client.put_manifest(&child.digest.to_string(), &child.media_type, &child.bytes).await?;
+        eprintln!("  manifest {} pushed", child.digest.short());
     }
     put_tags(client, image, tags).await?;
     eprintln!(

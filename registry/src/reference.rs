@@ -31,8 +31,6 @@ pub enum ReferenceError {
         "tag {0:?} is not valid: up to 128 characters of letters, digits, '_', '.', '-', not starting with '.' or '-'"
     )]
     BadTag(String),
-    #[error("digest {0:?} is not valid: expected sha256: followed by 64 lowercase hex digits")]
-    BadDigest(String),
 }
 
 impl Repository {
@@ -122,11 +120,6 @@ pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     if ok { Ok(()) } else { Err(ReferenceError::BadTag(tag.into())) }
 }
 
-/// Checks a digest is `sha256:` plus 64 lowercase hex digits, the only algorithm we verify.
-pub fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
-    digest.parse::<kiln_image::digest::Digest>().map(drop).map_err(|_| ReferenceError::BadDigest(digest.into()))
-}
-
 fn looks_like_host(first: &str) -> bool {
     first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[')
 }
@@ -206,16 +199,6 @@ mod tests {
         assert!(validate_tag("").is_err());
         assert!(validate_tag(".hidden").is_err());
         assert!(validate_tag(&"a".repeat(129)).is_err());
-        assert!(validate_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
-        assert!(validate_digest("sha256:ABC").is_err());
-        assert!(validate_digest("md5:abc").is_err());
-        // Each condition alone is not enough: the length, and the alphabet.
-        assert!(validate_digest("sha256:abc").is_err(), "too short, though lower-case hex");
-        assert!(validate_digest(&format!("sha256:{}", "g".repeat(64))).is_err(), "64 characters, not hex");
-        assert!(validate_digest(&format!("sha256:{}", "A".repeat(64))).is_err(), "upper-case hex");
-        assert!(validate_digest(&format!("sha256:{}", "a".repeat(65))).is_err());
-        assert!(validate_digest(&format!("sha512:{}", "a".repeat(64))).is_err());
-        assert!(validate_digest(&"a".repeat(64)).is_err(), "no algorithm");
     }
 
     #[test]

@@ -35,7 +35,7 @@ struct Index {
 impl Client {
     /// The referrers API's answer for `digest`, or `None` where the registry has no API.
     async fn referrers_api(&self, digest: &str) -> Result<Option<Vec<Referrer>>, RegistryError> {
-        crate::reference::validate_digest(digest).map_err(|e| RegistryError::Client(e.to_string()))?;
+        digest.parse::<kiln_image::digest::Digest>().map_err(|e| RegistryError::Client(e.to_string()))?;
         let what = format!("the referrers of {}@{digest}", self.repo);
         let path = format!("/v2/{}/referrers/{digest}", self.repo.path());
         let call = Call::new(Method::GET, path, Access::Pull, what.clone()).header(reqwest::header::ACCEPT, OCI_INDEX);

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use kiln_image::digest::Digest;
 use kiln_image::oci::{self, ImageConfig, ManifestOrIndex, Platform};
 use kiln_registry::{Client, ClientConfig, Repository};
 
@@ -33,7 +34,7 @@ pub async fn check(req: CheckRequest) -> anyhow::Result<Vec<Version>> {
     let verifier = req.source.cosign_verifier()?;
     let mode = Mode::from_source(&req.source)?;
     if let Some(digest) = req.version.as_ref().map(|v| v.digest.as_str()).filter(|d| !d.is_empty()) {
-        kiln_registry::reference::validate_digest(digest).context("version.digest")?;
+        digest.parse::<Digest>().context("version.digest")?;
     }
     let (origin, config) = req.source.connect().await?;
     let mut found = None;
@@ -121,13 +122,13 @@ async fn check_tag(client: &Client, tag: &str, previous: Option<&Version>) -> an
         return Ok(Vec::new());
     };
     let mut versions = Vec::new();
-    if let Some(prev) = previous.filter(|p| p.digest != current.digest)
-        && kiln_registry::reference::validate_digest(&prev.digest).is_ok()
+    if let Some(prev) = previous.filter(|p| p.digest != current.digest.to_string())
+        && prev.digest.parse::<Digest>().is_ok()
         && client.head_manifest(&prev.digest).await?.is_some()
     {
         versions.push(prev.clone());
     }
-    versions.push(Version { tag: tag.to_string(), digest: current.digest });
+    versions.push(Version { tag: tag.to_string(), digest: current.digest.to_string() });
     Ok(versions)
 }
 
@@ -187,7 +188,7 @@ async fn check_semver(
         && let Some(at) = candidates.iter().position(|c| c.tag == prev.tag)
     {
         let cursor = candidates.remove(at);
-        let digest = client.head_manifest(&cursor.tag).await?.map(|d| d.digest);
+        let digest = client.head_manifest(&cursor.tag).await?.map(|d| d.digest.to_string());
         if digest.as_deref() == Some(prev.digest.as_str()) {
             candidates.retain(|c| c.version.precedence(&cursor.version).is_gt());
         }
@@ -201,7 +202,7 @@ async fn check_semver(
         lookups.push(bare.to_string());
     }
     let found = for_each_bounded(lookups, |tag| async move {
-        let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
+        let digest = client.head_manifest(&tag).await?.map(|d| d.digest.to_string());
         Ok((tag, digest))
     })
     .await?;
@@ -280,7 +281,7 @@ async fn check_regex(client: &Arc<Client>, source: &Source, re: &regex::Regex) -
     let tags: Vec<String> = client.list_tags().await?.into_iter().filter(|t| re.is_match(t)).collect();
     if !source.created_at_sort {
         let found = for_each_bounded(tags, |tag| async move {
-            let digest = client.head_manifest(&tag).await?.map(|d| d.digest);
+            let digest = client.head_manifest(&tag).await?.map(|d| d.digest.to_string());
             Ok(digest.map(|digest| Version { tag, digest }))
         })
         .await?;
@@ -290,7 +291,7 @@ async fn check_regex(client: &Arc<Client>, source: &Source, re: &regex::Regex) -
     let found = for_each_bounded(tags, |tag| async move {
         let Some((desc, bytes)) = client.get_manifest(&tag).await? else { return Ok(None) };
         let when = created_from(client, &tag, &desc.media_type, &bytes, platform).await?;
-        Ok(Some((when, Version { tag, digest: desc.digest })))
+        Ok(Some((when, Version { tag, digest: desc.digest.to_string() })))
     })
     .await?;
     let mut dated: Vec<(Option<Time>, Version)> = found.into_iter().flatten().collect();
@@ -337,8 +338,9 @@ async fn created_from(
             let Some(child) = crate::pull::select_platform(&index, platform).ok().or_else(|| images().next()) else {
                 return Ok(None);
             };
-            let Some((desc, bytes)) = client.get_manifest(&child.digest).await? else { return Ok(None) };
-            match ManifestOrIndex::parse(&child.digest, &desc.media_type, &bytes) {
+            let child = child.digest.to_string();
+            let Some((desc, bytes)) = client.get_manifest(&child).await? else { return Ok(None) };
+            match ManifestOrIndex::parse(&child, &desc.media_type, &bytes) {
                 Ok(ManifestOrIndex::Manifest(m)) => *m,
                 _ => return Ok(None),
             }

@@ -14,6 +14,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use crypto_secretbox::aead::{Aead as _, KeyInit as _};
+use kiln_image::digest::{Digest, DigestError};
 use kiln_registry::Client;
 use kiln_registry::referrers::Referrer;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
@@ -194,10 +195,6 @@ fn payload(repository: &str, digest: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    kiln_image::digest::Digest::of(bytes).to_string()
-}
-
 /// Where `out` keeps a signature, as cosign's `--registry-referrers-mode` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Storage {
@@ -225,7 +222,7 @@ fn signature_layer(payload: &[u8], signature: &str) -> serde_json::Value {
     serde_json::json!({
         "mediaType": PAYLOAD_TYPE,
         "size": payload.len(),
-        "digest": sha256(payload),
+        "digest": Digest::of(payload),
         "annotations": { SIGNATURE_ANNOTATION: signature },
     })
 }
@@ -245,7 +242,7 @@ async fn push_config(
     })
     .to_string()
     .into_bytes();
-    let digest = sha256(&config);
+    let digest = Digest::of(&config);
     client.push_blob(&digest, &kiln_registry::BlobData::Bytes(config.clone().into())).await?;
     Ok(serde_json::json!({ "mediaType": media_type, "size": config.len(), "digest": digest }))
 }
@@ -273,13 +270,14 @@ async fn sign_in_tag(
     signature: &str,
 ) -> anyhow::Result<()> {
     let tag = signature_tag(digest);
-    let payload_digest = sha256(payload);
+    let payload_digest = Digest::of(payload);
     let mut layers = Vec::new();
     if let Some((_, bytes)) = client.get_manifest(&tag).await? {
         let existing: serde_json::Value = serde_json::from_slice(&bytes)?;
         layers = existing["layers"].as_array().cloned().unwrap_or_default();
         for layer in &layers {
-            if layer["digest"] == payload_digest.as_str() && verify_layer(client, verifier, digest, layer).await.is_ok()
+            if layer["digest"] == payload_digest.to_string().as_str()
+                && verify_layer(client, verifier, digest, layer).await.is_ok()
             {
                 return Ok(()); // already signed with this key
             }
@@ -312,7 +310,7 @@ async fn sign_as_referrer(
         .head_manifest(digest)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the registry does not have the manifest to sign"))?;
-    client.push_blob(&sha256(payload), &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
+    client.push_blob(&Digest::of(payload), &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
     let layers = vec![signature_layer(payload, signature)];
     let config = push_config(client, &layers, SIGNATURE_ARTIFACT).await?;
     let manifest = serde_json::json!({
@@ -324,11 +322,11 @@ async fn sign_as_referrer(
     })
     .to_string()
     .into_bytes();
-    let pushed = client.put_manifest(&sha256(&manifest), OCI_MANIFEST, &manifest).await?;
+    let pushed = client.put_manifest(&Digest::of(&manifest).to_string(), OCI_MANIFEST, &manifest).await?;
     let referrer = Referrer {
         media_type: OCI_MANIFEST.into(),
         size: pushed.size,
-        digest: pushed.digest,
+        digest: pushed.digest.to_string(),
         artifact_type: Some(SIGNATURE_ARTIFACT.into()),
     };
     client.add_referrer(digest, referrer).await?;
@@ -348,8 +346,9 @@ async fn verify_layer(
     let signature = layer["annotations"][SIGNATURE_ANNOTATION].as_str().ok_or("no signature annotation")?;
     let signature = STANDARD.decode(signature).map_err(|_| "the signature is not base64")?;
     let signature = Signature::from_der(&signature).map_err(|_| "the signature is not an ECDSA signature")?;
-    let payload_digest = layer["digest"].as_str().ok_or("no payload digest")?;
-    let payload = client.get_blob_bytes(payload_digest, 1 << 20).await.map_err(|e| e.to_string())?;
+    let payload_digest: Digest =
+        layer["digest"].as_str().ok_or("no payload digest")?.parse().map_err(|e: DigestError| e.to_string())?;
+    let payload = client.get_blob_bytes(&payload_digest, 1 << 20).await.map_err(|e| e.to_string())?;
     verifier.key.verify(&payload, &signature).map_err(|_| "signed with another key, or altered")?;
     let claims: serde_json::Value = serde_json::from_slice(&payload).map_err(|_| "the payload is not JSON")?;
     if claims["critical"]["type"] != CLAIM_TYPE {

@@ -99,7 +99,7 @@ const VERSION_FILES: [&str; 3] = ["tag", "digest", "repository"];
 /// Runs `in` into `dest`.
 pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse> {
     req.source.validate()?;
-    kiln_registry::reference::validate_digest(&req.version.digest).context("version.digest")?;
+    let version_digest: Digest = req.version.digest.parse().context("version.digest")?;
     let format = Format::parse(req.params.format.as_deref())?;
     // Checked before anything is fetched, against the folder as it is now.
     let metadata_target = match &req.params.output_metadata {
@@ -132,7 +132,7 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
     let mut image = None;
     if let Some((mirror_repo, mirror_config)) = req.source.mirror()? {
         let mirror = Arc::new(Client::new(mirror_repo, mirror_config)?);
-        match fetch(&mirror, &req, format, &platform, &dest).await {
+        match fetch(&mirror, &req, &version_digest, format, &platform, &dest).await {
             Ok(img) => image = Some(img),
             Err(e) => eprintln!(
                 "in: fetching from mirror {} failed ({e:#}); trying {}",
@@ -143,7 +143,7 @@ pub async fn get(req: GetRequest, dest: PathBuf) -> anyhow::Result<StepResponse>
     }
     let image = match image {
         Some(img) => img,
-        None => fetch(&origin, &req, format, &platform, &dest).await?,
+        None => fetch(&origin, &req, &version_digest, format, &platform, &dest).await?,
     };
 
     let values = [&req.version.tag, digest, &req.source.repository];
@@ -177,11 +177,11 @@ fn matching(re: &regex::Regex, values: &BTreeMap<String, String>) -> Vec<Metadat
 async fn fetch(
     client: &Arc<Client>,
     req: &GetRequest,
+    digest: &Digest,
     format: Format,
     platform: &Platform,
     dest: &Path,
 ) -> anyhow::Result<Image> {
-    let digest = &req.version.digest;
     eprintln!("fetching {}@{digest}", client.repository());
     let image = pull::resolve(client, digest, platform).await?;
     if req.params.skip_download {
@@ -264,7 +264,7 @@ fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress, max_
         let current = next.take().expect("a reader for every layer");
         next = spools.get(i + 1).map(ahead);
         let result = current.and_then(|mut tar| {
-            unpacker.apply_layer(digest, &mut tar).map_err(|e| match e {
+            unpacker.apply_layer(&digest.to_string(), &mut tar).map_err(|e| match e {
                 kiln_image::unpack::UnpackError::TooLarge { .. } => anyhow::anyhow!(
                     "{e} (by default 64 times the layers' declared size, at least 1 GiB; \
                      params.unpack_max_bytes sets another)"
@@ -302,7 +302,6 @@ async fn write_image_tar(
     let config = image.config.clone();
     let (out, tag) = (out.to_path_buf(), tag.map(String::from));
     tokio::task::spawn_blocking(move || {
-        let blob = |d: &str| -> anyhow::Result<String> { Ok(d.parse::<Digest>()?.blob_path()) };
         let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
         let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let mut add = |path: &str, size: u64, data: &mut dyn std::io::Read| -> anyhow::Result<()> {
@@ -324,19 +323,19 @@ async fn write_image_tar(
         let index = layout::index_of(&[manifest_desc]);
         add("index.json", index.len() as u64, &mut index.as_slice())?;
         let docker = serde_json::to_vec(&serde_json::json!([{
-            "Config": blob(&config.descriptor.digest)?,
+            "Config": config.descriptor.digest.blob_path(),
             "RepoTags": tag.iter().collect::<Vec<_>>(),
-            "Layers": manifest.value.layers.iter().map(|l| blob(&l.digest)).collect::<anyhow::Result<Vec<_>>>()?,
+            "Layers": manifest.value.layers.iter().map(|l| l.digest.blob_path()).collect::<Vec<_>>(),
         }]))?;
         add("manifest.json", docker.len() as u64, &mut docker.as_slice())?;
-        add(&blob(&manifest.descriptor.digest)?, manifest.bytes.len() as u64, &mut manifest.bytes.as_slice())?;
-        add(&blob(&config.descriptor.digest)?, config.bytes.len() as u64, &mut config.bytes.as_slice())?;
+        add(&manifest.descriptor.digest.blob_path(), manifest.bytes.len() as u64, &mut manifest.bytes.as_slice())?;
+        add(&config.descriptor.digest.blob_path(), config.bytes.len() as u64, &mut config.bytes.as_slice())?;
         let mut written = std::collections::HashSet::new();
         for spool in &spools {
             let d = &spool.descriptor;
             let mut reader = spool.reader()?;
             if written.insert(d.digest.clone()) {
-                add(&blob(&d.digest)?, d.size, &mut reader).map_err(|e| match spool.wait() {
+                add(&d.digest.blob_path(), d.size, &mut reader).map_err(|e| match spool.wait() {
                     Err(download) => anyhow::anyhow!("layer {}: {download}", d.digest),
                     Ok(()) => e,
                 })?;
@@ -358,7 +357,7 @@ const MAX_MANIFESTS: usize = 1000;
 
 /// Writes an OCI image layout of everything `digest` names: an index with all its
 /// platforms, or a single image wrapped in an index plus `single-image-digest`.
-async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &WorkDir) -> anyhow::Result<()> {
+async fn write_layout(client: &Arc<Client>, digest: &Digest, out: &Path, work: &WorkDir) -> anyhow::Result<()> {
     let layout = Layout::create(out).with_context(|| format!("creating the layout {}", out.display()))?;
     let top = pull::fetch_manifest(client, digest).await?;
 
@@ -409,7 +408,7 @@ async fn write_layout(client: &Arc<Client>, digest: &str, out: &Path, work: &Wor
         ManifestOrIndex::Index(_) => layout.set_index(&top.bytes)?,
         ManifestOrIndex::Manifest(_) => {
             layout.set_index(&layout::index_of(&[&top.descriptor]))?;
-            confined::write_new(out, "single-image-digest", digest.as_bytes())?;
+            confined::write_new(out, "single-image-digest", digest.to_string().as_bytes())?;
         }
     }
     Ok(())

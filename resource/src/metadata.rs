@@ -147,7 +147,7 @@ impl Metadata {
             repository: repository.to_string(),
             tag: tag.to_string(),
             digest: digest.to_string(),
-            manifest_digest: image.manifest.descriptor.digest.clone(),
+            manifest_digest: image.manifest.descriptor.digest.to_string(),
             platform,
             created: config.created.clone(),
             labels: run.labels.clone().unwrap_or_default(),

@@ -54,7 +54,7 @@ impl Progress {
             let (template, prefix) = if bars.wide {
                 (
                     "  {prefix} [{wide_bar}] {percent:>3}% {binary_bytes}/{binary_total_bytes}{msg}",
-                    format!("{} {}/{} {}", self.noun, i + 1, self.total, short(&blob.digest)),
+                    format!("{} {}/{} {}", self.noun, i + 1, self.total, blob.digest.short()),
                 )
             } else {
                 ("  {prefix} {percent:>3}% {binary_bytes}{msg}", format!("{} {}/{}", self.noun, i + 1, self.total))
@@ -84,7 +84,7 @@ impl Progress {
             self.noun,
             i + 1,
             self.total,
-            short(&blob.digest),
+            blob.digest.short(),
             human(blob.size),
             took.as_secs_f64(),
             human((blob.size as f64 / took.as_secs_f64().max(0.001)) as u64)
@@ -100,7 +100,7 @@ impl Progress {
             self.noun,
             i + 1,
             self.total,
-            short(&blob.digest),
+            blob.digest.short(),
             took.as_secs_f64()
         );
     }
@@ -127,4 +127,4 @@ impl BlobBar {
     }
 }
 
-pub use kiln_image::display::{human, short};
+pub use kiln_image::display::human;

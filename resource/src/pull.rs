@@ -41,8 +41,8 @@ pub struct Image {
 }
 
 /// Fetches the manifest or index `digest` names, verified.
-pub async fn fetch_manifest(client: &Client, digest: &str) -> anyhow::Result<Fetched<ManifestOrIndex>> {
-    let Some((desc, bytes)) = client.get_manifest(digest).await? else {
+pub async fn fetch_manifest(client: &Client, digest: &Digest) -> anyhow::Result<Fetched<ManifestOrIndex>> {
+    let Some((desc, bytes)) = client.get_manifest(&digest.to_string()).await? else {
         bail!("{}@{digest} does not exist (deleted since check found it?)", client.repository());
     };
     let value = ManifestOrIndex::parse(&format!("{}@{digest}", client.repository()), &desc.media_type, &bytes)?;
@@ -50,7 +50,7 @@ pub async fn fetch_manifest(client: &Client, digest: &str) -> anyhow::Result<Fet
 }
 
 /// Resolves `digest` to the image for `platform`, and fetches its config.
-pub async fn resolve(client: &Client, digest: &str, platform: &Platform) -> anyhow::Result<Image> {
+pub async fn resolve(client: &Client, digest: &Digest, platform: &Platform) -> anyhow::Result<Image> {
     let top = fetch_manifest(client, digest).await?;
     let (index, manifest) = match top.value {
         ManifestOrIndex::Manifest(m) => (None, Fetched { descriptor: top.descriptor, bytes: top.bytes, value: *m }),
@@ -140,9 +140,9 @@ impl Spool {
     /// Waits (blocking) for the download and moves the verified blob into `layout`.
     pub fn persist(&self, layout: &Layout) -> anyhow::Result<()> {
         self.wait().map_err(|e| anyhow::anyhow!("blob {}: {e}", self.descriptor.digest))?;
-        let digest: Digest = self.descriptor.digest.parse()?;
+        let digest = &self.descriptor.digest;
         layout
-            .adopt_blob(&digest, &self.path)
+            .adopt_blob(digest, &self.path)
             .with_context(|| format!("moving blob {digest} into {}", layout.dir().display()))
     }
 
@@ -206,7 +206,7 @@ pub fn spool_all(
     let permits = Arc::new(Semaphore::new(parallel.max(1)));
     let mut spools = Vec::with_capacity(blobs.len());
     for (i, blob) in blobs.iter().enumerate() {
-        let path = dir.join(format!("blob-{i}-{}", blob.digest.trim_start_matches("sha256:")));
+        let path = dir.join(format!("blob-{i}-{}", blob.digest.hex()));
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let spool = Arc::new(Spool {
             descriptor: blob.clone(),

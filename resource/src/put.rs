@@ -126,27 +126,26 @@ pub async fn put(req: PutRequest, dir: PathBuf) -> anyhow::Result<StepResponse> 
     kiln_registry::push::push(&client, &loaded, &tags).await?;
     if let Some(signer) = signer {
         // The image and, for an index, each manifest in it, as `cosign sign --recursive`.
-        let digests: Vec<&str> =
-            loaded.children.iter().map(|c| c.digest.as_str()).chain([loaded.top.digest.as_str()]).collect();
+        let digests: Vec<String> = loaded.children.iter().chain([&loaded.top]).map(|c| c.digest.to_string()).collect();
         for digest in &digests {
             crate::cosign::sign(&client, &signer, digest).await?;
         }
         eprintln!("signed {} with cosign ({} manifest(s))", loaded.top.digest, digests.len());
     }
     if let (Some(trust), Some(key)) = (&req.source.content_trust, &notary_key) {
-        let hex = loaded.top.digest.trim_start_matches("sha256:");
+        let hex = loaded.top.digest.hex();
         trust.sign(key, &target, notary_config, &tags, hex, loaded.top.bytes.len() as u64).await.map_err(|e| {
             anyhow::anyhow!("content_trust: {e:#}; the image is pushed as {}, but not signed", tags.join(", "))
         })?;
     }
     if let Some(file) = &digest_file {
-        kiln_image::confined::write_beneath(&dir, file, loaded.top.digest.as_bytes()).with_context(|| {
-            format!("params.digest_file: writing {} (the image is pushed)", dir.join(file).display())
-        })?;
+        kiln_image::confined::write_beneath(&dir, file, loaded.top.digest.to_string().as_bytes()).with_context(
+            || format!("params.digest_file: writing {} (the image is pushed)", dir.join(file).display()),
+        )?;
     }
 
     Ok(StepResponse {
-        version: Version { tag: tags[0].clone(), digest: loaded.top.digest.clone() },
+        version: Version { tag: tags[0].clone(), digest: loaded.top.digest.to_string() },
         metadata: vec![
             MetadataField::new("repository", req.source.repository.clone()),
             MetadataField::new("tags", tags.join(" ")),

@@ -57,7 +57,7 @@ impl Blob {
 /// One store: blobs given up front, and optionally an OCI layout folder.
 #[derive(Debug, Default)]
 pub struct Store {
-    blobs: HashMap<String, Blob>,
+    blobs: HashMap<Digest, Blob>,
     layout: Option<Layout>,
     ingests: Mutex<HashMap<String, Ingest>>,
     /// Where unfinished writes go: made fresh in the layout folder when the first one starts.
@@ -78,7 +78,7 @@ struct Ingest {
 
 impl Store {
     /// A read-only store of these blobs (digest → where).
-    pub fn from_blobs(blobs: HashMap<String, Blob>) -> Self {
+    pub fn from_blobs(blobs: HashMap<Digest, Blob>) -> Self {
         Store { blobs, ..Default::default() }
     }
 
@@ -95,10 +95,11 @@ impl Store {
     /// A blob given up front, or a file of the layout (never through a link out of it: such
     /// a blob counts as absent, and is replaced if BuildKit writes it again).
     fn find(&self, digest: &str) -> Option<Blob> {
-        if let Some(blob) = self.blobs.get(digest) {
+        let digest = digest.parse::<Digest>().ok()?;
+        if let Some(blob) = self.blobs.get(&digest) {
             return Some(blob.clone());
         }
-        let (layout, digest) = (self.layout.as_ref()?, digest.parse::<Digest>().ok()?);
+        let layout = self.layout.as_ref()?;
         let size = layout.blob_size(&digest)?;
         Some(Blob::File(FileRange::beneath(layout.dir(), Path::new(&digest.blob_path()), size)))
     }
@@ -180,7 +181,7 @@ impl Content for ContentService {
 
     async fn list(&self, request: Request<ListContentRequest>) -> Result<Response<Self::ListStream>, Status> {
         let store = self.store(&request)?;
-        let mut digests: Vec<String> = store.blobs.keys().cloned().collect();
+        let mut digests: Vec<String> = store.blobs.keys().map(Digest::to_string).collect();
         if let Some(layout) = &store.layout {
             digests.extend(layout.blobs().iter().map(Digest::to_string));
         }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kiln_image::archive::{self, BlobLocation};
+use kiln_image::digest::Digest;
 
 use crate::session::content::{Blob, Store};
 
@@ -59,7 +60,7 @@ struct Loaded {
     /// The store's name, `kiln-<kind>-<slug>`.
     store_name: String,
     /// The image's digest.
-    top: String,
+    top: Digest,
 }
 
 impl Loaded {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use kiln_image::confined::{self, FreshDir};
+use kiln_image::digest::Digest;
 use kiln_proto::moby::buildkit::v1::Exporter;
 
 use crate::buildkit::daemon::{self, Buildkitd, DaemonConfig};
@@ -328,7 +329,7 @@ async fn build_targets(
 /// platforms) and the image file or layout folder, inside the output folder.
 #[derive(Debug, Clone)]
 pub struct Built {
-    pub digest: String,
+    pub digest: Digest,
     pub output: PathBuf,
     /// `image.tar`, or `image` (the OCI layout folder).
     pub image: &'static str,
@@ -337,7 +338,7 @@ pub struct Built {
 /// `PUSH`: the built image to `REGISTRY/IMAGE_NAME:IMAGE_TAG`, by the resource's own push
 /// code; `image/digest` then holds the digest the registry stored. The registry's answer
 /// is checked against the digest computed here, so a tag never moves to something else.
-async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
+async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<Digest> {
     use kiln_registry::{Client, ClientConfig, Repository};
     let name = params.name.as_ref().context("PUSH needs IMAGE_NAME")?;
     let repo = Repository::parse(&name.repository).with_context(|| format!("PUSH: {}", name.repository))?;
@@ -359,7 +360,7 @@ async fn push(params: &BuildParams, built: &Built) -> anyhow::Result<String> {
         .await
         .with_context(|| format!("PUSH: pushing to {name} failed"))?;
     if loaded.top.digest != built.digest {
-        confined::write_new(&built.output, "digest", loaded.top.digest.as_bytes())
+        confined::write_new(&built.output, "digest", loaded.top.digest.to_string().as_bytes())
             .with_context(|| format!("writing {}", built.output.join("digest").display()))?;
     }
     Ok(loaded.top.digest)
@@ -452,8 +453,8 @@ async fn build_into(
 
     let response = solve::solve(channel.clone(), request).await?;
     prepared.caches.finish(&response)?;
-    let digest =
-        response.get("containerimage.digest").cloned().context("BuildKit's answer has no containerimage.digest")?;
+    let digest = response.get("containerimage.digest").context("BuildKit's answer has no containerimage.digest")?;
+    let digest: Digest = digest.parse().context("BuildKit's answer: containerimage.digest")?;
     let name = if params.output_oci {
         // OUTPUT_OCI: the OCI layout the tarball holds, as the folder image/image/.
         let layout = staging.path().join("image");
@@ -466,7 +467,7 @@ async fn build_into(
         "image.tar"
     };
     let _ = std::fs::remove_file(&partial);
-    confined::create_with(&staging.path().join("digest"), digest.as_bytes())
+    confined::create_with(&staging.path().join("digest"), digest.to_string().as_bytes())
         .with_context(|| format!("writing {}", output.join("digest").display()))?;
     let mut names = vec![name, "digest"];
     if let Some(n) = image_name {
@@ -496,8 +497,8 @@ fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
     else {
         anyhow::bail!("UNPACK_ROOTFS needs a single-platform image");
     };
-    let location = |digest: &str| loaded.blobs.iter().find(|(d, _)| d.digest == digest).map(|(_, l)| l.clone());
-    let read = |digest: &str| -> anyhow::Result<Vec<u8>> {
+    let location = |digest: &Digest| loaded.blobs.iter().find(|(d, _)| d.digest == *digest).map(|(_, l)| l.clone());
+    let read = |digest: &Digest| -> anyhow::Result<Vec<u8>> {
         match location(digest).with_context(|| format!("blob {digest} is not in the image"))? {
             BlobLocation::File(range) => Ok(range.read_all()?),
             BlobLocation::Memory(bytes) => Ok(bytes),
@@ -512,7 +513,7 @@ fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
             anyhow::bail!("layer {} is not in the image", layer.digest);
         };
         let tar = kiln_image::decompress::decompressed(range.reader()?)?;
-        unpacker.apply_layer(&layer.digest, tar)?;
+        unpacker.apply_layer(&layer.digest.to_string(), tar)?;
     }
     let metadata = serde_json::json!({
         "env": config.config.env.unwrap_or_default(),

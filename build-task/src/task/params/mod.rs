@@ -245,7 +245,7 @@ impl NamedContext {
                 kiln_registry::reference::validate_tag(tag).map_err(bad)?;
             }
             if let Some(digest) = digest {
-                kiln_registry::reference::validate_digest(digest).map_err(bad)?;
+                digest.parse::<kiln_image::digest::Digest>().map_err(|e| err(param, format!("{value:?}: {e}")))?;
             }
             return Ok(NamedContext::Image(value.to_string()));
         }
