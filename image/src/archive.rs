@@ -16,13 +16,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek};
-use std::os::unix::fs::FileExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::blob::{Blob, FileRange};
 use crate::confined;
 use crate::decompress::{Compression, decompressed};
 use crate::digest::Digest;
@@ -38,95 +38,6 @@ const PARALLEL_READS: usize = 4;
 const MAX_DOCUMENT: u64 = 16 << 20;
 /// How deep indexes may nest in a layout.
 const MAX_NESTING: usize = 8;
-
-/// Where a blob's bytes are.
-#[derive(Debug, Clone)]
-pub enum BlobLocation {
-    /// A byte range of a file (an entry of a tarball, or a whole layout blob).
-    File(FileRange),
-    /// Held in memory (the config of a docker-save tarball, read to make its manifest).
-    Memory(Vec<u8>),
-}
-
-/// A byte range of a file: an entry of a tarball (the tarball opened once and shared), or
-/// a blob of a layout (opened beneath the layout's folder whenever it is read). Reads are
-/// positional, so clones can be read at the same time.
-#[derive(Debug, Clone)]
-pub struct FileRange {
-    /// The file, for messages.
-    pub path: PathBuf,
-    pub offset: u64,
-    pub len: u64,
-    source: Source,
-}
-
-#[derive(Debug, Clone)]
-enum Source {
-    Open(Arc<File>),
-    Beneath { root: PathBuf, relative: PathBuf },
-}
-
-impl FileRange {
-    /// A range of a file already open.
-    pub fn of_open(path: &Path, file: Arc<File>, offset: u64, len: u64) -> Self {
-        FileRange { path: path.to_path_buf(), offset, len, source: Source::Open(file) }
-    }
-
-    /// The whole file `relative` beneath `root` ([`confined::open_beneath`] when read), of `len` bytes.
-    pub fn beneath(root: &Path, relative: &Path, len: u64) -> Self {
-        let source = Source::Beneath { root: root.to_path_buf(), relative: relative.to_path_buf() };
-        FileRange { path: root.join(relative), offset: 0, len, source }
-    }
-
-    /// The file, opened (beneath its folder) if it is not yet.
-    pub fn open(&self) -> io::Result<Arc<File>> {
-        match &self.source {
-            Source::Open(file) => Ok(file.clone()),
-            Source::Beneath { root, relative } => Ok(Arc::new(confined::open_beneath(root, relative)?)),
-        }
-    }
-
-    /// The `len` bytes from `skip` into the range (cut at its end).
-    pub fn slice(&self, skip: u64, len: u64) -> Self {
-        let skip = skip.min(self.len);
-        FileRange { offset: self.offset + skip, len: len.min(self.len - skip), ..self.clone() }
-    }
-
-    /// A reader of the range.
-    pub fn reader(&self) -> io::Result<RangeReader> {
-        Ok(RangeReader { file: self.open()?, at: self.offset, end: self.offset + self.len })
-    }
-
-    /// The whole range in memory.
-    pub fn read_all(&self) -> io::Result<Vec<u8>> {
-        let mut buf = Vec::with_capacity(self.len.min(MAX_DOCUMENT) as usize);
-        self.reader()?.read_to_end(&mut buf)?;
-        Ok(buf)
-    }
-}
-
-/// Reads a [`FileRange`] by position; a file shorter than the range is an error.
-#[derive(Debug)]
-pub struct RangeReader {
-    file: Arc<File>,
-    at: u64,
-    end: u64,
-}
-
-impl Read for RangeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end - self.at).min(buf.len() as u64) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.at)?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"));
-        }
-        self.at += n as u64;
-        Ok(n)
-    }
-}
 
 /// A manifest or index to push, as exact bytes.
 #[derive(Debug, Clone)]
@@ -146,7 +57,7 @@ pub struct LoadedImage {
     pub children: Vec<Document>,
     /// Every config and layer, once each, with where to read it. All were hashed and match,
     /// unless loaded with [`Verify::OnRead`].
-    pub blobs: Vec<(Descriptor, BlobLocation)>,
+    pub blobs: Vec<(Descriptor, Blob)>,
     /// Image names the input records (docker save's `RepoTags`, `io.containerd.image.name`
     /// annotations), as written there (`registry/repo:tag`): where its blobs may already be.
     pub origins: Vec<String>,
@@ -492,15 +403,15 @@ fn add_blobs(origin: &Path, store: &Store, m: &Manifest, loaded: &mut LoadedImag
             let len = range.len;
             return Err(invalid(origin, format!("blob {name} has {len} bytes, its manifest says {}", d.size)));
         }
-        loaded.blobs.push((d.clone(), BlobLocation::File(range)));
+        loaded.blobs.push((d.clone(), Blob::File(range)));
     }
     Ok(())
 }
 
 /// Checks each blob's content against its digest.
-fn verify_blobs(origin: &Path, blobs: &[(Descriptor, BlobLocation)]) -> Result<(), ArchiveError> {
+fn verify_blobs(origin: &Path, blobs: &[(Descriptor, Blob)]) -> Result<(), ArchiveError> {
     let results = in_parallel(blobs, |(d, location)| match location {
-        BlobLocation::File(range) => match hash_range(range) {
+        Blob::File(range) => match hash_range(range) {
             Ok(digest) if digest == d.digest => Ok(()),
             Ok(digest) => Err(invalid(
                 origin,
@@ -511,8 +422,8 @@ fn verify_blobs(origin: &Path, blobs: &[(Descriptor, BlobLocation)]) -> Result<(
             )),
             Err(e) => Err(io_err(origin)(e)),
         },
-        BlobLocation::Memory(bytes) if Digest::of(bytes) == d.digest => Ok(()),
-        BlobLocation::Memory(_) => Err(invalid(origin, format!("blob {} does not match its digest", d.digest))),
+        Blob::Memory(bytes) if Digest::of(bytes) == d.digest => Ok(()),
+        Blob::Memory(_) => Err(invalid(origin, format!("blob {} does not match its digest", d.digest))),
     });
     results.into_iter().collect()
 }
@@ -597,7 +508,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
         let d = Descriptor::new(hashed.compression_media_type(), hashed.digest.clone(), range.len);
         layers.push(d.clone());
         if !blobs.iter().any(|(b, _): &(Descriptor, _)| b.digest == d.digest) {
-            blobs.push((d, BlobLocation::File(range)));
+            blobs.push((d, Blob::File(range)));
         }
     }
 
@@ -617,7 +528,7 @@ fn load_docker_save(origin: &Path, store: &Store) -> Result<LoadedImage, Archive
     let (manifest_type, config_type) =
         if oci { (oci::OCI_MANIFEST, oci::OCI_CONFIG) } else { (oci::DOCKER_MANIFEST, oci::DOCKER_CONFIG) };
     let config_descriptor = Descriptor::new(config_type, config_digest, config.len() as u64);
-    blobs.insert(0, (config_descriptor.clone(), BlobLocation::Memory(config)));
+    blobs.insert(0, (config_descriptor.clone(), Blob::Memory(config.into())));
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(manifest_type.into()),
@@ -801,11 +712,8 @@ mod tests {
         .unwrap()
     }
 
-    fn read(location: &BlobLocation) -> Vec<u8> {
-        match location {
-            BlobLocation::File(range) => range.read_all().unwrap(),
-            BlobLocation::Memory(bytes) => bytes.clone(),
-        }
+    fn read(blob: &Blob) -> Vec<u8> {
+        blob.read_all().unwrap()
     }
 
     fn manifest_of(image: &LoadedImage) -> Manifest {
@@ -854,7 +762,7 @@ mod tests {
         for (d, location) in &image.blobs {
             assert_eq!(Digest::of(&read(location)), d.digest);
         }
-        assert!(matches!(image.blobs[1].1, BlobLocation::File(_)), "layers are not loaded");
+        assert!(matches!(image.blobs[1].1, Blob::File(_)), "layers are not loaded");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! - [`oci`]: manifests, indexes, descriptors, platforms and image configs (OCI and Docker).
 //! - [`archive`]: images on disk to push: docker-save and OCI tarballs, OCI layouts.
+//! - [`blob`]: where a blob's bytes are (a file range, or memory), as every crate passes it.
 //! - [`confined`]: files of a given folder read without following a link out of it, and
 //!   files written fresh so nothing a folder holds is written through.
 //! - [`layout`]: the one OCI image layout writer (blobs, `oci-layout`, `index.json` edits).
@@ -11,6 +12,7 @@
 //! - [`unpack`]: layers applied to a root filesystem, never writing outside it.
 
 pub mod archive;
+pub mod blob;
 pub mod confined;
 pub mod decompress;
 pub mod digest;

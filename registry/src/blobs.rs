@@ -1,39 +1,15 @@
 //! Blobs (layers and configs): checked for, streamed and verified by digest, mounted
 //! from another repository of the same registry, and uploaded.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use bytes::Bytes;
+use kiln_image::blob::Blob;
 use kiln_image::digest::Digest;
 use reqwest::header::{CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::{Access, Call, Client, FileRange, RegistryError, header_str};
+use crate::client::{Access, Call, Client, RegistryError, header_str};
 use crate::retry::{RESUMES, UPLOAD_ATTEMPTS};
-
-/// Where a blob to upload comes from: memory, or a byte range of a file the caller opened
-/// (a layer inside an `image.tar`, or a file of an OCI layout), read by position; `path`
-/// is for messages only.
-#[derive(Debug, Clone)]
-pub enum BlobData {
-    Bytes(Bytes),
-    File { path: PathBuf, file: Arc<std::fs::File>, offset: u64, len: u64 },
-}
-
-impl BlobData {
-    pub fn len(&self) -> u64 {
-        match self {
-            BlobData::Bytes(b) => b.len() as u64,
-            BlobData::File { len, .. } => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// A blob being downloaded: chunks as they arrive, its digest checked at the end. When the
 /// connection breaks or stalls mid-body, the rest is asked for again (`Range`), so a reader
@@ -209,7 +185,7 @@ impl Client {
     /// them (the spec's `DIGEST_INVALID`): kiln does not hash them again on the way, and a
     /// damaged file fails at that final `PUT`, its upload cancelled. A failed upload starts
     /// over.
-    pub async fn push_blob(&self, digest: &Digest, data: &BlobData) -> Result<(), RegistryError> {
+    pub async fn push_blob(&self, digest: &Digest, data: &Blob) -> Result<(), RegistryError> {
         let mut attempt = 1;
         loop {
             match self.push_blob_once(digest, data).await {
@@ -222,7 +198,7 @@ impl Client {
         }
     }
 
-    async fn push_blob_once(&self, digest: &Digest, data: &BlobData) -> Result<(), RegistryError> {
+    async fn push_blob_once(&self, digest: &Digest, data: &Blob) -> Result<(), RegistryError> {
         let what = format!("uploading {digest}");
         let start = Call::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.repo.path()), Access::Push, &what);
         let resp = self.expect_success(self.execute(&start).await?, &what).await?;
@@ -241,27 +217,26 @@ impl Client {
     async fn finish_upload(
         &self,
         digest: &Digest,
-        data: &BlobData,
+        data: &Blob,
         what: &str,
         location: &mut String,
     ) -> Result<(), RegistryError> {
         let separator = |l: &str| if l.contains('?') { '&' } else { '?' };
         let put = match data {
             // Small and in memory (configs): one PUT with the bytes.
-            BlobData::Bytes(bytes) => {
+            Blob::Memory(bytes) => {
                 Call::new(Method::PUT, format!("{location}{}digest={digest}", separator(location)), Access::Push, what)
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .body(bytes.clone())
             }
             // From a file: one PATCH streaming the range (memory stays at a few chunks
             // whatever the size), then a PUT naming the digest, which the registry checks.
-            BlobData::File { path, file, offset, len } => {
-                if *len > 0 {
-                    let range = FileRange { path: path.clone(), file: file.clone(), offset: *offset, len: *len };
+            Blob::File(range) => {
+                if range.len > 0 {
                     let patch = Call::new(Method::PATCH, location.clone(), Access::Push, what)
                         .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(reqwest::header::CONTENT_RANGE, &format!("0-{}", len - 1))
-                        .file_body(&range);
+                        .header(reqwest::header::CONTENT_RANGE, &format!("0-{}", range.len - 1))
+                        .file_body(range);
                     let resp = self.expect_success(self.execute(&patch).await?, what).await?;
                     *location = self.next_location(&resp, what)?;
                 }
@@ -272,10 +247,10 @@ impl Client {
         let resp = match self.expect_success(self.execute(&put).await?, what).await {
             Err(RegistryError::Status { status: StatusCode::BAD_REQUEST, body, .. })
                 if body.contains("DIGEST_INVALID")
-                    && let BlobData::File { path, offset, len, .. } = data =>
+                    && let Blob::File(range) = data =>
             {
                 return Err(RegistryError::Local {
-                    what: format!("{} ({len} bytes at {offset})", path.display()),
+                    what: format!("{} ({} bytes at {})", range.path.display(), range.len, range.offset),
                     detail: format!(
                         "the registry found its content is not {digest} (DIGEST_INVALID): the image is damaged"
                     ),

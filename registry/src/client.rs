@@ -6,9 +6,10 @@
 //! [`crate::blobs`], [`crate::tags`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use kiln_image::blob::FileRange;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
@@ -110,22 +111,14 @@ impl Call {
         self
     }
 
-    /// Streams `len` bytes of the open `file` from `offset` (from the start again at every
-    /// attempt).
+    /// Streams the file range (from the start again at every attempt; a [pinned] range is
+    /// read from the one file it opened).
+    ///
+    /// [pinned]: FileRange::pinned
     pub fn file_body(mut self, file: &FileRange) -> Self {
         self.body = Some(Body::File(file.clone()));
         self
     }
-}
-
-/// A byte range of a file already open (the caller decided how it may be opened), read by
-/// position so one open file can feed several requests.
-#[derive(Debug, Clone)]
-pub(crate) struct FileRange {
-    pub path: std::path::PathBuf,
-    pub file: Arc<std::fs::File>,
-    pub offset: u64,
-    pub len: u64,
 }
 
 /// What a request sends.
@@ -168,6 +161,13 @@ fn file_stream(range: &FileRange) -> reqwest::Body {
     let range = range.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
     tokio::task::spawn_blocking(move || {
+        let fail = |e: std::io::Error| {
+            let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), format!("{}: {e}", range.path.display()))));
+        };
+        let file = match range.open() {
+            Ok(file) => file,
+            Err(e) => return fail(e),
+        };
         let (returned, pool) = std::sync::mpsc::sync_channel::<Vec<u8>>(STREAM_BUFFERS);
         let mut made = 0;
         let (mut at, end) = (range.offset, range.offset + range.len);
@@ -185,17 +185,13 @@ fn file_stream(range: &FileRange) -> reqwest::Body {
                 }
             };
             let want = (end - at).min(STREAM_CHUNK as u64) as usize;
-            let read = match range.file.read_at(&mut buf[..want], at) {
+            let read = match file.read_at(&mut buf[..want], at) {
                 Ok(0) => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file ends early")),
                 other => other,
             };
             let n = match read {
                 Ok(n) => n,
-                Err(e) => {
-                    let _ =
-                        tx.blocking_send(Err(std::io::Error::new(e.kind(), format!("{}: {e}", range.path.display()))));
-                    return;
-                }
+                Err(e) => return fail(e),
             };
             at += n as u64;
             let chunk = bytes::Bytes::from_owner(Recycled { buf, len: n, pool: returned.clone() });

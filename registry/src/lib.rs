@@ -39,7 +39,7 @@ pub use auth::{Challenge, Credentials, IDENTITY_TOKEN_USERNAME};
 
 /// Looks a variable up in the environment (a closure, so tests and callers pass their own).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-pub use blobs::{BlobData, BlobStream};
+pub use blobs::BlobStream;
 pub use body::one_line;
 pub use client::{Client, ClientConfig, RegistryError, error_chain};
 /// A manifest's or blob's type, digest and size: the one descriptor type, the image model's.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 
-use crate::client::FileRange;
+use kiln_image::blob::FileRange;
 
 /// The variables reqwest takes a proxy for `http://` URLs from.
 const PROXY_VARIABLES: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
@@ -123,9 +123,10 @@ fn request_head(method: &Method, url: &Url, headers: &HeaderMap, authorization: 
 /// copy through user space.
 fn send_range(socket: &TcpStream, file: &FileRange) -> std::io::Result<()> {
     let (mut at, end) = (file.offset, file.offset + file.len);
+    let handle = file.open()?;
     while at < end {
         let want = (end - at).min(SENDFILE_STEP as u64) as usize;
-        match rustix::fs::sendfile(socket, &*file.file, Some(&mut at), want) {
+        match rustix::fs::sendfile(socket, &*handle, Some(&mut at), want) {
             Ok(0) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -269,7 +270,7 @@ mod tests {
     fn range(content: &[u8], offset: u64) -> FileRange {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(content).unwrap();
-        FileRange { path: "layer".into(), file: Arc::new(f), offset, len: content.len() as u64 - offset }
+        FileRange::of_open(std::path::Path::new("layer"), Arc::new(f), offset, content.len() as u64 - offset)
     }
 
     /// A one-request server: returns what it received and answers with `answer`.

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kiln_image::archive::{self, ArchiveError, BlobLocation, LoadedImage};
+use kiln_image::archive::{self, ArchiveError, LoadedImage};
+use kiln_image::blob::Blob;
 use kiln_image::digest::Digest;
 use kiln_image::display::human;
 
-use crate::{BlobData, Client, RegistryError, Repository};
+use crate::{Client, RegistryError, Repository};
 
 /// Blobs uploaded at once. Four and six measured the same against the loopback registry
 /// on two cores, whose own ingest (hashing and writing) is the bound.
@@ -119,7 +120,7 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
     let mut blobs: Vec<_> = image.blobs.iter().cloned().enumerate().collect();
     blobs.sort_by_key(|(_, (descriptor, _))| std::cmp::Reverse(descriptor.size));
     let mount_from = &mount_from;
-    let upload = |(i, (descriptor, location)): (usize, (kiln_image::oci::Descriptor, BlobLocation))| {
+    let upload = |(i, (descriptor, blob)): (usize, (kiln_image::oci::Descriptor, Blob))| {
         async move {
             let digest = &descriptor.digest;
             let began = Instant::now();
@@ -135,13 +136,13 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
                     return Ok(Outcome::Mounted);
                 }
             }
-            let data = match location {
-                BlobLocation::File(range) => {
-                    // Opened beneath the folder the image was read from.
-                    let file = range.open().map_err(|source| PushError::Read { digest: digest.clone(), source })?;
-                    BlobData::File { path: range.path, file, offset: range.offset, len: range.len }
+            let data = match blob {
+                // Opened now, beneath the folder the image was read from; every attempt
+                // reads that one open file.
+                Blob::File(range) => {
+                    Blob::File(range.pinned().map_err(|source| PushError::Read { digest: digest.clone(), source })?)
                 }
-                BlobLocation::Memory(bytes) => BlobData::Bytes(bytes.into()),
+                memory => memory,
             };
             client.push_blob(digest, &data).await.map_err(registry(format!("pushing blob {digest}")))?;
             eprintln!("  {what} pushed in {:.1}s", began.elapsed().as_secs_f64());

@@ -14,6 +14,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use crypto_secretbox::aead::{Aead as _, KeyInit as _};
+use kiln_image::blob::Blob;
 use kiln_image::digest::{Digest, DigestError};
 use kiln_registry::Client;
 use kiln_registry::referrers::Referrer;
@@ -243,7 +244,7 @@ async fn push_config(
     .to_string()
     .into_bytes();
     let digest = Digest::of(&config);
-    client.push_blob(&digest, &kiln_registry::BlobData::Bytes(config.clone().into())).await?;
+    client.push_blob(&digest, &Blob::Memory(config.clone().into())).await?;
     Ok(serde_json::json!({ "mediaType": media_type, "size": config.len(), "digest": digest }))
 }
 
@@ -283,7 +284,7 @@ async fn sign_in_tag(
             }
         }
     }
-    client.push_blob(&payload_digest, &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
+    client.push_blob(&payload_digest, &Blob::Memory(payload.to_vec().into())).await?;
     layers.push(signature_layer(payload, signature));
     let config = push_config(client, &layers, OCI_CONFIG).await?;
     let manifest = serde_json::json!({
@@ -310,7 +311,7 @@ async fn sign_as_referrer(
         .head_manifest(digest)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the registry does not have the manifest to sign"))?;
-    client.push_blob(&Digest::of(payload), &kiln_registry::BlobData::Bytes(payload.to_vec().into())).await?;
+    client.push_blob(&Digest::of(payload), &Blob::Memory(payload.to_vec().into())).await?;
     let layers = vec![signature_layer(payload, signature)];
     let config = push_config(client, &layers, SIGNATURE_ARTIFACT).await?;
     let manifest = serde_json::json!({

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use kiln_image::archive::FileRange;
+use kiln_image::blob::{Blob, FileRange};
 use kiln_image::confined::{self, FreshDir};
 use kiln_image::digest::Digest;
 use kiln_image::layout::Layout;
@@ -37,22 +37,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// The metadata key naming the store a request is for.
 pub const STORE_ID_HEADER: &str = "buildkit-attachable-store-id";
-
-/// Where a blob's bytes are.
-#[derive(Debug, Clone)]
-pub enum Blob {
-    File(FileRange),
-    Memory(Arc<Vec<u8>>),
-}
-
-impl Blob {
-    fn len(&self) -> u64 {
-        match self {
-            Blob::File(range) => range.len,
-            Blob::Memory(bytes) => bytes.len() as u64,
-        }
-    }
-}
 
 /// One store: blobs given up front, and optionally an OCI layout folder.
 #[derive(Debug, Default)]

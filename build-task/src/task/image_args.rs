@@ -11,10 +11,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_image::archive::{self, BlobLocation};
+use kiln_image::archive;
+use kiln_image::blob::Blob;
 use kiln_image::digest::Digest;
 
-use crate::session::content::{Blob, Store};
+use crate::session::content::Store;
 
 /// One image arg ready for the session and the frontend.
 pub struct ImageArg {
@@ -86,15 +87,11 @@ fn load_store(param: &str, kind: &str, name: &str, path: &Path) -> Result<Loaded
     };
     let image = image.map_err(|e| fail(e.to_string()))?;
     let mut blobs = HashMap::new();
-    for (desc, location) in image.blobs {
-        let blob = match location {
-            BlobLocation::File(range) => Blob::File(range),
-            BlobLocation::Memory(bytes) => Blob::Memory(Arc::new(bytes)),
-        };
+    for (desc, blob) in image.blobs {
         blobs.insert(desc.digest, blob);
     }
     for doc in image.children.into_iter().chain([image.top.clone()]) {
-        blobs.insert(doc.digest, Blob::Memory(Arc::new(doc.bytes)));
+        blobs.insert(doc.digest, Blob::Memory(doc.bytes.into()));
     }
     let store_name = format!("kiln-{kind}-{slug}");
     Ok(Loaded { slug, store: Arc::new(Store::from_blobs(blobs)), store_name, top: image.top.digest })

@@ -490,26 +490,24 @@ async fn build_into(
 /// `UNPACK_ROOTFS`: the built image as `rootfs` plus `metadata.json` in `output` (the
 /// build's fresh work folder).
 fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
-    use kiln_image::archive::{self, BlobLocation};
+    use kiln_image::archive;
+    use kiln_image::blob::Blob;
     let loaded = archive::load(image_tar)?;
     let kiln_image::oci::ManifestOrIndex::Manifest(manifest) =
         kiln_image::oci::ManifestOrIndex::parse("the built image", &loaded.top.media_type, &loaded.top.bytes)?
     else {
         anyhow::bail!("UNPACK_ROOTFS needs a single-platform image");
     };
-    let location = |digest: &Digest| loaded.blobs.iter().find(|(d, _)| d.digest == *digest).map(|(_, l)| l.clone());
+    let location = |digest: &Digest| loaded.blobs.iter().find(|(d, _)| d.digest == *digest).map(|(_, b)| b.clone());
     let read = |digest: &Digest| -> anyhow::Result<Vec<u8>> {
-        match location(digest).with_context(|| format!("blob {digest} is not in the image"))? {
-            BlobLocation::File(range) => Ok(range.read_all()?),
-            BlobLocation::Memory(bytes) => Ok(bytes),
-        }
+        Ok(location(digest).with_context(|| format!("blob {digest} is not in the image"))?.read_all()?)
     };
     let config: kiln_image::oci::ImageConfig = serde_json::from_slice(&read(&manifest.config.digest)?)?;
     let rootfs = output.join("rootfs");
     std::fs::create_dir_all(&rootfs)?;
     let mut unpacker = kiln_image::unpack::Unpacker::new(&rootfs, Default::default())?;
     for layer in &manifest.layers {
-        let Some(BlobLocation::File(range)) = location(&layer.digest) else {
+        let Some(Blob::File(range)) = location(&layer.digest) else {
             anyhow::bail!("layer {} is not in the image", layer.digest);
         };
         let tar = kiln_image::decompress::decompressed(range.reader()?)?;
