@@ -7,7 +7,7 @@
 //! - A URL that would take a request from `https` to plain `http` is refused, on any host:
 //!   a TLS registry never sends a body, or learns of one, in the clear.
 //! - Redirects: the same downgrade is refused; reqwest itself drops `Authorization` when a
-//!   redirect leaves the origin (tested in `tests/tests/hostile_registry.rs`).
+//!   redirect leaves the origin (tested in `tests/tests/security/hostile_registry.rs`).
 //! - A token realm gets the basic credentials over `https`, or over `http` only when the
 //!   registry itself is plain HTTP (`insecure`, or loopback) and so has them in the clear.
 

@@ -14,7 +14,7 @@ use kiln_tests::dev_env_or_skip;
 use kiln_tests::harness::{DevEnv, Outcome, bin, command, run};
 
 const STAND_IN: &str = r#"#!/bin/sh
-# A stand-in for buildkitd (see tests/tests/build_daemon.rs).
+# A stand-in for buildkitd (see tests/tests/build/daemon.rs).
 echo $$ > "$STANDIN_DIR/pid"
 printf '%s\n' "$@" > "$STANDIN_DIR/args"
 while [ $# -gt 0 ]; do
