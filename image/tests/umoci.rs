@@ -6,18 +6,17 @@
 //! Needs `umoci` (Debian's package; `scripts/dev-env` installs it) and root. Without
 //! umoci the test is skipped, loudly, except under `CI=true`, where it fails.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
 use kiln_image::digest::Digest;
 use kiln_image::layout::{Layout, index_of};
 use kiln_image::unpack::{UnpackOptions, Unpacker};
+use kiln_testkit::layer::*;
+use kiln_testkit::tree::*;
 
 fn layers() -> Vec<Vec<E>> {
     let t = |n: u64| 1_500_000_000 + n * 1000;
@@ -113,10 +112,6 @@ fn layers() -> Vec<Vec<E>> {
 ///   entry for.
 const DIR_MTIMES_IGNORED: &[&str] = &["nonexistent", "nonexistent/dir", "home/user/sub", ""];
 
-fn sha256(data: &[u8]) -> String {
-    Digest::of(data).to_string()
-}
-
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(data).unwrap();
@@ -130,7 +125,7 @@ fn write_layout(dir: &Path, tars: &[Vec<u8>]) {
     let mut layer_descs = Vec::new();
     let mut diff_ids = Vec::new();
     for tar in tars {
-        diff_ids.push(sha256(tar));
+        diff_ids.push(Digest::of(tar).to_string());
         let (digest, size) = put(&gzip(tar));
         layer_descs.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size,

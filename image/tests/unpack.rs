@@ -2,16 +2,15 @@
 //! replacements, links, modes, times, owners, xattrs), and hostile entries that must be
 //! refused, by name, or kept inside the root, with nothing outside it created or changed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use common::*;
 use kiln_image::unpack::{EntryError, LayerStats, UnpackError, UnpackOptions, Unpacker};
+use kiln_testkit::layer::*;
+use kiln_testkit::tree::*;
 
 /// A root inside a sandbox, with a sentinel folder beside it that no layer may touch, and
 /// the host paths a test's hostile links aim at, as they were before the layers.

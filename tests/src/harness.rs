@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kiln_image::digest::Digest;
 use serde::Deserialize;
 
 /// The running dev environment, as `scripts/dev-env` describes it in `.dev/env.json`.
@@ -413,7 +414,7 @@ pub fn skopeo_digest(env: &DevEnv, registry: &Registry, repo: &str, tag: &str) -
     cmd.args(["inspect", "--raw"]).args(opts).arg(format!("docker://{}:{tag}", registry.repo(repo)));
     let out = cmd.output().expect("running skopeo");
     assert!(out.status.success(), "skopeo inspect {repo}:{tag}: {}", String::from_utf8_lossy(&out.stderr));
-    sha256_digest(&out.stdout)
+    Digest::of(&out.stdout).to_string()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -470,11 +471,7 @@ pub fn push_tiny_index(env: &DevEnv, repo: &str, tag: &str, images: &[TinyImage<
     });
     let bytes = index.to_string().into_bytes();
     put_manifest(env, repo, tag, "application/vnd.oci.image.index.v1+json", &bytes);
-    sha256_digest(&bytes)
-}
-
-fn sha256_digest(bytes: &[u8]) -> String {
-    kiln_image::digest::Digest::of(bytes).to_string()
+    Digest::of(&bytes).to_string()
 }
 
 /// Uploads the layer and config of `image`; returns the digest and bytes of its manifest.
@@ -485,7 +482,7 @@ fn upload_tiny(env: &DevEnv, repo: &str, image: TinyImage<'_>) -> (String, Vec<u
         "architecture": image.architecture,
         "os": "linux",
         "config": { "Labels": { "kiln.test.image": image.name } },
-        "rootfs": { "type": "layers", "diff_ids": [sha256_digest(&layer)] },
+        "rootfs": { "type": "layers", "diff_ids": [Digest::of(&layer).to_string()] },
     });
     if let Some(created) = image.created {
         config["created"] = created.into();
@@ -500,7 +497,7 @@ fn upload_tiny(env: &DevEnv, repo: &str, image: TinyImage<'_>) -> (String, Vec<u
         "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len() }],
     });
     let bytes = manifest.to_string().into_bytes();
-    (sha256_digest(&bytes), bytes)
+    (Digest::of(&bytes).to_string(), bytes)
 }
 
 /// Uploads a blob in one PUT after the upload's POST, unless this process already
@@ -510,7 +507,7 @@ fn put_blob(env: &DevEnv, repo: &str, bytes: &[u8]) -> String {
     type Uploads =
         std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Arc<std::sync::Mutex<bool>>>>;
     static UPLOADS: OnceLock<Uploads> = OnceLock::new();
-    let digest = sha256_digest(bytes);
+    let digest = Digest::of(bytes).to_string();
     let entry = UPLOADS
         .get_or_init(Default::default)
         .lock()

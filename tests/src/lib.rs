@@ -2,7 +2,8 @@
 //!
 //! - [`harness`]: what every end-to-end test uses: the running dev environment,
 //!   unique repository names, and the real binaries run the way Concourse runs them;
-//!   [`images`] makes images layer by layer; [`tree`] compares unpacked trees.
+//!   [`images`] makes images layer by layer (trees are compared with `kiln_testkit::tree`,
+//!   which the image crate's tests share).
 //! - [`certs`], [`token_issuer`], [`seed`], [`relay`]: pieces of the dev environment that
 //!   `scripts/dev-env` starts through the `kiln-testenv` binary.
 //! - [`faultproxy`] misbehaves in front of a real registry on purpose; [`registry`] is a
@@ -25,4 +26,3 @@ pub mod registry;
 pub mod relay;
 pub mod seed;
 pub mod token_issuer;
-pub mod tree;

@@ -64,7 +64,7 @@ fn rootfs_matches_umoci_and_writes_version_files() {
 
     let work = tempfile::tempdir().unwrap();
     let theirs = umoci_rootfs(env, &repo, "1.0", work.path());
-    kiln_tests::tree::assert_same(&dest.path().join("rootfs"), &theirs);
+    kiln_testkit::tree::assert_same(&dest.path().join("rootfs"), &theirs);
     // Nothing else is left in the output folder.
     let mut names: Vec<_> =
         std::fs::read_dir(dest.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -143,10 +143,6 @@ fn plain_raw(reg: &Registry, repo: &str, reference: &str, config: bool) -> Vec<u
     out.stdout
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    Digest::of(bytes).to_string()
-}
-
 /// Every file of a tarball, by name.
 fn tar_files(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
@@ -202,10 +198,10 @@ fn docker_format_is_a_docker_save_tarball_of_the_registry_image() {
         .output()
         .unwrap();
     assert_eq!(config.stdout, plain_raw(reg, &repo, &format!("@{digest}"), true));
-    assert_eq!(sha256(&config.stdout), registry_manifest["config"]["digest"].as_str().unwrap());
-    assert_eq!(sha256(&files[&blob(&json!(digest))]), digest);
+    assert_eq!(Digest::of(&config.stdout).to_string(), registry_manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(Digest::of(&files[&blob(&json!(digest))]).to_string(), digest);
     for (path, d) in layer_paths.iter().zip(&registry_layers) {
-        assert_eq!(sha256(&files[path]), d.as_str().unwrap(), "{path}");
+        assert_eq!(Digest::of(&files[path]).to_string(), d.as_str().unwrap(), "{path}");
     }
 
     // The very tarball `format: oci` writes.
@@ -344,13 +340,13 @@ fn oci_layout_keeps_the_whole_index() {
     let params = json!({ "format": "oci-layout" });
     resource("in", Some(dest.path()), &request(env, reg, &repo, "all", &digest, params)).success();
     let index = std::fs::read(dest.path().join("oci/index.json")).unwrap();
-    assert_eq!(sha256(&index), digest);
+    assert_eq!(Digest::of(&index).to_string(), digest);
     assert!(!dest.path().join("oci/single-image-digest").exists());
     // Every platform's image is there, each blob under its own digest.
     let blob = |digest: &str| {
         let path = dest.path().join("oci").join(digest.parse::<Digest>().unwrap().blob_path());
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(sha256(&bytes), digest);
+        assert_eq!(Digest::of(&bytes).to_string(), digest);
         bytes
     };
     let index: Value = serde_json::from_slice(&index).unwrap();
@@ -565,13 +561,13 @@ fn oci_layout_walks_each_document_once_and_caps_nesting() {
     };
     const INDEX: &str = "application/vnd.oci.image.index.v1+json";
     let inner = index_of(vec![entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size); 1000]);
-    let inner_digest = sha256(&inner);
+    let inner_digest = Digest::of(&inner).to_string();
     put_manifest(env, &repo, &inner_digest, INDEX, &inner);
     // The image itself first, so the platform resolves; then the nested index, 1,000 times.
     let mut entries = vec![entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size)];
     entries.extend(vec![entry(&inner_digest, INDEX, inner.len()); 1000]);
     let outer = index_of(entries);
-    let outer_digest = sha256(&outer);
+    let outer_digest = Digest::of(&outer).to_string();
     put_manifest(env, &repo, "fanout", INDEX, &outer);
 
     let dir = tempfile::tempdir().unwrap();
@@ -597,7 +593,7 @@ fn oci_layout_walks_each_document_once_and_caps_nesting() {
             entries.insert(0, entry(&image, "application/vnd.oci.image.manifest.v1+json", image_size));
         }
         let bytes = index_of(entries);
-        let digest = sha256(&bytes);
+        let digest = Digest::of(&bytes).to_string();
         put_manifest(env, &repo, if level == 4 { "deep" } else { &digest }, INDEX, &bytes);
         top = digest.clone();
         child = (digest, INDEX, bytes.len());

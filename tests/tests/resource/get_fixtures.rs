@@ -61,7 +61,7 @@ fn same_as_umoci(name: &str, layers: Vec<(Vec<u8>, Compression)>) -> tempfile::T
     let (dest, result) = fetch(env, name, &layers, config.clone());
     ok(&result);
     let (_work, theirs) = umoci(&layers, config);
-    kiln_tests::tree::assert_same(&dest.path().join("rootfs"), &theirs);
+    kiln_testkit::tree::assert_same(&dest.path().join("rootfs"), &theirs);
     dest
 }
 
