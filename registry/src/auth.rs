@@ -3,6 +3,12 @@
 
 use std::fmt;
 
+use reqwest::StatusCode;
+
+use crate::call::Access;
+use crate::client::Client;
+use crate::error::{Failure, RegistryError};
+
 /// A username and password for a registry. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -173,6 +179,60 @@ pub(crate) struct TokenResponse {
 impl TokenResponse {
     pub(crate) fn into_token(self) -> Option<String> {
         self.token.filter(|t| !t.is_empty()).or(self.access_token.filter(|t| !t.is_empty()))
+    }
+}
+
+/// The challenge answered: Basic from the credentials, or a bearer token for the scopes
+/// `access` needs, fetched from the realm (with an identity token, its refresh-token
+/// exchange) once the realm passed [`crate::scope::for_realm`].
+impl Client {
+    /// Turns a challenge into an `Authorization` value for `access`.
+    pub(crate) async fn authorize(&self, challenge: &Challenge, access: &Access) -> Result<String, RegistryError> {
+        let basic = self.config.credentials.as_ref().map(|c| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password))
+        });
+        match challenge {
+            Challenge::Basic => match basic {
+                Some(b) => Ok(format!("Basic {b}")),
+                None => Err(self.unauthorized(StatusCode::UNAUTHORIZED)),
+            },
+            Challenge::Bearer { realm, service } => {
+                let path = self.repo.path();
+                let mut scopes = vec![match access {
+                    Access::Pull => format!("repository:{path}:pull"),
+                    Access::Push | Access::PushMountFrom(_) => format!("repository:{path}:pull,push"),
+                }];
+                if let Access::PushMountFrom(from) = access {
+                    scopes.push(format!("repository:{from}:pull"));
+                }
+                let token_error = |detail: String| RegistryError::Token { realm: realm.clone(), detail };
+                let realm_url = reqwest::Url::parse(realm).map_err(|_| token_error("not a URL".into()))?;
+                let scheme = self.scheme().await?;
+                let base = self.base_url(scheme).map_err(|f| match f {
+                    Failure::Registry(e) => e,
+                    Failure::Transport(e) => self.unreachable(&e),
+                })?;
+                crate::scope::for_realm(&base, &realm_url).map_err(|why| RegistryError::UnsafeUrl {
+                    registry: self.repo.registry().into(),
+                    what: "its token service".into(),
+                    url: crate::scope::shown(&realm_url),
+                    why,
+                })?;
+                let request =
+                    crate::auth::TokenRequest { realm: realm_url, service: service.as_deref(), scopes: &scopes };
+                let identity_token = self.config.credentials.as_ref().and_then(|c| c.identity_token());
+                let answer = match identity_token {
+                    Some(token) => crate::auth::refresh_token(&self.http, &request, token).await,
+                    None => crate::auth::fetch_token(&self.http, &request, basic.as_deref()).await,
+                };
+                match answer {
+                    Ok(token) => Ok(format!("Bearer {token}")),
+                    Err(crate::auth::TokenError::Refused(status)) => Err(self.unauthorized(status)),
+                    Err(crate::auth::TokenError::Failed(detail)) => Err(token_error(detail)),
+                }
+            }
+        }
     }
 }
 

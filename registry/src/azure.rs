@@ -110,9 +110,7 @@ pub async fn acr_login(settings: &AcrSettings, env: Env<'_>) -> Result<Credentia
         None => {
             let resp = registry_http.get(format!("{scheme}://{registry}/v2/")).send().await;
             match resp {
-                Ok(resp) => {
-                    challenge_tenant(crate::client::header_str(resp.headers(), "www-authenticate").unwrap_or(""))
-                }
+                Ok(resp) => challenge_tenant(crate::call::header_str(resp.headers(), "www-authenticate").unwrap_or("")),
                 Err(_) => "common".into(),
             }
         }

@@ -8,7 +8,9 @@ use reqwest::header::{CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::{Access, Call, Client, RegistryError, header_str};
+use crate::call::{Access, Call, header_str};
+use crate::client::Client;
+use crate::error::RegistryError;
 use crate::retry::{RESUMES, UPLOAD_ATTEMPTS};
 
 /// A blob being downloaded: chunks as they arrive, its digest checked at the end. When the

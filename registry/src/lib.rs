@@ -1,8 +1,9 @@
 //! Kiln's registry client, shared by the resource (`check`, `in`, `out`) and the build task.
 //!
-//! - [`reference`](mod@reference): repository names, tags and digests, with Docker Hub's defaults.
-//! - [`Client`]: one repository on one registry: scheme discovery, basic and bearer-token
-//!   auth, retries; manifests, blobs and tags in their own modules.
+//! - [`reference`](mod@reference): repository names and tags, with Docker Hub's defaults.
+//! - [`Client`]: one repository on one registry, its transport in layers: `retry` around
+//!   `auth` around one send of a `call` over the `scheme` found; `error` for what goes
+//!   wrong; manifests, blobs and tags in their own modules.
 //! - [`push`]: an image read from disk pushed under its tags (`out` and the build task).
 //! - [`scope`]: the one rule for where credentials may go.
 //! - `retry`: the one retry policy (what is retried, how often, how long to wait).
@@ -20,8 +21,10 @@ pub mod aws;
 pub mod azure;
 mod blobs;
 mod body;
+mod call;
 mod client;
 pub mod docker_config;
+mod error;
 mod manifests;
 pub mod media_types;
 pub mod notary;
@@ -30,6 +33,7 @@ pub mod push;
 pub mod reference;
 pub mod referrers;
 mod retry;
+mod scheme;
 pub mod scope;
 mod tags;
 mod tls;
@@ -41,7 +45,8 @@ pub use auth::{Challenge, Credentials, IDENTITY_TOKEN_USERNAME};
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub use blobs::BlobStream;
 pub use body::one_line;
-pub use client::{Client, ClientConfig, RegistryError, error_chain};
+pub use client::{Client, ClientConfig};
+pub use error::{RegistryError, error_chain};
 /// A manifest's or blob's type, digest and size: the one descriptor type, the image model's.
 pub use kiln_image::oci::Descriptor;
 pub use reference::{ReferenceError, Repository};

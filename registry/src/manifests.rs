@@ -7,7 +7,9 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use kiln_image::digest::Digest;
 
 use crate::Descriptor;
-use crate::client::{Access, Call, Client, RegistryError, header_str};
+use crate::call::{Access, Call, header_str};
+use crate::client::Client;
+use crate::error::RegistryError;
 use crate::media_types::MANIFEST_ACCEPT;
 
 impl Client {

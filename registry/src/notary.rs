@@ -6,7 +6,7 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::client::{Access, Call};
+use crate::call::{Access, Call};
 use crate::tuf::{Key, RoleFiles, Signed, Trusted, TufError};
 use crate::{Client, ClientConfig, RegistryError, Repository};
 

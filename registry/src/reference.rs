@@ -194,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn tags_and_digests() {
+    fn tags() {
         assert!(validate_tag("1.2.3-rc.1_x").is_ok());
         assert!(validate_tag("").is_err());
         assert!(validate_tag(".hidden").is_err());

@@ -7,7 +7,9 @@
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Access, Call, Client, RegistryError};
+use crate::call::{Access, Call};
+use crate::client::Client;
+use crate::error::RegistryError;
 use crate::media_types::OCI_INDEX;
 
 /// One referrer, as an index lists it.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use crate::client::RegistryError;
+use crate::error::RegistryError;
 
 /// Retries of one request.
 pub(crate) const RETRIES: u32 = 5;
@@ -87,7 +87,7 @@ fn random() -> u64 {
 
 /// `Retry-After` in seconds (the HTTP-date form is rare for registries and ignored).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = crate::client::header_str(headers, RETRY_AFTER.as_str())?.trim().parse().ok()?;
+    let secs: u64 = crate::call::header_str(headers, RETRY_AFTER.as_str())?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 

@@ -2,7 +2,9 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::client::{Access, Call, Client, RegistryError, header_str};
+use crate::call::{Access, Call, header_str};
+use crate::client::Client;
+use crate::error::RegistryError;
 
 /// Tags asked for per page; registries may answer fewer and point to the next page.
 const PAGE: usize = 1000;

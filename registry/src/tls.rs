@@ -23,7 +23,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::client::RegistryError;
+use crate::error::RegistryError;
 
 /// The certificates of `ca_certs`, in order (an entry may hold several).
 pub(crate) fn parse_ca_certs(ca_certs: &[String]) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
