@@ -10,6 +10,8 @@
 //! - [`display`]: digests and sizes as progress lines show them.
 //! - [`decompress`]: layer streams decompressed by what their bytes are (gzip, zstd, plain).
 //! - [`unpack`]: layers applied to a root filesystem, never writing outside it.
+//! - [`rootfs`]: an image's layers unpacked in order and its `metadata.json`, as `in` and
+//!   the build task's `UNPACK_ROOTFS` write them.
 
 pub mod archive;
 pub mod blob;
@@ -19,5 +21,6 @@ pub mod digest;
 pub mod display;
 pub mod layout;
 pub mod oci;
+pub mod rootfs;
 pub mod time;
 pub mod unpack;

@@ -20,6 +20,7 @@ use kiln_image::confined::{self, FreshDir};
 use kiln_image::digest::Digest;
 use kiln_image::layout::{self, Layout};
 use kiln_image::oci::{Descriptor, ManifestOrIndex, Platform};
+use kiln_image::rootfs::LayerError;
 use kiln_registry::Client;
 use serde::Deserialize;
 
@@ -192,7 +193,10 @@ async fn fetch(
     match format {
         Format::Rootfs => {
             write_rootfs(client, &image, &work, req.source.debug, req.params.unpack_max_bytes).await?;
-            write_json(&work.path.join("metadata.json"), &run_metadata(&image))?;
+            write_json(
+                &work.path.join("metadata.json"),
+                &kiln_image::rootfs::run_metadata(&image.config.value.config),
+            )?;
             write_json(&work.path.join("labels.json"), &labels(&image))?;
             work.finish(format.outputs())?;
         }
@@ -213,13 +217,6 @@ async fn fetch(
 }
 
 /// `metadata.json`: how to run the image (as registry-image-resource writes it).
-fn run_metadata(image: &Image) -> serde_json::Value {
-    let c = &image.config.value.config;
-    serde_json::json!({
-        "env": c.env, "user": c.user.clone().unwrap_or_default(), "entrypoint": c.entrypoint, "cmd": c.cmd,
-    })
-}
-
 fn labels(image: &Image) -> BTreeMap<String, String> {
     image.config.value.config.labels.clone().unwrap_or_default()
 }
@@ -252,38 +249,30 @@ fn unpack_layers(rootfs: &Path, spools: &[Arc<Spool>], progress: &Progress, max_
     std::fs::create_dir_all(rootfs).with_context(|| format!("creating {}", rootfs.display()))?;
     let options = kiln_image::unpack::UnpackOptions { max_bytes: Some(max_bytes), ..Default::default() };
     let mut unpacker = kiln_image::unpack::Unpacker::new(rootfs, options)?;
-    // Each layer is decompressed on a thread of its own, a little ahead of the unpacker, and
-    // the next layer's thread starts while this one is unpacked: inflating and writing files
-    // share the cores.
-    let ahead =
-        |spool: &Arc<Spool>| -> anyhow::Result<_> { Ok(kiln_image::decompress::decompressed_ahead(spool.reader()?)?) };
-    let mut next = spools.first().map(ahead);
-    for (i, spool) in spools.iter().enumerate() {
-        let started = Instant::now();
+    let names: Vec<String> = spools.iter().map(|s| s.descriptor.digest.to_string()).collect();
+    let mut started = Instant::now();
+    let done = |i: usize| {
+        progress.unpacked(i, &spools[i].descriptor, started.elapsed());
+        started = Instant::now();
+    };
+    // Each spool's reader checks the layer's digest at its end, which unpack_layers reads to.
+    kiln_image::rootfs::unpack_layers(&mut unpacker, &names, |i| spools[i].reader(), done).map_err(|failed| {
+        let spool = &spools[failed.index];
         let digest = &spool.descriptor.digest;
-        let current = next.take().expect("a reader for every layer");
-        next = spools.get(i + 1).map(ahead);
-        let result = current.and_then(|mut tar| {
-            unpacker.apply_layer(&digest.to_string(), &mut tar).map_err(|e| match e {
-                kiln_image::unpack::UnpackError::TooLarge { .. } => anyhow::anyhow!(
-                    "{e} (by default 64 times the layers' declared size, at least 1 GiB; \
-                     params.unpack_max_bytes sets another)"
-                ),
-                e => e.into(),
-            })?;
-            // What follows the tar's end (padding) is read too, so the layer's digest is
-            // checked before the layer counts as unpacked.
-            std::io::copy(&mut tar, &mut std::io::sink())?;
-            Ok(())
-        });
-        if let Err(e) = result {
-            // A failed download is the cause worth reporting, not the unpacker's view of it.
-            spool.wait().map_err(|d| anyhow::anyhow!("layer {digest}: {d}"))?;
-            return Err(e.context(format!("layer {}/{} {digest}", i + 1, spools.len())));
+        // A failed download is the cause worth reporting, not the unpacker's view of it.
+        if let Err(download) = spool.wait() {
+            return anyhow::anyhow!("layer {digest}: {download}");
         }
-        progress.unpacked(i, &spool.descriptor, started.elapsed());
-    }
-    Ok(())
+        let e = match failed.error {
+            LayerError::Unpack(e @ kiln_image::unpack::UnpackError::TooLarge { .. }) => anyhow::anyhow!(
+                "{e} (by default 64 times the layers' declared size, at least 1 GiB; \
+                 params.unpack_max_bytes sets another)"
+            ),
+            LayerError::Unpack(e) => e.into(),
+            LayerError::Read(e) => e.into(),
+        };
+        e.context(format!("layer {}/{} {digest}", failed.index + 1, failed.count))
+    })
 }
 
 /// Writes `image.tar`: an OCI layout in a tarball plus docker's `manifest.json`, so that

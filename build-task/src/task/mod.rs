@@ -503,20 +503,19 @@ fn unpack_rootfs(image_tar: &Path, output: &Path) -> anyhow::Result<()> {
         Ok(location(digest).with_context(|| format!("blob {digest} is not in the image"))?.read_all()?)
     };
     let config: kiln_image::oci::ImageConfig = serde_json::from_slice(&read(&manifest.config.digest)?)?;
-    let rootfs = output.join("rootfs");
-    std::fs::create_dir_all(&rootfs)?;
-    let mut unpacker = kiln_image::unpack::Unpacker::new(&rootfs, Default::default())?;
+    let mut ranges = Vec::new();
     for layer in &manifest.layers {
         let Some(Blob::File(range)) = location(&layer.digest) else {
             anyhow::bail!("layer {} is not in the image", layer.digest);
         };
-        let tar = kiln_image::decompress::decompressed(range.reader()?)?;
-        unpacker.apply_layer(&layer.digest.to_string(), tar)?;
+        ranges.push(range);
     }
-    let metadata = serde_json::json!({
-        "env": config.config.env.unwrap_or_default(),
-        "user": config.config.user.unwrap_or_default(),
-    });
+    let rootfs = output.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    let mut unpacker = kiln_image::unpack::Unpacker::new(&rootfs, Default::default())?;
+    let names: Vec<String> = manifest.layers.iter().map(|l| l.digest.to_string()).collect();
+    kiln_image::rootfs::unpack_layers(&mut unpacker, &names, |i| ranges[i].reader(), |_| {})?;
+    let metadata = kiln_image::rootfs::run_metadata(&config.config);
     std::fs::write(output.join("metadata.json"), serde_json::to_vec(&metadata)?)?;
     Ok(())
 }

@@ -43,6 +43,8 @@ fn the_example_builds_and_out_pushes_the_same_digest() {
     assert_eq!(std::fs::read_to_string(image.join("rootfs/etc/greeting")).unwrap(), "hoi\n");
     let metadata: Value = serde_json::from_slice(&std::fs::read(image.join("metadata.json")).unwrap()).unwrap();
     assert!(metadata["env"][0].as_str().unwrap().starts_with("PATH="));
+    // The same metadata.json as `in` writes: how to run it, command included.
+    assert_eq!((&metadata["user"], &metadata["cmd"]), (&json!(""), &json!(["/usr/local/bin/greet"])), "{metadata}");
 
     // out pushes exactly what was built, under the digest build reported.
     let reg = &env.registries.token;
