@@ -20,6 +20,8 @@ use crate::{Client, RegistryError, Repository};
 /// Blobs uploaded at once. Four and six measured the same against the loopback registry
 /// on two cores, whose own ingest (hashing and writing) is the bound.
 const PARALLEL_UPLOADS: usize = 4;
+/// Tags looked up at once.
+const PARALLEL_LOOKUPS: usize = 8;
 
 /// Why a push failed. Each names what it was doing; the registry's own error follows.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +92,16 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
     let started = Instant::now();
     // Tags that already name this exact image are left as they are (and a push whose tags
     // all do sends nothing at all).
-    let mut to_set = Vec::new();
-    for tag in tags {
+    // Looked up a few at once (`additional_tags` may name many), kept in the given order.
+    use futures_util::StreamExt as _;
+    let lookups = futures_util::stream::iter(tags).map(|tag| async move {
         let current = client.head_manifest(tag).await.map_err(registry(format!("looking up tag {tag}")))?;
-        if current.is_none_or(|d| d.digest != image.top.digest) {
-            to_set.push(tag.clone());
-        }
+        Ok::<_, PushError>(current.is_none_or(|d| d.digest != image.top.digest).then(|| tag.clone()))
+    });
+    let mut to_set = Vec::new();
+    let mut lookups = lookups.buffered(PARALLEL_LOOKUPS);
+    while let Some(tag) = lookups.next().await {
+        to_set.extend(tag?);
     }
     let already_there = |what: String| {
         eprintln!("{} was already in {}{what}", image.top.digest, client.repository());
@@ -149,7 +155,6 @@ pub async fn push(client: &Arc<Client>, image: &LoadedImage, tags: &[String]) ->
             Ok(Outcome::Uploaded(data.len()))
         }
     };
-    use futures_util::StreamExt as _;
     let mut uploads = futures_util::stream::iter(blobs).map(upload).buffer_unordered(PARALLEL_UPLOADS);
     let mut pushed = Pushed::default();
     while let Some(outcome) = uploads.next().await {
