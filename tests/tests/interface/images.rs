@@ -20,6 +20,32 @@ fn context(dir: &Path, image: &str, binaries: &[&str]) {
     }
 }
 
+/// Builds `images/<name>` with kiln's build task on the Docker engine, FROM the debootstrap
+/// Debian, with stripped `binaries` and the buildkitd built from Debian's packages
+/// (BUILDKITD_FROM=context, the default), and pushes it with `out`: `repo@digest`.
+fn build_and_push(env: &DevEnv, name: &str, binaries: &[&str]) -> String {
+    let base = debian_base(env);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    context(&ctx, name, binaries);
+    std::fs::copy(env.buildkitd.bin_dir.join("buildkitd"), ctx.join("buildkitd")).unwrap();
+    let mut build = command("kiln-build");
+    build
+        .current_dir(work.path())
+        .env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()))
+        .env("CONTEXT", "ctx")
+        .env("BUILD_ARG_BASE", &base);
+    run(build, b"").success();
+    let reg = &env.registries.plain;
+    let repo = unique_repo(&format!("{name}-image"));
+    let pushed = resource(
+        "out",
+        Some(work.path()),
+        &json!({ "source": source(env, reg, &repo), "params": { "image": "image/image.tar", "version": "1.0.0" } }),
+    );
+    format!("{}@{}", reg.repo(&repo), pushed.success().json()["version"]["digest"].as_str().unwrap())
+}
+
 fn docker(env: &DevEnv) -> Command {
     let mut cmd = Command::new(env.docker.bin_dir.join("docker"));
     cmd.env("DOCKER_HOST", format!("unix://{}", env.docker.socket.display()));
@@ -40,43 +66,15 @@ fn debian_base(env: &DevEnv) -> String {
 #[test]
 fn resource_image_runs_check_as_concourse_does() {
     let env = dev_env_or_skip!();
-    let base = debian_base(env);
-    let work = tempfile::tempdir().unwrap();
-    let ctx = work.path().join("ctx");
-    context(&ctx, "resource", &["check", "in", "out"]);
-    std::fs::copy(env.buildkitd.bin_dir.join("buildkitd"), ctx.join("buildkitd")).unwrap();
-
-    let mut build = command("kiln-build");
-    build
-        .current_dir(work.path())
-        .env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()))
-        .env("CONTEXT", "ctx")
-        .env("BUILD_ARG_BASE", &base);
-    run(build, b"").success();
-
     let reg = &env.registries.plain;
-    let repo = unique_repo("resource-image");
-    let pushed = resource(
-        "out",
-        Some(work.path()),
-        &json!({ "source": source(env, reg, &repo), "params": { "image": "image/image.tar", "version": "1.0.0" } }),
-    );
-    let digest = pushed.success().json()["version"]["digest"].as_str().unwrap().to_string();
+    let image = build_and_push(env, "resource", &["check", "in", "out"]);
 
     // As Concourse runs a resource: the image's /opt/resource/check, the request on stdin.
     // Host networking, so that 127.0.0.1 is the host's, where the registries are.
     let busybox = skopeo_digest(env, reg, "library/busybox", "latest");
     let request = json!({ "source": { "repository": reg.repo("library/busybox"), "tag": "latest" } });
     let mut check = docker(env);
-    check.args([
-        "run",
-        "-i",
-        "--rm",
-        "--network",
-        "host",
-        &format!("{}@{digest}", reg.repo(&repo)),
-        "/opt/resource/check",
-    ]);
+    check.args(["run", "-i", "--rm", "--network", "host", &image, "/opt/resource/check"]);
     let out = run(check, request.to_string().as_bytes());
     assert_eq!(out.code, Some(0), "docker run: {}", out.stderr);
     let versions = out.json();
@@ -97,7 +95,7 @@ fn resource_image_runs_check_as_concourse_does() {
     let mut put = docker(env);
     put.args(["run", "-i", "--rm", "--privileged", "--network", "host", "-v"])
         .arg(format!("{}:/tmp/put", put_dir.path().display()))
-        .args([&format!("{}@{digest}", reg.repo(&repo)), "/opt/resource/out", "/tmp/put"]);
+        .args([&image, "/opt/resource/out", "/tmp/put"]);
     let out = run(put, request.to_string().as_bytes());
     let stderr = &out.stderr;
     assert_eq!(out.code, Some(0), "out with params.build in the resource image: {stderr}");
@@ -110,27 +108,8 @@ fn resource_image_runs_check_as_concourse_does() {
 #[test]
 fn task_image_runs_build_rootless_under_docker() {
     let env = dev_env_or_skip!();
-    let base = debian_base(env);
-    let work = tempfile::tempdir().unwrap();
-    let ctx = work.path().join("ctx");
-    context(&ctx, "task", &["kiln-build"]);
-    // BUILDKITD_FROM=context (the default): the buildkitd built from Debian's packages.
-    std::fs::copy(env.buildkitd.bin_dir.join("buildkitd"), ctx.join("buildkitd")).unwrap();
-    let mut build = command("kiln-build");
-    build
-        .current_dir(work.path())
-        .env("BUILDKIT_HOST", format!("docker+unix://{}", env.docker.socket.display()))
-        .env("CONTEXT", "ctx")
-        .env("BUILD_ARG_BASE", &base);
-    run(build, b"").success();
     let reg = &env.registries.plain;
-    let repo = unique_repo("task-image");
-    let pushed = resource(
-        "out",
-        Some(work.path()),
-        &json!({ "source": source(env, reg, &repo), "params": { "image": "image/image.tar", "version": "1.0.0" } }),
-    );
-    let image = format!("{}@{}", reg.repo(&repo), pushed.success().json()["version"]["digest"].as_str().unwrap());
+    let image = build_and_push(env, "task", &["kiln-build"]);
 
     let probe = docker(env)
         .args(["run", "--rm", "--entrypoint", "sh", &image, "-c"])
