@@ -1,11 +1,14 @@
 //! A unix socket in front of the dev engine's BuildKit.
 //!
-//! No `buildkitd` binary exists for these machines, but `BUILDKIT_HOST=unix://…` must be
-//! tested against a real BuildKit. Each connection to the relay's socket is joined, byte
-//! for byte, to the engine's `/grpc` endpoint after the HTTP `Upgrade: h2c` handshake the
-//! engine asks for; from then on the client speaks gRPC over HTTP/2 directly with BuildKit,
-//! exactly as it would with `buildkitd --addr unix://…`. The relay reads and answers nothing
-//! of the gRPC traffic itself.
+//! The engine's BuildKit speaks gRPC only behind the Docker API's `/grpc` upgrade; the
+//! relay gives it a plain unix socket, so `BUILDKIT_HOST=unix://…` reaches the same
+//! BuildKit as `docker+unix://…` (a cache shared between the two), and the stand-in
+//! `buildkitd` of `tests/tests/build/daemon.rs` hands `build` a real BuildKit. Each
+//! connection to the relay's socket is joined, byte for byte, to the engine's `/grpc`
+//! endpoint after the HTTP `Upgrade: h2c` handshake the engine asks for; from then on the
+//! client speaks gRPC over HTTP/2 directly with BuildKit, exactly as it would with
+//! `buildkitd --addr unix://…`. The relay reads and answers nothing of the gRPC traffic
+//! itself.
 
 use std::path::Path;
 

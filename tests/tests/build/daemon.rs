@@ -6,7 +6,7 @@
 //! the arguments and config file it was given (which a real daemon cannot show), or never
 //! answers, or exits at once, and otherwise becomes `kiln-testenv buildkit-relay` on the
 //! `--addr` socket, joining connections to the dev engine's BuildKit. The real buildkitd,
-//! spawned as root and rootless and interrupted, is tested in `build_spawned.rs`.
+//! spawned as root and rootless and interrupted, is tested in `spawned.rs`.
 
 use std::path::Path;
 

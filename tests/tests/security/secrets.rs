@@ -1,6 +1,6 @@
 //! Secrets never leave: registry passwords and bearer tokens are not in anything `check`,
 //! `in` and `out` print or write, with `debug: true` and on failure paths, against the
-//! htpasswd and token-auth registries. (The build task's are in build_secrets.rs.)
+//! htpasswd and token-auth registries. (The build task's are in tests/tests/build/secrets.rs.)
 
 use std::path::Path;
 
