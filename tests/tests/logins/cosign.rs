@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_tests::dev_env_or_skip;
+use kiln_tests::faultproxy::FaultProxy;
 use kiln_tests::harness::{DevEnv, Outcome, resource, skopeo_digest, unique_repo};
 use kiln_tests::images::noise_image_tar;
 use serde_json::{Value, json};
@@ -258,4 +259,35 @@ fn signatures_as_oci_1_1_referrers_both_ways() {
     let out = push(env, work.path(), &unique_repo("cosign-mode"), bad);
     out.failure();
     assert!(out.stderr.contains("source.cosign.registry_referrers_mode: \"oci-2\""), "{}", out.stderr);
+}
+
+/// A registry without the referrers API is asked once per push, not again when the
+/// signature is added to the fallback tag: counted by a proxy in front of Debian's registry.
+#[test]
+fn a_referrer_push_asks_the_referrers_api_once() {
+    let env = dev_env_or_skip!();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = key_pair(env, keys.path());
+    let signing = json!({ "private_key": private, "password": PASSWORD, "registry_referrers_mode": "oci-1-1" });
+    let proxy = FaultProxy::start(&env.registries.plain.addr, Vec::new());
+    let work = tempfile::tempdir().unwrap();
+    let digest = noise_image_tar(work.path(), "1.0.0", 4096, 29);
+    let repo = unique_repo("cosign-referrer-once");
+    let request = json!({
+        "source": { "repository": format!("{}/{repo}", proxy.addr), "cosign": signing },
+        "params": { "image": "image.tar", "version": "1.0.0" },
+    });
+    resource("out", Some(work.path()), &request).success();
+    let requests = proxy.requests();
+    let asked: Vec<_> = requests.iter().filter(|r| r.contains("/referrers/")).collect();
+    assert_eq!(asked.len(), 1, "{requests:#?}");
+    // The signature did land under the fallback tag, and verifies.
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(
+        requests.iter().any(|r| r.starts_with("PUT") && r.ends_with(&format!("/manifests/sha256-{hex}"))),
+        "{requests:#?}"
+    );
+    let verifying = json!({ "public_key": public });
+    let out = resource("check", None, &json!({ "source": source(env, &repo, verifying) }));
+    assert_eq!(out.success().json()[0]["digest"], json!(digest), "{}", out.stderr);
 }
