@@ -99,13 +99,10 @@ impl Key {
     /// The P-256 public key of an `ecdsa` or `ecdsa-x509` key.
     fn p256(&self) -> Option<p256::ecdsa::VerifyingKey> {
         use p256::pkcs8::DecodePublicKey as _;
-        let public = B64.decode(&self.keyval.public).ok()?;
         match self.keytype.as_str() {
-            "ecdsa" => p256::ecdsa::VerifyingKey::from_public_key_der(&public).ok(),
+            "ecdsa" => p256::ecdsa::VerifyingKey::from_public_key_der(&B64.decode(&self.keyval.public).ok()?).ok(),
             "ecdsa-x509" => {
-                let (_, pem) = x509_parser::pem::parse_x509_pem(&public).ok()?;
-                let cert = pem.parse_x509().ok()?;
-                p256::ecdsa::VerifyingKey::from_public_key_der(cert.public_key().raw).ok()
+                self.with_certificate(|cert| p256::ecdsa::VerifyingKey::from_public_key_der(cert.public_key().raw).ok())
             }
             _ => None,
         }
@@ -113,11 +110,17 @@ impl Key {
 
     /// The common name of an `ecdsa-x509` key's certificate.
     fn certificate_cn(&self) -> Option<String> {
+        self.with_certificate(|cert| Some(cert.subject().iter_common_name().next()?.as_str().ok()?.to_string()))
+    }
+
+    /// `read` applied to the certificate of an `ecdsa-x509` key (base64 of a PEM).
+    fn with_certificate<T>(
+        &self,
+        read: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> Option<T>,
+    ) -> Option<T> {
         let public = B64.decode(&self.keyval.public).ok()?;
         let (_, pem) = x509_parser::pem::parse_x509_pem(&public).ok()?;
-        let cert = pem.parse_x509().ok()?;
-        let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
-        Some(cn)
+        read(&pem.parse_x509().ok()?)
     }
 }
 
