@@ -50,8 +50,8 @@ pub(crate) struct State {
     pub(crate) scheme: Option<Scheme>,
     /// `Authorization` values that worked, per access.
     pub(crate) authorization: HashMap<Access, String>,
-    /// Whether the registry has the referrers API, once it has been asked.
-    pub(crate) referrers_api: Option<bool>,
+    /// The registry answered 404 for referrers: it has no referrers API.
+    pub(crate) no_referrers_api: bool,
 }
 
 /// An HTTP client for a cloud's login APIs (STS, ECR, Entra ID, IMDS): kiln's user agent,

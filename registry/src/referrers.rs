@@ -36,10 +36,10 @@ struct Index {
 
 impl Client {
     /// The referrers API's answer for `digest`, or `None` where the registry has no API
-    /// (asked once per client: a registry that answered 404 is not asked again).
+    /// (a registry that answered 404 is not asked again by this client).
     async fn referrers_api(&self, digest: &str) -> Result<Option<Vec<Referrer>>, RegistryError> {
         digest.parse::<kiln_image::digest::Digest>().map_err(|e| RegistryError::Client(e.to_string()))?;
-        if self.state.lock().expect("state lock").referrers_api == Some(false) {
+        if self.state.lock().expect("state lock").no_referrers_api {
             return Ok(None);
         }
         let what = format!("the referrers of {}@{digest}", self.repo);
@@ -47,23 +47,14 @@ impl Client {
         let call = Call::new(Method::GET, path, Access::Pull, what.clone()).header(reqwest::header::ACCEPT, OCI_INDEX);
         let resp = self.execute(&call).await?;
         if resp.status() == StatusCode::NOT_FOUND {
-            self.state.lock().expect("state lock").referrers_api = Some(false);
+            self.state.lock().expect("state lock").no_referrers_api = true;
             return Ok(None);
         }
         let resp = self.expect_success(resp, &what).await?;
         let body = self.read_body(resp, crate::body::MANIFEST, &what).await?;
         let index: Index = serde_json::from_slice(&body)
             .map_err(|e| RegistryError::Client(format!("{what}: the answer is not an image index: {e}")))?;
-        self.state.lock().expect("state lock").referrers_api = Some(true);
         Ok(Some(index.manifests))
-    }
-
-    /// Whether the registry has the referrers API: what an earlier answer said, else asked.
-    async fn has_referrers_api(&self, digest: &str) -> Result<bool, RegistryError> {
-        if let Some(known) = self.state.lock().expect("state lock").referrers_api {
-            return Ok(known);
-        }
-        Ok(self.referrers_api(digest).await?.is_some())
     }
 
     /// The manifests that name `digest` as their subject: from the referrers API, or from
@@ -84,7 +75,7 @@ impl Client {
     /// nothing more where the registry has the referrers API (it lists what it stores),
     /// else added to the fallback tag's index unless it is there already.
     pub async fn add_referrer(&self, subject: &str, referrer: Referrer) -> Result<(), RegistryError> {
-        if self.has_referrers_api(subject).await? {
+        if self.referrers_api(subject).await?.is_some() {
             return Ok(());
         }
         let tag = fallback_tag(subject);
