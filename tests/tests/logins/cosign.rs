@@ -46,14 +46,24 @@ fn verify_with_cosign(env: &DevEnv, keys: &Path, image: &str) -> std::process::O
 }
 
 fn source(env: &DevEnv, repo: &str, cosign: Value) -> Value {
-    json!({ "repository": format!("{}/{repo}", env.registries.plain.addr), "cosign": cosign })
+    source_at(&env.registries.plain.addr, repo, cosign)
+}
+
+/// The same for the registry at `addr`.
+fn source_at(addr: &str, repo: &str, cosign: Value) -> Value {
+    json!({ "repository": format!("{addr}/{repo}"), "cosign": cosign })
 }
 
 fn push(env: &DevEnv, dir: &Path, repo: &str, cosign: Value) -> Outcome {
+    push_to(&env.registries.plain.addr, dir, repo, cosign)
+}
+
+/// `out` of `image.tar` in `dir` to the registry at `addr`.
+fn push_to(addr: &str, dir: &Path, repo: &str, cosign: Value) -> Outcome {
     resource(
         "out",
         Some(dir),
-        &json!({ "source": source(env, repo, cosign), "params": { "image": "image.tar", "version": "1.0.0" } }),
+        &json!({ "source": source_at(addr, repo, cosign), "params": { "image": "image.tar", "version": "1.0.0" } }),
     )
 }
 
@@ -273,11 +283,7 @@ fn a_referrer_push_asks_the_referrers_api_once() {
     let work = tempfile::tempdir().unwrap();
     let digest = noise_image_tar(work.path(), "1.0.0", 4096, 29);
     let repo = unique_repo("cosign-referrer-once");
-    let request = json!({
-        "source": { "repository": format!("{}/{repo}", proxy.addr), "cosign": signing },
-        "params": { "image": "image.tar", "version": "1.0.0" },
-    });
-    resource("out", Some(work.path()), &request).success();
+    push_to(&proxy.addr, work.path(), &repo, signing).success();
     let requests = proxy.requests();
     let asked: Vec<_> = requests.iter().filter(|r| r.contains("/referrers/")).collect();
     assert_eq!(asked.len(), 1, "{requests:#?}");
